@@ -1,0 +1,158 @@
+"""Run the ``git`` CLI asynchronously, with an isolated environment and credentials that never leak.
+
+Why the CLI and not GitPython: GitPython's own docs warn that it leaks resources in long-running processes,
+and Kargo and Argo CD both drive the CLI (shallow clones, credential helpers, signing for free). The soak that
+backs this choice is ``bench/git_soak.py``.
+
+Isolation: no system/global git config is read (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``),
+git never prompts (``GIT_TERMINAL_PROMPT=0``), and the identity comes from our config. Credentials: an HTTPS
+token is handed over by an askpass helper reading it from the child's environment (not the URL, not argv,
+so not in ``ps``); SSH uses an explicit key with strict host-key checking. Every output is scrubbed of the
+secret before it can reach a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from keptn_gitops_service.config.model import Auth, Author, NoAuth, SshAuth, TokenAuth
+from keptn_gitops_service.errors import GitError
+
+DEFAULT_TIMEOUT = 300.0
+_ASKPASS = """#!/bin/sh
+# keptn-gitops-service askpass helper: answers git's prompts from its own environment.
+case "$1" in
+  Username*) printf '%s\\n' "$KEPTN_GITOPS_GIT_USERNAME" ;;
+  *) printf '%s\\n' "$KEPTN_GITOPS_GIT_PASSWORD" ;;
+esac
+"""
+
+
+@dataclass(frozen=True)
+class GitResult:
+    """What a git command printed (already scrubbed) and how it exited."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Git:
+    """A git command runner bound to one repository's credentials and identity."""
+
+    def __init__(self, *, auth: Auth, author: Author, helper_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._auth = auth
+        self._author = author
+        self._helper_dir = helper_dir
+        self._timeout = timeout
+
+    async def run(
+        self, *args: str, cwd: Path | None = None, check: bool = True, stdin: bytes | None = None
+    ) -> GitResult:
+        """Run ``git <args>``; raise :class:`GitError` (scrubbed) on failure when ``check``."""
+        env, secrets = self._environment()
+        argv = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", *args]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc.strerror}") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), self._timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise GitError(f"git {args[0]} did not finish within {self._timeout:.0f}s") from None
+        except asyncio.CancelledError:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        result = GitResult(
+            proc.returncode or 0,
+            scrub(out.decode(errors="replace"), secrets),
+            scrub(err.decode(errors="replace"), secrets),
+        )
+        if check and result.returncode != 0:
+            raise GitError(f"git {args[0]} failed: {last_lines(result.stderr or result.stdout)}")
+        return result
+
+    def _environment(self) -> tuple[dict[str, str], list[str]]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self._helper_dir),
+            "LANG": "C",
+            "LC_ALL": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": self._author.name,
+            "GIT_AUTHOR_EMAIL": self._author.email,
+            "GIT_COMMITTER_NAME": self._author.name,
+            "GIT_COMMITTER_EMAIL": self._author.email,
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+        }
+        secrets: list[str] = []
+        if isinstance(self._auth, TokenAuth):
+            token = os.environ.get(self._auth.token_env, "")
+            if not token:
+                raise GitError(f"the git token environment variable {self._auth.token_env} is not set")
+            env["GIT_ASKPASS"] = str(self._askpass())
+            env["KEPTN_GITOPS_GIT_USERNAME"] = self._auth.username
+            env["KEPTN_GITOPS_GIT_PASSWORD"] = token
+            secrets.append(token)
+        elif isinstance(self._auth, SshAuth):
+            env["GIT_SSH_COMMAND"] = ssh_command(self._auth)
+        elif not isinstance(self._auth, NoAuth):  # pragma: no cover - exhaustive
+            raise GitError("unknown auth type")
+        return env, secrets
+
+    def _askpass(self) -> Path:
+        path = self._helper_dir / "askpass.sh"
+        if not path.exists() or path.read_text() != _ASKPASS:
+            self._helper_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(_ASKPASS)
+            tmp.chmod(stat.S_IRWXU)
+            tmp.replace(path)
+        return path
+
+
+def ssh_command(auth: SshAuth) -> str:
+    """The ``GIT_SSH_COMMAND`` for a key (git runs it through a shell, so every path is quoted)."""
+    parts = ["ssh", "-i", auth.private_key_file, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+    parts += ["-o", "StrictHostKeyChecking=yes"]
+    if auth.known_hosts_file:
+        parts += ["-o", f"UserKnownHostsFile={auth.known_hosts_file}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret, and any ``user:password@`` in URLs, with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _strip_url_credentials(text)
+
+
+def _strip_url_credentials(text: str) -> str:
+    return re.sub(r"(?i)(https?://)[^/@\s]+@", r"\1***@", text)
+
+
+def last_lines(text: str, count: int = 3) -> str:
+    """The last meaningful lines of git's output, joined for an error message."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[-count:]) or "no output"

@@ -1,0 +1,1 @@
+"""keptn sub-package."""

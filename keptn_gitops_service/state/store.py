@@ -1,0 +1,138 @@
+"""Where each owned triggered event is recorded, from receipt to finished, so every step is idempotent.
+
+One small interface (:class:`StateStore`) with an embedded SQLite implementation (the default: a file in the
+state directory, a volume in the chart). A triggered ``id`` is claimed exactly once: a redelivery of the same
+``id`` finds the existing record and produces no second commit and no second pair of replies.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from keptn_gitops_service.errors import StateError
+
+
+class Phase(enum.StrEnum):
+    """How far a deployment got. Phases only move forward."""
+
+    RECEIVED = "received"
+    STARTED = "started"  # .started was published
+    COMMITTED = "committed"  # the commit is pushed (or nothing had to change)
+    FINISHED = "finished"  # .finished was published
+
+
+_ORDER = list(Phase)
+
+
+@dataclass(frozen=True)
+class Record:
+    """The stored state of one triggered event."""
+
+    triggered_id: str
+    context: str
+    event_type: str
+    payload: bytes
+    phase: Phase
+    commit: str
+    result: str
+    updated_at: float
+
+
+class StateStore(Protocol):
+    """Persistence of in-flight work."""
+
+    def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
+        """Record a received event; return its record and whether this call created it."""
+        ...
+
+    def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
+        """Move a record forward to ``phase`` (never backwards), storing the commit/result if given."""
+        ...
+
+    def get(self, triggered_id: str) -> Record | None: ...
+
+    def unfinished(self) -> list[Record]:
+        """Every record not yet finished, oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqliteStateStore:
+    """:class:`StateStore` in one SQLite file (WAL mode; each call is one short transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS triggers (triggered_id TEXT PRIMARY KEY, context TEXT NOT NULL,"
+                " event_type TEXT NOT NULL, payload BLOB NOT NULL, phase TEXT NOT NULL,"
+                " git_commit TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', updated_at REAL NOT NULL)"
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state store {path}: {exc}") from None
+
+    def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
+        try:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO triggers (triggered_id, context, event_type, payload, phase, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (triggered_id, context, event_type, payload, Phase.RECEIVED.value, time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot record event {triggered_id}: {exc}") from None
+        record = self.get(triggered_id)
+        assert record is not None
+        return record, cursor.rowcount == 1
+
+    def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
+        record = self.get(triggered_id)
+        if record is None:
+            raise StateError(f"no state recorded for event {triggered_id}")
+        if _ORDER.index(phase) < _ORDER.index(record.phase):
+            phase = record.phase
+        try:
+            self._db.execute(
+                "UPDATE triggers SET phase = ?, git_commit = COALESCE(NULLIF(?, ''), git_commit),"
+                " result = COALESCE(NULLIF(?, ''), result), updated_at = ? WHERE triggered_id = ?",
+                (phase.value, commit, result, time.time(), triggered_id),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot update event {triggered_id}: {exc}") from None
+        updated = self.get(triggered_id)
+        assert updated is not None
+        return updated
+
+    def get(self, triggered_id: str) -> Record | None:
+        try:
+            row = self._db.execute(
+                "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
+                " FROM triggers WHERE triggered_id = ?",
+                (triggered_id,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read event {triggered_id}: {exc}") from None
+        return _record(row) if row else None
+
+    def unfinished(self) -> list[Record]:
+        rows = self._db.execute(
+            "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
+            " FROM triggers WHERE phase != ? ORDER BY updated_at",
+            (Phase.FINISHED.value,),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _record(row: tuple[str, str, str, bytes, str, str, str, float]) -> Record:
+    return Record(row[0], row[1], row[2], bytes(row[3]), Phase(row[4]), row[5], row[6], row[7])

@@ -1,0 +1,128 @@
+"""The config file: the documented example loads, and every mistake is reported with file, line and key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from keptn_gitops_service.config import model as m
+from keptn_gitops_service.config.durations import parse_duration
+from keptn_gitops_service.config.loader import load_config, parse_config
+from keptn_gitops_service.config.templates import Field, parse_template, render, template_fields
+from keptn_gitops_service.errors import ConfigError, TemplateError
+
+EXAMPLE = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - name: fleet
+    url: https://git.example.com/org/fleet.git     # https://, ssh://, git@host:path, file:///
+    branch: main
+    auth: {type: token, tokenEnv: GIT_TOKEN}
+    author: {name: keptn-gitops-service, email: gitops@keptn.invalid}
+rules:                                             # first match wins; "*" globs allowed
+  - match: {project: sockshop, stage: "*", service: "*"}
+    repository: fleet
+    updates:                                       # one commit carries all of them
+      - file: "apps/{stage}/{service}/kustomization.yaml"
+        kustomizeImage: {name: "docker.io/keptnexamples/{service}"}
+      - file: "apps/{stage}/{service}/values.yaml"
+        yamlPath: image.tag                        # dotted path into the document
+        value: "{image.tag}"                       # template over the event (see below)
+    wait:
+      flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}
+      timeout: 10m
+    deploymentURIs:
+      local: ["http://{service}.{project}-{stage}:80"]
+      public: []
+"""
+
+
+def test_the_product_brief_example_loads() -> None:
+    config = parse_config(EXAMPLE, "gitops.yaml")
+    repo = config.repository("fleet")
+    assert repo.auth == m.TokenAuth(token_env="GIT_TOKEN")
+    assert repo.author == m.Author("keptn-gitops-service", "gitops@keptn.invalid")
+    rule = config.rules[0]
+    assert rule.match == m.Match(project="sockshop", stage="*", service="*")
+    assert rule.updates == (
+        m.KustomizeImageUpdate(file="apps/{stage}/{service}/kustomization.yaml", name="docker.io/keptnexamples/{service}"),
+        m.YamlPathUpdate(file="apps/{stage}/{service}/values.yaml", yaml_path="image.tag", value="{image.tag}"),
+    )
+    assert rule.wait == m.Wait(m.FluxWait("Kustomization", "{service}", "{project}-{stage}"), timedelta(minutes=10))
+    assert rule.deployment_uris == m.DeploymentURIs(local=("http://{service}.{project}-{stage}:80",), public=())
+
+
+def test_load_config_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(EXAMPLE)
+    assert load_config(path).source == str(path)
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml")
+    return info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("    branch: main\n", "    branch: main\n    brnach: x\n", "c.yaml:7:5: repositories[0].brnach: unknown key"),
+        ("kind: GitOpsConfig", "kind: Config", "c.yaml:2:7: kind: must be 'GitOpsConfig', got 'Config'"),
+        ("type: token, tokenEnv: GIT_TOKEN", "type: token", "c.yaml:7:11: repositories[0].auth.tokenEnv: required"),
+        ("type: token, tokenEnv: GIT_TOKEN", "type: password", "repositories[0].auth.type: must be one of"),
+        ("timeout: 10m", "timeout: 10 minutes", "c.yaml:20:16: rules[0].wait.timeout: '10 minutes' is not a duration"),
+        ("repository: fleet", "repository: flet", "rules[0].repository: no repository named 'flet'"),
+        ('value: "{image.tag}"', 'value: "{image.tga}"', "c.yaml:17:16: rules[0].updates[1].value: template '{image.tga}' uses unknown field"),
+        ("yamlPath: image.tag ", "kustomizeImage: {name: x}\n        yamlPath: image.tag ", "exactly one edit strategy"),
+        ("url: https://git.example.com", "url: https://user:pw@git.example.com", "must not carry credentials"),
+        ("url: https://git.example.com/org/fleet.git", "url: /tmp/fleet", "repositories[0].url: must be an https://"),
+        ("flux: {kind: Kustomization,", "argocd: {kind: Kustomization,", "rules[0].wait.argocd: this wait is not"),
+    ],
+)
+def test_each_mistake_is_reported_with_file_line_and_key(old: str, new: str, expected: str) -> None:
+    assert old in EXAMPLE
+    found = problems(EXAMPLE.replace(old, new, 1))
+    assert any(expected in p for p in found), found
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    text = EXAMPLE.replace("kind: GitOpsConfig", "kind: X").replace("branch: main", "branch: [main]")
+    found = problems(text)
+    assert len(found) == 2
+    assert found[0].startswith("c.yaml:2:") and found[1].startswith("c.yaml:6:")
+
+
+def test_duplicate_keys_and_syntax_errors_have_positions() -> None:
+    assert "c.yaml:9:1: repositories: duplicate key" in problems(EXAMPLE.replace("rules:", "repositories:", 1))[0]
+    assert problems("apiVersion: [x\n")[0].startswith("c.yaml:2:1: <yaml>:")
+    assert problems("") == ["c.yaml: <top>: the file is empty"]
+
+
+def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_templates_parse_render_and_reject_unknown_fields() -> None:
+    assert parse_template("apps/{stage}/x") == ("apps/", Field("stage"), "/x")
+    assert template_fields("{values.a.b}-{labels.team}") == ("values.a.b", "labels.team")
+    assert render("{{literal}} {project}", lambda name: name.upper()) == "{literal} PROJECT"
+    with pytest.raises(TemplateError, match="unknown field '{nope}'"):
+        parse_template("{nope}")
+    with pytest.raises(TemplateError, match="unmatched '}'"):
+        parse_template("a}")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5s", 1.5), ("250ms", 0.25)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "m", "0s", "1x", "10m junk"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)

