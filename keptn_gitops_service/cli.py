@@ -1,0 +1,162 @@
+"""``keptn-gitops-service``: run | deploy | config check | demo (PRODUCT.md §2.1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from keptn_gitops_service import SERVICE_NAME, __version__
+from keptn_gitops_service.clock import SystemClock
+from keptn_gitops_service.config.loader import load_config
+from keptn_gitops_service.config.model import GitOpsConfig
+from keptn_gitops_service.errors import ConfigError, GitOpsServiceError
+from keptn_gitops_service.keptn.events import KeptnEvent
+from keptn_gitops_service.logs import configure_logging
+from keptn_gitops_service.settings import Settings
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except GitOpsServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=SERVICE_NAME, description="Keptn deployments through GitOps.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the service (Keptn events over NATS)")
+    run.add_argument("--config", type=Path, help="config file (default: $KEPTN_GITOPS_CONFIG)")
+    run.set_defaults(func=_run)
+
+    demo = commands.add_parser("demo", help="the whole loop on this machine, with a SIMULATED cluster")
+    demo.add_argument("--image", default="docker.io/keptnexamples/carts:0.13.1")
+    demo.set_defaults(func=_demo)
+
+    deploy = commands.add_parser("deploy", help="one deployment without Keptn (same code path as an event)")
+    for name in ("project", "stage", "service", "image"):
+        deploy.add_argument(f"--{name}", required=True)
+    deploy.add_argument("--config", type=Path)
+    deploy.add_argument("--no-wait", action="store_true", help="finish after the push")
+    deploy.set_defaults(func=_deploy)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config file")
+    check.add_argument("path", type=Path)
+    check.set_defaults(func=_config_check)
+    return parser
+
+
+def _load(settings: Settings, path: Path | None) -> GitOpsConfig:
+    path = path or settings.config_path
+    if path is None:
+        raise ConfigError(["no config file: pass --config PATH or set KEPTN_GITOPS_CONFIG"])
+    return load_config(path)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.path)
+    print(f"{args.path}: OK ({len(config.repositories)} repositories, {len(config.rules)} rules)")
+    return EXIT_PASS
+
+
+def _run(args: argparse.Namespace) -> int:
+    from keptn_gitops_service.service import Service
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    config = _load(settings, args.config)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Service(settings, config).run(stop)
+
+    asyncio.run(serve())
+    return EXIT_PASS
+
+
+class _ConsoleSink:
+    """Prints replies instead of publishing them (``deploy`` runs without Keptn)."""
+
+    async def publish(self, event: KeptnEvent) -> None:
+        data = event.data
+        line = f"{event.type.removeprefix('sh.keptn.event.')}: status={data.get('status')}"
+        if "result" in data:
+            line += f" result={data.get('result')} message={json.dumps(data.get('message', ''))}"
+        print(line, flush=True)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from keptn_gitops_service.gitops.writer import GitWriter
+    from keptn_gitops_service.reconcile.dispatch import Reconciler
+    from keptn_gitops_service.reconcile.kube import KubeHub, load_client
+    from keptn_gitops_service.state.store import SqliteStateStore
+    from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
+
+    settings = Settings.from_env()
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), "console")
+    config = _load(settings, args.config)
+    event = KeptnEvent(
+        id=str(uuid.uuid4()),
+        type="sh.keptn.event.deployment.triggered",
+        source=f"{SERVICE_NAME}/cli",
+        shkeptncontext=str(uuid.uuid4()),
+        data={
+            "project": args.project,
+            "stage": args.stage,
+            "service": args.service,
+            "configurationChange": {"values": {"image": args.image}},
+            "deployment": {"deploymentstrategy": "direct", "deploymentURIsLocal": None},
+        },
+        time=SystemClock().now(),
+    )
+
+    async def deploy() -> int:
+        clock = SystemClock()
+        reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), clock)
+        store = SqliteStateStore(settings.state_dir / "state.sqlite3")
+        workflow = DeploymentWorkflow(config, GitWriter(settings.state_dir), reconciler, store, _ConsoleSink(), clock)
+        try:
+            finished = await workflow.handle(event, wait=not args.no_wait)
+        finally:
+            await reconciler.close()
+            store.close()
+        if finished is None:
+            print(
+                f"error: no rule in {config.source} matches {args.project}/{args.stage}/{args.service}", file=sys.stderr
+            )
+            return EXIT_USAGE
+        if finished.commit:
+            print(f"commit: {finished.commit}")
+        return EXIT_PASS if finished.passed else EXIT_FAIL
+
+    return asyncio.run(deploy())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from keptn_gitops_service.demo.runner import run_demo
+
+    return asyncio.run(run_demo(image=args.image))

@@ -1,0 +1,158 @@
+"""``keptn-gitops-service demo``: one Keptn delivery through the whole loop, on this machine.
+
+Real: the service, a nats-server, a git repository, the Keptn events. SIMULATED (and labelled so): the
+Kubernetes API server and the Flux controllers, which update the Kustomization's status the way Flux does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.config.loader import load_config
+from keptn_gitops_service.demo import content
+from keptn_gitops_service.demo.fluxsim import SimulatedFlux
+from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
+from keptn_gitops_service.demo.natsd import EmbeddedNats
+from keptn_gitops_service.logs import configure_logging
+from keptn_gitops_service.service import Service
+from keptn_gitops_service.settings import Settings
+
+_GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@example.invalid",
+            "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.invalid"}
+
+
+def say(who: str, text: str) -> None:
+    print(f"{who:<24} {text}", flush=True)
+
+
+async def git(*args: str, cwd: Path | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=cwd, env={**os.environ, **_GIT_ENV},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"git {args[0]} failed: {err.decode().strip()}")
+    return out.decode()
+
+
+async def seed_repository(root: Path) -> Path:
+    """A bare 'fleet' repository holding the demo's Kustomize overlay."""
+    bare, work = root / "fleet.git", root / "seed"
+    await git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    await git("clone", "--quiet", str(bare), str(work))
+    await git("checkout", "--quiet", "-B", "main", cwd=work)
+    for rel, text in content.REPOSITORY_FILES.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    await git("add", "--all", cwd=work)
+    await git("commit", "--quiet", "-m", "fleet: carts 0.13.0 in dev", cwd=work)
+    await git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    return bare
+
+
+def shipyard_trigger(image: str) -> dict[str, Any]:
+    """deployment.triggered as the shipyard-controller publishes it after ``keptn trigger delivery``."""
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "shipyard-controller",
+        "type": "sh.keptn.event.deployment.triggered", "datacontenttype": "application/json",
+        "time": "2024-01-17T11:41:09.134279817Z", "shkeptncontext": str(uuid.uuid4()), "shkeptnspecversion": "0.2.4",
+        "data": {"project": content.PROJECT, "stage": content.STAGE, "service": content.SERVICE,
+                 "configurationChange": {"values": {"image": image}},
+                 "deployment": {"deploymentURIsLocal": None, "deploymentstrategy": "direct"}},
+    }
+
+
+async def run_demo(image: str) -> int:
+    configure_logging("WARNING", "console")
+    with tempfile.TemporaryDirectory(prefix="keptn-gitops-demo-") as tmp:
+        return await _run(Path(tmp), image)
+
+
+async def _run(root: Path, image: str) -> int:
+    print("keptn-gitops-service demo — real: NATS, git, the service, Keptn events;"
+          " SIMULATED: Kubernetes API server and Flux controllers\n")
+    async with EmbeddedNats() as nats_url:
+        say("[nats-server]", f"listening on {nats_url}")
+        bare = await seed_repository(root)
+        say("[git]", f"GitOps repository file://{bare} (apps/dev/carts/kustomization.yaml at newTag 0.13.0)")
+        kube = KubeApiServer()
+        await kube.start()
+        flux = SimulatedFlux(kube, {f"file://{bare}": bare})
+        try:
+            repo = copy.deepcopy(content.GIT_REPOSITORY)
+            repo["spec"]["url"] = f"file://{bare}"
+            kube.put_object(repo)
+            kube.put_object(content.KUSTOMIZATION)
+            await flux.reconcile_once()
+            unsubscribe = kube.add_listener(_show_flux_status)
+            flux.start(interval=60)
+            say("[SIMULATED k8s + Flux]", f"API at {kube.url}; Kustomization sockshop-dev/carts applied the seed commit")
+            try:
+                return await _deliver(root, nats_url, kube, bare, image)
+            finally:
+                unsubscribe()
+        finally:
+            await flux.aclose()
+            await kube.stop()
+
+
+def _show_flux_status(change: StoreEvent) -> None:
+    """Print the SIMULATED Flux's Kustomization status transitions as they are written."""
+    if change.object.get("kind") != "Kustomization":
+        return
+    ready = next((c for c in change.object.get("status", {}).get("conditions", []) if c.get("type") == "Ready"), None)
+    old = next((c for c in ((change.old or {}).get("status") or {}).get("conditions", []) if c.get("type") == "Ready"),
+               None)
+    if ready and ready != old:
+        say("[SIMULATED Flux]", f"Kustomization carts Ready={ready['status']} {ready['reason']}: {ready['message']}")
+
+
+async def _deliver(root: Path, nats_url: str, kube: KubeApiServer, bare: Path, image: str) -> int:
+    config_path = root / "gitops.yaml"
+    config_path.write_text(content.CONFIG.format(url=f"file://{bare}"))
+    settings = Settings(nats_url=nats_url, state_dir=root / "state",
+                        kubeconfig=str(kube.write_kubeconfig(root / "kubeconfig")), log_format="console")
+    service = Service(settings, load_config(config_path))
+    await service.start()
+    say(f"[{SERVICE_NAME}]", f"subscribed to {', '.join(settings.topics)} (queue group {settings.queue_group})")
+    nc = await nats.connect(nats_url)
+    finished: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    trigger = shipyard_trigger(image)
+
+    async def show(msg: Any) -> None:
+        event = json.loads(msg.data)
+        data = event.get("data", {})
+        detail = " ".join(f"{k}={data[k]}" for k in ("status", "result") if data.get(k))
+        say(f"[{event.get('source')}]", f"{event['type']}  {detail}")
+        if event["type"].endswith(".finished") and event.get("triggeredid") == trigger["id"] and not finished.done():
+            finished.set_result(event)
+
+    try:
+        await nc.subscribe("sh.keptn.event.>", cb=show)
+        await nc.flush()
+        say("[you]", f"keptn trigger delivery --project sockshop --stage dev --service carts --image {image}")
+        await nc.publish(trigger["type"], json.dumps(trigger).encode())
+        event = await asyncio.wait_for(finished, 150)
+    finally:
+        await nc.close()
+        await service.stop()
+    data = event["data"]
+    print()
+    say("[result]", f"{data['status']}/{data['result']}: {data.get('message', '')}")
+    commit = data.get("deployment", {}).get("gitCommit", "")
+    if commit:
+        diff = await git("show", "--format=%h %s%n%n%b", "--unified=0", commit, cwd=bare)
+        print("\nThe GitOps commit:\n" + "\n".join("    " + line for line in diff.rstrip().splitlines()))
+    return 0 if data.get("result") == "pass" else 1

@@ -1,0 +1,16 @@
+"""The interfaces between the workflow and whatever carries Keptn events (NATS, the distributor, a terminal)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from keptn_gitops_service.keptn.events import KeptnEvent
+
+Handler = Callable[[bytes], Coroutine[Any, Any, None]]
+
+
+class EventSink(Protocol):
+    """Publishes our replies."""
+
+    async def publish(self, event: KeptnEvent) -> None: ...

@@ -1,0 +1,98 @@
+"""Wait until Flux has applied our commit (or a descendant) through a Kustomization (PRODUCT.md §2.6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.errors import KubernetesAccessError
+from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict
+from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub
+from keptn_gitops_service.reconcile.outcome import Ancestry, Observation, Verdict, WaitOutcome
+from keptn_gitops_service.reconcile.revisions import revision_sha
+
+log = structlog.get_logger(__name__)
+
+
+class FluxKustomizationWaiter:
+    """Judges a Kustomization on every change of it, until a verdict or the deadline."""
+
+    def __init__(self, hub: KubeHub, clock: Clock) -> None:
+        self._hub = hub
+        self._clock = clock
+
+    async def wait(self, *, namespace: str, name: str, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
+        watch = self._hub.watch(KUSTOMIZATION, namespace)
+        deadline = self._clock.monotonic() + timeout
+        last = f"Kustomization {namespace}/{name} has not been observed yet"
+        poked = False
+        while True:
+            change = watch.next_change()
+            if watch.fatal is not None:
+                return WaitOutcome(False, str(watch.fatal))
+            ks = watch.get(name)
+            if ks is not None:
+                if not poked:
+                    poked = await self._request_reconcile(ks)
+                observation = await self._judge(ks, commit, ancestry)
+                last = observation.summary
+                if observation.verdict is Verdict.SUCCEEDED:
+                    return WaitOutcome(True, f"Flux applied commit {commit[:12]}: {observation.summary}")
+                if observation.verdict is Verdict.FAILED:
+                    return WaitOutcome(False, observation.summary)
+            elif watch.last_error:
+                last = f"Kustomization {namespace}/{name} not readable: {watch.last_error}"
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                return WaitOutcome(
+                    False,
+                    f"timed out after {_duration(timeout)} waiting for Flux to apply commit {commit[:12]}: {last}",
+                    timed_out=True,
+                )
+            await _first(change.wait(), self._clock.sleep(remaining))
+
+    async def _judge(self, ks: Mapping[str, Any], commit: str, ancestry: Ancestry) -> Observation:
+        status = ks.get("status") or {}
+
+        async def contains_ours(revision: str) -> bool:
+            sha = revision_sha(revision)
+            return bool(sha) and (sha == commit or await ancestry.is_ancestor(commit, sha))
+
+        return kustomization_verdict(
+            ks,
+            applied_ours=await contains_ours(str(status.get("lastAppliedRevision") or "")),
+            attempted_ours=await contains_ours(str(status.get("lastAttemptedRevision") or "")),
+        )
+
+    async def _request_reconcile(self, ks: Mapping[str, Any]) -> bool:
+        """Poke the Kustomization's GitRepository so Flux fetches our commit now, not at its next interval."""
+        source = (ks.get("spec") or {}).get("sourceRef") or {}
+        if source.get("kind") != "GitRepository" or not source.get("name"):
+            return True
+        namespace = source.get("namespace") or (ks.get("metadata") or {}).get("namespace") or "default"
+        try:
+            await self._hub.request_reconcile(GIT_REPOSITORY, namespace, source["name"], self._clock.now())
+        except KubernetesAccessError as exc:
+            log.warning("could not request an immediate reconcile; waiting for Flux's interval", error=str(exc))
+        return True
+
+
+async def _first(*aws: Any) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"

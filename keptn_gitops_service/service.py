@@ -1,0 +1,146 @@
+"""The running service: transport in, workflows, transport out. Wires the edges together and nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.clock import Clock, SystemClock
+from keptn_gitops_service.config.model import GitOpsConfig
+from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.gitops.writer import GitWriter
+from keptn_gitops_service.keptn.events import KeptnEvent, from_json
+from keptn_gitops_service.keptn.nats import NatsTransport
+from keptn_gitops_service.keptn.transport import EventSink
+from keptn_gitops_service.reconcile.dispatch import Reconciler
+from keptn_gitops_service.reconcile.kube import KubeHub, load_client
+from keptn_gitops_service.settings import Settings
+from keptn_gitops_service.state.store import SqliteStateStore, StateStore
+from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
+from keptn_gitops_service.workflow.release import ReleaseWorkflow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Handlers:
+    """Routes decoded events to the workflow for their task."""
+
+    deployment: DeploymentWorkflow
+    release: ReleaseWorkflow
+    sink: EventSink
+    clock: Clock
+
+    async def on_message(self, body: bytes) -> None:
+        """Handle one message from the transport; never raises (a bad message must not stop the service)."""
+        try:
+            event = from_json(body)
+        except EventError as exc:
+            await self._undecodable(body, exc)
+            return
+        structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id)
+        try:
+            if event.task == "deployment":
+                await self.deployment.handle(event)
+            elif event.task == "release":
+                await self.release.handle(event)
+        except Exception:
+            log.exception("handler failed", type=event.type)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    async def _undecodable(self, body: bytes, error: EventError) -> None:
+        """A trigger we cannot decode still gets started+finished when it can be addressed; otherwise log."""
+        envelope = _lenient_envelope(body)
+        if envelope is None or not str(envelope.get("type", "")).endswith(".triggered"):
+            log.error("dropped an undecodable event", error=str(error), size=len(body))
+            return
+        if envelope.get("source") == SERVICE_NAME or envelope.get("type") != "sh.keptn.event.deployment.triggered":
+            log.error("dropped an undecodable event", error=str(error), type=envelope.get("type"))
+            return
+        trigger = KeptnEvent(
+            id=envelope["id"],
+            type=envelope["type"],
+            source=str(envelope.get("source") or "unknown"),
+            shkeptncontext=envelope["shkeptncontext"],
+            data={},
+            time=None,
+        )
+        scope = (
+            {
+                k: v
+                for k, v in (envelope.get("data") or {}).items()
+                if k in ("project", "stage", "service") and isinstance(v, str)
+            }
+            if isinstance(envelope.get("data"), dict)
+            else {}
+        )
+        log.error("answering an undecodable trigger with errored/fail", error=str(error), triggeredid=trigger.id)
+        await self.deployment.reject(trigger, scope, f"the event could not be decoded: {error}")
+
+
+def _lenient_envelope(body: bytes) -> dict[str, Any] | None:
+    """id/type/shkeptncontext of a JSON object that failed strict decoding, if they are usable strings."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if not all(isinstance(obj.get(k), str) and obj.get(k) for k in ("id", "type", "shkeptncontext")):
+        return None
+    return obj
+
+
+class Service:
+    """keptn-gitops-service over NATS."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: GitOpsConfig,
+        *,
+        clock: Clock | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
+        self.store: StateStore = SqliteStateStore(settings.state_dir / "state.sqlite3")
+        self.writer = GitWriter(settings.state_dir)
+        self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
+        ids = new_id or (lambda: str(uuid.uuid4()))
+        self.handlers = Handlers(
+            deployment=DeploymentWorkflow(
+                config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
+            ),
+            release=ReleaseWorkflow(config, self.store, self.transport, self.clock, ids),
+            sink=self.transport,
+            clock=self.clock,
+        )
+
+    async def start(self) -> None:
+        await self.transport.connect()
+        await self.transport.subscribe(self.handlers.on_message)
+
+    async def stop(self) -> None:
+        await self.transport.close()
+        await self.reconciler.close()
+        self.store.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        log.info("keptn-gitops-service is running", nats=self.settings.nats_url, topics=list(self.settings.topics))
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            await self.stop()

@@ -1,0 +1,61 @@
+"""Process settings from the environment, with Keptn/go-utils names and defaults (PRODUCT.md §2.2)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.errors import ConfigError
+
+DEFAULT_TOPICS = (
+    "sh.keptn.event.deployment.triggered",
+    "sh.keptn.event.release.triggered",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    nats_url: str = "nats://keptn-nats:4222"
+    """``NATS_URL``: Keptn's in-cluster NATS."""
+    topics: tuple[str, ...] = DEFAULT_TOPICS
+    """``PUBSUB_TOPIC``: comma-separated subjects (wildcards allowed). ``rollback.triggered`` joins the default
+    once rollback is implemented — until then a shipyard's rollback task stays with its current service."""
+    queue_group: str = SERVICE_NAME
+    """``PUBSUB_GROUP``: the NATS queue group, so replicas share the work."""
+    config_path: Path | None = None
+    """``KEPTN_GITOPS_CONFIG`` (or ``run --config``)."""
+    state_dir: Path = field(default_factory=lambda: Path(".keptn-gitops-service"))
+    """``KEPTN_GITOPS_STATE_DIR``: working clones and the state store."""
+    kubeconfig: str | None = None
+    """``KUBECONFIG``; unset means ``~/.kube/config`` or the in-cluster service account."""
+    transport: str = "nats"
+    """``KEPTN_TRANSPORT``: ``nats`` (the distributor transport comes in a later version)."""
+    log_level: str = "INFO"
+    """``LOG_LEVEL``."""
+    log_format: str = "json"
+    """``LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        topics = tuple(t.strip() for t in env.get("PUBSUB_TOPIC", "").split(",") if t.strip()) or DEFAULT_TOPICS
+        transport = env.get("KEPTN_TRANSPORT", "nats").strip().lower() or "nats"
+        if transport != "nats":
+            raise ConfigError([f"KEPTN_TRANSPORT={transport!r}: only 'nats' is available in this version"])
+        config = env.get("KEPTN_GITOPS_CONFIG")
+        return cls(
+            nats_url=env.get("NATS_URL") or cls.nats_url,
+            topics=topics,
+            queue_group=env.get("PUBSUB_GROUP") or SERVICE_NAME,
+            config_path=Path(config) if config else None,
+            state_dir=Path(env.get("KEPTN_GITOPS_STATE_DIR") or ".keptn-gitops-service"),
+            kubeconfig=env.get("KUBECONFIG") or None,
+            transport=transport,
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_format=(env.get("LOG_FORMAT") or "json").lower(),
+        )

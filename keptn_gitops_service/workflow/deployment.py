@@ -1,0 +1,282 @@
+"""``deployment.triggered`` → GitOps commit → reconciled → ``deployment.finished`` (PRODUCT.md §1).
+
+:meth:`DeploymentWorkflow.handle` reads as the five steps: receive, start, write, wait, finish. Every owned
+trigger gets exactly one ``.started`` followed by exactly one ``.finished`` — errors included — and a
+redelivered trigger (same ``id``) gets nothing new.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.config.durations import parse_duration
+from keptn_gitops_service.config.model import FluxWait, GitOpsConfig, Rule
+from keptn_gitops_service.errors import EventError, GitOpsServiceError
+from keptn_gitops_service.gitops.writer import Change, GitWriter
+from keptn_gitops_service.keptn.data import (
+    DeploymentTrigger,
+    EventScope,
+    deployment_block,
+    finished_data,
+    parse_deployment_triggered,
+    scope_from_data,
+    started_data,
+)
+from keptn_gitops_service.keptn.events import KeptnEvent, make_reply, to_structured
+from keptn_gitops_service.keptn.transport import EventSink
+from keptn_gitops_service.reconcile.dispatch import FluxTarget, Reconciler, Target
+from keptn_gitops_service.state.store import Phase, StateStore
+from keptn_gitops_service.workflow.context import TemplateContext
+from keptn_gitops_service.workflow.edits import file_edits
+from keptn_gitops_service.workflow.routing import find_rule
+
+log = structlog.get_logger(__name__)
+
+TRIGGERED_ID_TRAILER = "Keptn-Triggered-Id"
+CONTEXT_TRAILER = "Keptn-Context"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the workflow reported in ``.finished``."""
+
+    status: str
+    result: str
+    message: str
+    commit: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.result == "pass"
+
+
+@dataclass
+class DeploymentWorkflow:
+    """Handles deployment triggers with the service's edges injected."""
+
+    config: GitOpsConfig
+    writer: GitWriter
+    reconciler: Reconciler
+    store: StateStore
+    sink: EventSink
+    clock: Clock
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    async def handle(self, event: KeptnEvent, *, wait: bool = True) -> Finished | None:
+        """Answer one ``deployment.triggered``; ``None`` when it is not ours or already handled."""
+        # 1. receive: is it ours, and is it new?
+        owner = self._owner(event)
+        if owner is None:
+            return None
+        rule, scope = owner
+        _, created = self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))
+        if not created:
+            log.info("duplicate delivery ignored", triggeredid=event.id)
+            return None
+        # 2. start at once
+        await self._reply(event, "started", started_data(scope) if scope else _partial_scope(event.data))
+        self.store.advance(event.id, Phase.STARTED)
+        commit = ""
+        try:
+            if scope is None or rule is None:
+                scope_from_data(event.data)  # raises the precise error
+                raise EventError("the event cannot be routed")  # pragma: no cover - scope_from_data raised
+            trigger = parse_deployment_triggered(event.data)
+            # 3. write the new version into the GitOps repository
+            commit = await self._commit(event, rule, trigger)
+            self.store.advance(event.id, Phase.COMMITTED, commit=commit)
+            # 4. wait until the GitOps controller has applied it
+            outcome = await self.reconciler.wait(
+                self._target(rule, event, trigger) if wait else None,
+                commit=commit,
+                ancestry=_RepositoryAncestry(self.writer, self.config, rule),
+                timeout=self._timeout(rule, trigger),
+            )
+            finished = Finished(
+                "succeeded" if outcome.succeeded else "errored",
+                "pass" if outcome.succeeded else "fail",
+                outcome.message,
+                commit,
+            )
+            block = deployment_block(trigger.strategy, *self._uris(rule, event, trigger), commit)
+        except GitOpsServiceError as exc:
+            finished, block = Finished("errored", "fail", str(exc), commit), None
+        except Exception as exc:  # a bug must still end the task, never leave Keptn waiting
+            log.exception("deployment failed unexpectedly", triggeredid=event.id)
+            finished, block = (
+                Finished("errored", "fail", f"internal error: {exc.__class__.__name__}: {exc}", commit),
+                None,
+            )
+        # 5. finish, exactly like helm-service (plus the commit)
+        await self._finish(event, scope, finished, block)
+        return finished
+
+    async def reject(self, event: KeptnEvent, scope: Mapping[str, Any], message: str) -> None:
+        """Answer a trigger that could not be decoded: ``.started`` then ``.finished`` errored/fail."""
+        if not self.store.claim(event.id, event.shkeptncontext, event.type, b"")[1]:
+            return
+        await self._reply(event, "started", {**scope, "status": "succeeded"})
+        self.store.advance(event.id, Phase.STARTED)
+        await self._finish(event, None, Finished("errored", "fail", message), None, partial=scope)
+
+    def _owner(self, event: KeptnEvent) -> tuple[Rule | None, EventScope | None] | None:
+        if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "deployment":
+            return None
+        try:
+            scope = scope_from_data(event.data)
+        except EventError:
+            # Without project/stage/service we cannot tell whose event this is; answering errored is better
+            # than a silent sequence that hangs until Keptn's 10-minute timeout.
+            return None, None
+        rule = find_rule(self.config, scope.project, scope.stage, scope.service)
+        if rule is None:
+            log.info(
+                "no rule matches; leaving the event to other services",
+                project=scope.project,
+                stage=scope.stage,
+                service=scope.service,
+                triggeredid=event.id,
+            )
+            return None
+        return rule, scope
+
+    async def _commit(self, event: KeptnEvent, rule: Rule, trigger: DeploymentTrigger) -> str:
+        context = TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
+        change = Change(
+            repository=self.config.repository(rule.repository),
+            edits=file_edits(rule, context),
+            message=commit_message(event, trigger),
+            trailer=(TRIGGERED_ID_TRAILER, event.id),
+        )
+        result = await self.writer.write(change)
+        log.info(
+            "gitops commit ready",
+            commit=result.commit,
+            created=result.created,
+            attempts=result.attempts,
+            triggeredid=event.id,
+        )
+        return result.commit
+
+    def _target(self, rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> Target:
+        target = rule.wait.target
+        if not isinstance(target, FluxWait):
+            return None
+        context = TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
+        where = f"rules[{rule.index}].wait.flux"
+        return FluxTarget(
+            kind=target.kind,
+            namespace=context.render(target.namespace, f"{where}.namespace"),
+            name=context.render(target.name, f"{where}.name"),
+        )
+
+    @staticmethod
+    def _timeout(rule: Rule, trigger: DeploymentTrigger) -> float:
+        override = trigger.properties.get("timeout")
+        if override is None:
+            return rule.wait.timeout.total_seconds()
+        if not isinstance(override, str):
+            raise EventError("data.deployment.timeout must be a duration string such as '15m'")
+        try:
+            return parse_duration(override).total_seconds()
+        except ValueError as exc:
+            raise EventError(f"data.deployment.timeout: {exc}") from None
+
+    @staticmethod
+    def _uris(rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> tuple[list[str], list[str]]:
+        if rule.deployment_uris is None:
+            return list(trigger.uris_local), list(trigger.uris_public)
+        context = TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
+        where = f"rules[{rule.index}].deploymentURIs"
+        local = [context.render(t, f"{where}.local[{i}]") for i, t in enumerate(rule.deployment_uris.local)]
+        public = [context.render(t, f"{where}.public[{i}]") for i, t in enumerate(rule.deployment_uris.public)]
+        return local, public
+
+    async def _finish(
+        self,
+        event: KeptnEvent,
+        scope: EventScope | None,
+        finished: Finished,
+        block: Mapping[str, Any] | None,
+        partial: Mapping[str, Any] | None = None,
+    ) -> None:
+        if block is None:
+            block = {"deploymentstrategy": "direct", "deploymentURIsLocal": None, "deploymentNames": None}
+            if finished.commit:
+                block["gitCommit"] = finished.commit
+        if scope is not None:
+            data = finished_data(
+                scope,
+                status=finished.status,
+                result=finished.result,
+                message=finished.message,
+                extra={"deployment": block},
+            )
+        else:
+            data = {
+                **(partial if partial is not None else _partial_scope(event.data)),
+                "status": finished.status,
+                "result": finished.result,
+                "message": finished.message,
+                "deployment": block,
+            }
+        log.info(
+            "deployment finished",
+            triggeredid=event.id,
+            status=finished.status,
+            result=finished.result,
+            message=finished.message,
+        )
+        await self._reply(event, "finished", data)
+        self.store.advance(event.id, Phase.FINISHED, commit=finished.commit, result=finished.result)
+
+    async def _reply(self, trigger: KeptnEvent, kind: Literal["started", "finished"], data: Mapping[str, Any]) -> None:
+        reply = make_reply(
+            trigger,
+            kind,
+            data,
+            source=SERVICE_NAME,
+            now=self.clock.now(),
+            event_id=self.new_id(),
+        )
+        await self.sink.publish(reply)
+
+
+@dataclass(frozen=True)
+class _RepositoryAncestry:
+    writer: GitWriter
+    config: GitOpsConfig
+    rule: Rule
+
+    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return await self.writer.is_ancestor(self.config.repository(self.rule.repository), ancestor, descendant)
+
+
+def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
+    """Subject naming project/stage/service/image, and the trailers that trace the commit back to Keptn."""
+    s = trigger.scope
+    image = trigger.values.get("image")
+    what = f" to {image}" if isinstance(image, str) and image else ""
+    return (
+        f"deploy {s.project}/{s.stage}/{s.service}{what}\n\n"
+        f"Keptn deployment of service {s.service} in stage {s.stage} of project {s.project}"
+        f"{f', image {image}' if what else ''}.\n\n"
+        f"{CONTEXT_TRAILER}: {event.shkeptncontext}\n"
+        f"{TRIGGERED_ID_TRAILER}: {event.id}\n"
+    )
+
+
+def _partial_scope(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Whatever project/stage/service/labels an invalid event carries, for replies to it."""
+    return {k: data[k] for k in ("project", "stage", "service", "labels") if isinstance(data.get(k), str | dict)}
+
+
+def _payload(event: KeptnEvent) -> bytes:
+    return to_structured(event)

@@ -1,0 +1,59 @@
+"""``release.triggered``: direct GitOps has nothing to promote, so answer like helm-service does for ``direct``
+deployments — ``release.started`` then ``release.finished`` echoing the incoming result
+[keptn@0.18.1:helm-service/controller/release_handler.go]."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.config.model import GitOpsConfig
+from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_from_data, started_data
+from keptn_gitops_service.keptn.events import KeptnEvent, make_reply, to_structured
+from keptn_gitops_service.keptn.transport import EventSink
+from keptn_gitops_service.state.store import Phase, StateStore
+from keptn_gitops_service.workflow.routing import find_rule
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ReleaseWorkflow:
+    """Answers release triggers for the project/stage/services our rules own."""
+
+    config: GitOpsConfig
+    store: StateStore
+    sink: EventSink
+    clock: Clock
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    async def handle(self, event: KeptnEvent) -> bool:
+        """Answer one ``release.triggered``; ``False`` when it is not ours or already answered."""
+        if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "release":
+            return False
+        try:
+            scope = scope_from_data(event.data)
+        except EventError as exc:
+            log.warning("release trigger without a valid scope ignored", triggeredid=event.id, error=str(exc))
+            return False
+        if find_rule(self.config, scope.project, scope.stage, scope.service) is None:
+            return False
+        if not self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]:
+            return False
+        result = echoed_result(event.data)
+        finished = finished_data(scope, status="succeeded", result=result, message="Finished release")
+        for reply in (
+            make_reply(
+                event, "started", started_data(scope), source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()
+            ),
+            make_reply(event, "finished", finished, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()),
+        ):
+            await self.sink.publish(reply)
+        self.store.advance(event.id, Phase.FINISHED, result=echoed_result(event.data))
+        return True

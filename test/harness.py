@@ -1,0 +1,129 @@
+"""Harness for the whole loop with real parts: nats-server, a bare git remote, the Kubernetes-API test server, simulated Flux."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from support import make_remote, nats_server
+
+from keptn_gitops_service.clock import Clock, SystemClock
+from keptn_gitops_service.config.loader import parse_config
+from keptn_gitops_service.demo import content
+from keptn_gitops_service.demo.fluxsim import SimulatedFlux
+from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_service.service import Service
+from keptn_gitops_service.settings import Settings
+
+TOPICS = ("sh.keptn.event.deployment.triggered", "sh.keptn.event.release.triggered")
+
+
+def triggered(image: str = "docker.io/keptnexamples/carts:0.13.1", **data: Any) -> dict[str, Any]:
+    """A deployment.triggered exactly as the shipyard-controller publishes it (fixtures/keptn/derived/03)."""
+    body: dict[str, Any] = {
+        "configurationChange": {"values": {"image": image}},
+        "deployment": {"deploymentURIsLocal": None, "deploymentstrategy": "direct"},
+        "project": "sockshop", "stage": "dev", "service": "carts",
+    }
+    body.update(data)
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "shipyard-controller",
+        "type": "sh.keptn.event.deployment.triggered", "datacontenttype": "application/json",
+        "time": "2024-01-17T11:41:09.134279817Z", "data": body,
+        "gitcommitid": "3f1c9b0e2d4a5b6c7d8e9f00112233445566778a",
+        "shkeptncontext": str(uuid.uuid4()), "shkeptnspecversion": "0.2.4",
+    }
+
+
+@dataclass
+class Loop:
+    """A running service plus everything around it, and what it published."""
+
+    tmp: Path
+    nats_url: str
+    remote: Path
+    kube: KubeApiServer
+    flux: SimulatedFlux
+    service: Service
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    _nc: Any = None
+
+    async def publish(self, event: dict[str, Any] | bytes) -> None:
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        subject = "sh.keptn.event.deployment.triggered"
+        if isinstance(event, dict) and isinstance(event.get("type"), str):
+            subject = event["type"]
+        await self._nc.publish(subject, body)
+        await self._nc.flush()
+
+    def replies_to(self, triggered_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.replies if r.get("triggeredid") == triggered_id]
+
+    async def finished(self, triggered_id: str, timeout: float = 30) -> dict[str, Any]:
+        async def wait() -> dict[str, Any]:
+            while True:
+                for reply in self.replies_to(triggered_id):
+                    if reply["type"].endswith(".finished"):
+                        return reply
+                await asyncio.sleep(0.01)
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def idle(self) -> None:
+        await self.service.transport.wait_idle()
+
+
+def config_text(remote: Path, *, path_template: str = "apps/{stage}/{service}/kustomization.yaml",
+                extra_update: str = "", timeout: str = "2m") -> str:
+    text = content.CONFIG.format(url=f"file://{remote}").replace("timeout: 2m", f"timeout: {timeout}")
+    text = text.replace('file: "apps/{stage}/{service}/kustomization.yaml"', f'file: "{path_template}"')
+    return text.replace("    wait:\n", extra_update + "    wait:\n") if extra_update else text
+
+
+async def start_loop(tmp: Path, nats_url: str, *, clock: Clock | None = None, legacy: bool = False,
+                     config: str | None = None, ks_path: str | None = None, run_flux: bool = True) -> Loop:
+    files = dict(content.REPOSITORY_FILES)
+    files["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
+    remote = make_remote(tmp, files)
+    kube = KubeApiServer()
+    await kube.start()
+    kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
+    repo_obj = json.loads(json.dumps(content.GIT_REPOSITORY))
+    repo_obj["spec"]["url"] = f"file://{remote}"
+    kube.put_object(repo_obj)
+    ks = json.loads(json.dumps(content.KUSTOMIZATION))
+    if ks_path:
+        ks["spec"]["path"] = ks_path
+    kube.put_object(ks)
+    flux = SimulatedFlux(kube, {f"file://{remote}": remote}, legacy_revisions=legacy)
+    await flux.reconcile_once()
+    if run_flux:
+        flux.start(interval=3600)
+    settings = Settings(nats_url=nats_url, topics=TOPICS, state_dir=tmp / "state", kubeconfig=str(kubeconfig),
+                        log_format="console")
+    service = Service(settings, parse_config(config or config_text(remote), "test-config.yaml"),
+                      clock=clock or SystemClock())
+    await service.start()
+    loop = Loop(tmp, nats_url, remote, kube, flux, service)
+    loop._nc = await nats.connect(nats_url)
+
+    async def record(msg: Any) -> None:
+        loop.replies.append(json.loads(msg.data))
+
+    await loop._nc.subscribe("sh.keptn.event.*.started", cb=record)
+    await loop._nc.subscribe("sh.keptn.event.*.finished", cb=record)
+    await loop._nc.flush()
+    return loop
+
+
+async def stop_loop(loop: Loop) -> None:
+    await loop._nc.close()
+    await loop.service.stop()
+    await loop.flux.aclose()
+    await loop.kube.stop()

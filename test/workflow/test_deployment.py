@@ -1,0 +1,214 @@
+"""deployment.triggered → commit → (simulated) Flux reconciled → deployment.finished, over a real NATS and git."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from harness import Loop, config_text, start_loop, stop_loop, triggered
+from support import git, push_unrelated, read_remote
+
+from keptn_gitops_service.clock import ManualClock
+
+KS = "apps/dev/carts/kustomization.yaml"
+
+
+def poked(loop: Loop) -> bool:
+    """The service has asked Flux to reconcile now (reconcile.fluxcd.io/requestedAt on the GitRepository)."""
+    repo = loop.kube.get_object("source.toolkit.fluxcd.io", "v1", "gitrepositories", "flux-system", "fleet")
+    return bool(repo and "reconcile.fluxcd.io/requestedAt" in (repo["metadata"].get("annotations") or {}))
+
+
+def head(remote: Path) -> str:
+    return git("rev-parse", "main", cwd=remote).strip()
+
+
+async def test_a_delivery_passes_with_a_minimal_commit_and_helm_service_shaped_replies(loop: Loop) -> None:
+    before = read_remote(loop.remote, KS)
+    event = triggered("docker.io/keptnexamples/carts:0.13.1", labels={"buildId": "42"})
+    await loop.publish(event)
+    finished = await loop.finished(event["id"])
+    started, done = loop.replies_to(event["id"])
+    assert started["type"] == "sh.keptn.event.deployment.started"
+    assert started["data"] == {"project": "sockshop", "stage": "dev", "service": "carts",
+                               "labels": {"buildId": "42"}, "status": "succeeded"}
+    assert done is finished and finished["type"] == "sh.keptn.event.deployment.finished"
+    for reply in (started, finished):
+        assert reply["source"] == "keptn-gitops-service"
+        assert reply["shkeptncontext"] == event["shkeptncontext"]
+        assert reply["shkeptnspecversion"] == "0.2.4" and reply["time"].endswith("Z")
+    data = finished["data"]
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    commit = head(loop.remote)
+    assert data["deployment"] == {
+        "deploymentstrategy": "direct", "deploymentURIsLocal": ["http://carts.sockshop-dev:80"],
+        "deploymentNames": ["direct"], "gitCommit": commit,
+    }
+    assert data["message"].startswith(f"Flux applied commit {commit[:12]}")
+    # only the tag's bytes changed; the imagepolicy marker and every comment survive
+    assert read_remote(loop.remote, KS) == before.replace("newTag: 0.13.0 #", "newTag: 0.13.1 #")
+    message = git("log", "-1", "--format=%B", "main", cwd=loop.remote)
+    assert "deploy sockshop/dev/carts to docker.io/keptnexamples/carts:0.13.1" in message
+    assert f"Keptn-Context: {event['shkeptncontext']}" in message and f"Keptn-Triggered-Id: {event['id']}" in message
+    ks = loop.kube.get_object("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "sockshop-dev", "carts")
+    assert ks is not None and ks["status"]["lastAppliedRevision"] == f"main@sha1:{commit}"
+
+
+async def test_duplicate_delivery_gives_one_commit_and_one_pair_of_replies(loop: Loop) -> None:
+    event = triggered("docker.io/keptnexamples/carts:0.14.0")
+    await loop.publish(event)
+    await loop.publish(event)  # while the first is in flight
+    await loop.finished(event["id"])
+    await loop.publish(event)  # after it finished
+    await loop.idle()
+    assert [r["type"].rsplit(".", 1)[1] for r in loop.replies_to(event["id"])] == ["started", "finished"]
+    assert git("rev-list", "--count", "main", cwd=loop.remote).strip() == "2"
+
+
+async def test_flux_failure_fails_fast_with_flux_reason(tmp_path: Path, nats_url: str) -> None:
+    loop = await start_loop(tmp_path, nats_url)
+    try:
+        loop.flux.fail_with("sockshop-dev", "carts", "HealthCheckFailed",
+                            "Health check failed after 5m0s: timeout waiting for: [Deployment/sockshop-dev/carts status: 'InProgress']")
+        event = triggered()
+        await loop.publish(event)
+        data = (await loop.finished(event["id"]))["data"]
+        assert (data["status"], data["result"]) == ("errored", "fail")
+        assert data["message"].startswith(
+            "Flux failed to apply the revision: HealthCheckFailed: Health check failed after 5m0s: timeout waiting for"
+        )
+        assert f"lastAttemptedRevision main@sha1:{head(loop.remote)}" in data["message"]
+        assert data["deployment"]["gitCommit"] == head(loop.remote)
+    finally:
+        await stop_loop(loop)
+
+
+async def test_a_stale_failure_of_an_older_revision_is_not_ours(tmp_path: Path, nats_url: str) -> None:
+    """The overlay path is wrong before and after our commit: Flux never attempts our revision, so we wait
+    (and time out with the status), instead of blaming our commit for an older failure."""
+    clock = ManualClock()
+    loop = await start_loop(tmp_path, nats_url, ks_path="./apps/dev/cart", clock=clock)
+    try:
+        event = triggered()
+        await loop.publish(event)
+        while not (poked(loop) and clock.sleepers):  # observed (it pokes after observing), then waiting
+            await asyncio.sleep(0.01)
+        clock.advance(120)
+        data = (await loop.finished(event["id"]))["data"]
+        assert data["message"].startswith("timed out after 2m0s")
+        assert "Ready=False (ArtifactFailed: kustomization path not found" in data["message"]
+    finally:
+        await stop_loop(loop)
+
+
+async def test_a_descendant_commit_applied_by_flux_counts(tmp_path: Path, nats_url: str) -> None:
+    loop = await start_loop(tmp_path, nats_url, run_flux=False)
+    try:
+        event = triggered()
+        await loop.publish(event)
+
+        def ours_pushed() -> bool:
+            return event["id"] in git("log", "-1", "--format=%B", "main", cwd=loop.remote)
+
+        while not ours_pushed():
+            await asyncio.sleep(0.01)
+        ours = head(loop.remote)
+        newer = push_unrelated(loop.remote, tmp_path / "human", "hotfix")
+        await loop.flux.reconcile_once()  # Flux only ever sees the newer commit
+        data = (await loop.finished(event["id"]))["data"]
+        assert data["result"] == "pass" and data["deployment"]["gitCommit"] == ours
+        assert f"lastAppliedRevision main@sha1:{newer}" in data["message"]
+    finally:
+        await stop_loop(loop)
+
+
+async def test_legacy_revision_format_is_understood(tmp_path: Path, nats_url: str) -> None:
+    loop = await start_loop(tmp_path, nats_url, legacy=True)
+    try:
+        event = triggered()
+        await loop.publish(event)
+        data = (await loop.finished(event["id"]))["data"]
+        assert data["result"] == "pass", data["message"]
+        assert f"lastAppliedRevision main/{head(loop.remote)}" in data["message"]
+    finally:
+        await stop_loop(loop)
+
+
+async def test_timeout_reports_the_last_observed_status(tmp_path: Path, nats_url: str) -> None:
+    clock = ManualClock()
+    loop = await start_loop(tmp_path, nats_url, clock=clock, run_flux=False)
+    try:
+        event = triggered()
+        await loop.publish(event)
+        while not (poked(loop) and clock.sleepers):  # the waiter is now blocked on the controlled clock
+            await asyncio.sleep(0.01)
+        assert not [r for r in loop.replies_to(event["id"]) if r["type"].endswith("finished")]
+        clock.advance(119)
+        await asyncio.sleep(0)
+        assert not [r for r in loop.replies_to(event["id"]) if r["type"].endswith("finished")]
+        clock.advance(1)
+        data = (await loop.finished(event["id"]))["data"]
+        assert (data["status"], data["result"]) == ("errored", "fail")
+        assert data["message"].startswith(f"timed out after 2m0s waiting for Flux to apply commit {head(loop.remote)[:12]}")
+        assert "Kustomization sockshop-dev/carts: Ready=True (ReconciliationSucceeded" in data["message"]
+    finally:
+        await stop_loop(loop)
+
+
+async def test_shipyard_timeout_property_overrides_the_rule(tmp_path: Path, nats_url: str) -> None:
+    clock = ManualClock()
+    loop = await start_loop(tmp_path, nats_url, clock=clock, run_flux=False)
+    try:
+        event = triggered(deployment={"deploymentstrategy": "direct", "timeout": "30s"})
+        await loop.publish(event)
+        while not (poked(loop) and clock.sleepers):
+            await asyncio.sleep(0.01)
+        clock.advance(30)
+        assert (await loop.finished(event["id"]))["data"]["message"].startswith("timed out after 30s")
+    finally:
+        await stop_loop(loop)
+
+
+async def test_bad_inputs_are_answered_precisely_and_leave_the_repository_untouched(
+    tmp_path: Path, nats_url: str
+) -> None:
+    update = '      - file: "{values.file}"\n        yamlPath: image.tag\n        value: "{image.tag}"\n'
+    loop = await start_loop(tmp_path, nats_url, config=config_text(tmp_path / "remote.git", extra_update=update))
+    try:
+        original = head(loop.remote)
+        cases = {
+            "path escapes": (triggered(configurationChange={"values": {
+                "image": "docker.io/keptnexamples/carts:1.0.0", "file": "../../../etc/passwd"}}),
+                "rules[0].updates[1]" if False else "contains '..' and could leave the repository"),
+            "image with a newline": (triggered("docker.io/keptnexamples/carts:1.0.0\nevil: true"),
+                                     "is not a valid OCI reference"),
+            "missing project": (triggered(project=None), "data.project is missing"),
+            "data not an object": ({**triggered(), "data": "sockshop"}, "data must be an object"),
+        }
+        for event, _ in cases.values():
+            await loop.publish(event)
+        for name, (event, expected) in cases.items():
+            replies = [await loop.finished(event["id"])]
+            pair = loop.replies_to(event["id"])
+            assert [r["type"].rsplit(".", 1)[1] for r in pair] == ["started", "finished"], name
+            data = replies[0]["data"]
+            assert (data["status"], data["result"]) == ("errored", "fail"), name
+            assert expected in data["message"], (name, data["message"])
+        await loop.publish(b'{"id": "broken", "type": "sh.keptn.event.deployment.triggered", ')
+        await loop.idle()
+        assert loop.replies_to("broken") == []
+        assert head(loop.remote) == original
+    finally:
+        await stop_loop(loop)
+
+
+async def test_release_is_answered_with_the_incoming_result(loop: Loop) -> None:
+    event = triggered()
+    event.update(type="sh.keptn.event.release.triggered")
+    event["data"]["result"] = "warning"
+    await loop.publish(event)
+    finished = await loop.finished(event["id"])
+    assert finished["type"] == "sh.keptn.event.release.finished"
+    assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "warning")
+    assert [json.dumps(r["type"]) for r in loop.replies_to(event["id"])][0] == '"sh.keptn.event.release.started"'
