@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpx2
 import structlog
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
@@ -105,7 +105,7 @@ class SharedWatch:
                 self._synced.set()
                 self._notify()
                 return
-            except (ApiError, httpx.HTTPError) as exc:
+            except Exception as exc:  # any interruption: re-list after a bounded backoff, never die silently
                 failures += 1
                 self.last_error = _describe_error(exc)
                 delay = min(self._max_backoff, 0.1 * 2 ** min(failures, 10))
@@ -176,7 +176,7 @@ class KubeHub:
         patch = {"metadata": {"annotations": {REQUESTED_AT: token}}}
         try:
             await self._client.patch(res, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
-        except (ApiError, httpx.HTTPError) as exc:
+        except (ApiError, httpx2.HTTPError) as exc:
             raise KubernetesAccessError(
                 f"cannot request a reconcile of {kind.kind} {namespace}/{name}: {_describe_error(exc)}"
             ) from None

@@ -1,0 +1,75 @@
+"""The command line as a user runs it: a real subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import config_text
+from support import make_remote, read_remote
+
+from keptn_gitops_service.demo import content
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keptn_gitops_service", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "gitops.yaml"
+    path.write_text(config_text(tmp_path / "remote.git"))
+    result = cli("config", "check", str(path), cwd=tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (0, f"{path}: OK (1 repositories, 1 rules)")
+
+
+def test_config_check_names_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "gitops.yaml"
+    path.write_text(config_text(tmp_path / "remote.git").replace("    branch: main\n", "    branch: main\n    brnch: x\n"))
+    result = cli("config", "check", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}:7:5: repositories[0].brnch: unknown key (allowed: ")
+
+
+def test_deploy_without_keptn_commits_and_reports(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, content.REPOSITORY_FILES)
+    path = tmp_path / "gitops.yaml"
+    path.write_text(config_text(remote))
+    result = cli("deploy", "--project", "sockshop", "--stage", "dev", "--service", "carts",
+                 "--image", "docker.io/keptnexamples/carts:0.15.0", "--config", str(path), "--no-wait", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "deployment.started: status=succeeded"
+    assert lines[1].startswith('deployment.finished: status=succeeded result=pass message="pushed commit ')
+    assert lines[2].startswith("commit: ")
+    assert "newTag: 0.15.0 #" in read_remote(remote, "apps/dev/carts/kustomization.yaml")
+
+
+def test_deploy_exit_codes_tell_the_outcome(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, content.REPOSITORY_FILES)
+    path = tmp_path / "gitops.yaml"
+    path.write_text(config_text(remote))
+    base = ("deploy", "--stage", "dev", "--service", "carts", "--config", str(path), "--no-wait")
+    unmatched = cli(*base, "--project", "other", "--image", "docker.io/x/carts:1", cwd=tmp_path)
+    assert unmatched.returncode == 2 and "no rule in" in unmatched.stderr
+    bad = cli(*base, "--project", "sockshop", "--image", "docker.io/x/Carts:1", cwd=tmp_path)
+    assert bad.returncode == 1 and "is not a valid OCI reference" in bad.stdout
+
+
+def test_run_without_config_is_a_usage_error(tmp_path: Path) -> None:
+    result = cli("run", cwd=tmp_path, env={"KEPTN_GITOPS_CONFIG": ""})
+    assert result.returncode == 2 and "no config file" in result.stderr
+
+
+def test_demo_runs_the_whole_loop_and_exits_zero(tmp_path: Path) -> None:
+    result = cli("demo", cwd=tmp_path, timeout=170)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "SIMULATED" in out
+    assert out.index("deployment.triggered") < out.index("deployment.started") < out.index("deployment.finished")
+    assert "[result]                 succeeded/pass: Flux applied commit" in out
+    assert '+    newTag: 0.13.1 # {"$imagepolicy": "flux-system:carts:tag"}' in out
