@@ -1,17 +1,16 @@
-"""Harness for the whole loop with real parts: nats-server, a bare git remote, the Kubernetes-API test server, simulated Flux."""
+"""The whole loop with real parts: nats-server, a bare git remote, the Kubernetes-API test server, simulated Flux."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nats
-from support import make_remote, nats_server
+from support import make_remote
 
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.loader import parse_config
@@ -29,15 +28,22 @@ def triggered(image: str = "docker.io/keptnexamples/carts:0.13.1", **data: Any) 
     body: dict[str, Any] = {
         "configurationChange": {"values": {"image": image}},
         "deployment": {"deploymentURIsLocal": None, "deploymentstrategy": "direct"},
-        "project": "sockshop", "stage": "dev", "service": "carts",
+        "project": "sockshop",
+        "stage": "dev",
+        "service": "carts",
     }
     body.update(data)
     return {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "shipyard-controller",
-        "type": "sh.keptn.event.deployment.triggered", "datacontenttype": "application/json",
-        "time": "2024-01-17T11:41:09.134279817Z", "data": body,
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "shipyard-controller",
+        "type": "sh.keptn.event.deployment.triggered",
+        "datacontenttype": "application/json",
+        "time": "2024-01-17T11:41:09.134279817Z",
+        "data": body,
         "gitcommitid": "3f1c9b0e2d4a5b6c7d8e9f00112233445566778a",
-        "shkeptncontext": str(uuid.uuid4()), "shkeptnspecversion": "0.2.4",
+        "shkeptncontext": str(uuid.uuid4()),
+        "shkeptnspecversion": "0.2.4",
     }
 
 
@@ -79,15 +85,28 @@ class Loop:
         await self.service.transport.wait_idle()
 
 
-def config_text(remote: Path, *, path_template: str = "apps/{stage}/{service}/kustomization.yaml",
-                extra_update: str = "", timeout: str = "2m") -> str:
+def config_text(
+    remote: Path,
+    *,
+    path_template: str = "apps/{stage}/{service}/kustomization.yaml",
+    extra_update: str = "",
+    timeout: str = "2m",
+) -> str:
     text = content.CONFIG.format(url=f"file://{remote}").replace("timeout: 2m", f"timeout: {timeout}")
     text = text.replace('file: "apps/{stage}/{service}/kustomization.yaml"', f'file: "{path_template}"')
     return text.replace("    wait:\n", extra_update + "    wait:\n") if extra_update else text
 
 
-async def start_loop(tmp: Path, nats_url: str, *, clock: Clock | None = None, legacy: bool = False,
-                     config: str | None = None, ks_path: str | None = None, run_flux: bool = True) -> Loop:
+async def start_loop(
+    tmp: Path,
+    nats_url: str,
+    *,
+    clock: Clock | None = None,
+    legacy: bool = False,
+    config: str | None = None,
+    ks_path: str | None = None,
+    run_flux: bool = True,
+) -> Loop:
     files = dict(content.REPOSITORY_FILES)
     files["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
     remote = make_remote(tmp, files)
@@ -105,10 +124,12 @@ async def start_loop(tmp: Path, nats_url: str, *, clock: Clock | None = None, le
     await flux.reconcile_once()
     if run_flux:
         flux.start(interval=3600)
-    settings = Settings(nats_url=nats_url, topics=TOPICS, state_dir=tmp / "state", kubeconfig=str(kubeconfig),
-                        log_format="console")
-    service = Service(settings, parse_config(config or config_text(remote), "test-config.yaml"),
-                      clock=clock or SystemClock())
+    settings = Settings(
+        nats_url=nats_url, topics=TOPICS, state_dir=tmp / "state", kubeconfig=str(kubeconfig), log_format="console"
+    )
+    service = Service(
+        settings, parse_config(config or config_text(remote), "test-config.yaml"), clock=clock or SystemClock()
+    )
     await service.start()
     loop = Loop(tmp, nats_url, remote, kube, flux, service)
     loop._nc = await nats.connect(nats_url)

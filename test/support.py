@@ -53,9 +53,11 @@ def nats_server(*, jetstream: bool = False, store_dir: Path | None = None) -> It
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break
-            except OSError:
+            except OSError as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+                    raise RuntimeError(
+                        f"nats-server did not start: {proc.stderr.read() if proc.stderr else ''!r}"
+                    ) from exc
                 time.sleep(0.02)
         yield f"nats://127.0.0.1:{port}"
     finally:

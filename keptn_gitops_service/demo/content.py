@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 PROJECT, STAGE, SERVICE = "sockshop", "dev", "carts"
 
 REPOSITORY_FILES = {
-    "README.md": "# fleet\n\nThe GitOps repository of the keptn-gitops-service demo. Flux applies `apps/<stage>/<service>`.\n",
+    "README.md": "# fleet\n\nThe demo's GitOps repository; Flux applies `apps/<stage>/<service>`.\n",
     "apps/dev/carts/kustomization.yaml": """\
 # carts in dev: applied by Flux, image updated by keptn-gitops-service
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -60,14 +62,14 @@ rules:
       local: ["http://{{service}}.{{project}}-{{stage}}:80"]
 """
 
-GIT_REPOSITORY = {
+GIT_REPOSITORY: dict[str, Any] = {
     "apiVersion": "source.toolkit.fluxcd.io/v1",
     "kind": "GitRepository",
     "metadata": {"name": "fleet", "namespace": "flux-system"},
     "spec": {"interval": "1m", "url": "", "ref": {"branch": "main"}},
 }
 
-KUSTOMIZATION = {
+KUSTOMIZATION: dict[str, Any] = {
     "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
     "kind": "Kustomization",
     "metadata": {"name": SERVICE, "namespace": f"{PROJECT}-{STAGE}"},

@@ -39,8 +39,13 @@ class EmbeddedNats:
 
     async def __aenter__(self) -> str:
         self._proc = await asyncio.create_subprocess_exec(
-            nats_server_path(), "-a", "127.0.0.1", "-p", str(self.port),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            nats_server_path(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         for _ in range(500):
             try:

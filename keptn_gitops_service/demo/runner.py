@@ -27,9 +27,15 @@ from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
 
-_GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@example.invalid",
-            "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.invalid"}
+_GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_AUTHOR_NAME": "Platform Team",
+    "GIT_AUTHOR_EMAIL": "platform@example.invalid",
+    "GIT_COMMITTER_NAME": "Platform Team",
+    "GIT_COMMITTER_EMAIL": "platform@example.invalid",
+}
 
 
 def say(who: str, text: str) -> None:
@@ -38,8 +44,12 @@ def say(who: str, text: str) -> None:
 
 async def git(*args: str, cwd: Path | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=cwd, env={**os.environ, **_GIT_ENV},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "git",
+        *args,
+        cwd=cwd,
+        env={**os.environ, **_GIT_ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     if proc.returncode:
@@ -65,12 +75,21 @@ async def seed_repository(root: Path) -> Path:
 def shipyard_trigger(image: str) -> dict[str, Any]:
     """deployment.triggered as the shipyard-controller publishes it after ``keptn trigger delivery``."""
     return {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "shipyard-controller",
-        "type": "sh.keptn.event.deployment.triggered", "datacontenttype": "application/json",
-        "time": "2024-01-17T11:41:09.134279817Z", "shkeptncontext": str(uuid.uuid4()), "shkeptnspecversion": "0.2.4",
-        "data": {"project": content.PROJECT, "stage": content.STAGE, "service": content.SERVICE,
-                 "configurationChange": {"values": {"image": image}},
-                 "deployment": {"deploymentURIsLocal": None, "deploymentstrategy": "direct"}},
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "shipyard-controller",
+        "type": "sh.keptn.event.deployment.triggered",
+        "datacontenttype": "application/json",
+        "time": "2024-01-17T11:41:09.134279817Z",
+        "shkeptncontext": str(uuid.uuid4()),
+        "shkeptnspecversion": "0.2.4",
+        "data": {
+            "project": content.PROJECT,
+            "stage": content.STAGE,
+            "service": content.SERVICE,
+            "configurationChange": {"values": {"image": image}},
+            "deployment": {"deploymentURIsLocal": None, "deploymentstrategy": "direct"},
+        },
     }
 
 
@@ -81,8 +100,10 @@ async def run_demo(image: str) -> int:
 
 
 async def _run(root: Path, image: str) -> int:
-    print("keptn-gitops-service demo — real: NATS, git, the service, Keptn events;"
-          " SIMULATED: Kubernetes API server and Flux controllers\n")
+    print(
+        "keptn-gitops-service demo — real: NATS, git, the service, Keptn events;"
+        " SIMULATED: Kubernetes API server and Flux controllers\n"
+    )
     async with EmbeddedNats() as nats_url:
         say("[nats-server]", f"listening on {nats_url}")
         bare = await seed_repository(root)
@@ -98,7 +119,9 @@ async def _run(root: Path, image: str) -> int:
             await flux.reconcile_once()
             unsubscribe = kube.add_listener(_show_flux_status)
             flux.start(interval=60)
-            say("[SIMULATED k8s + Flux]", f"API at {kube.url}; Kustomization sockshop-dev/carts applied the seed commit")
+            say(
+                "[SIMULATED k8s + Flux]", f"API at {kube.url}; Kustomization sockshop-dev/carts applied the seed commit"
+            )
             try:
                 return await _deliver(root, nats_url, kube, bare, image)
             finally:
@@ -113,8 +136,9 @@ def _show_flux_status(change: StoreEvent) -> None:
     if change.object.get("kind") != "Kustomization":
         return
     ready = next((c for c in change.object.get("status", {}).get("conditions", []) if c.get("type") == "Ready"), None)
-    old = next((c for c in ((change.old or {}).get("status") or {}).get("conditions", []) if c.get("type") == "Ready"),
-               None)
+    old = next(
+        (c for c in ((change.old or {}).get("status") or {}).get("conditions", []) if c.get("type") == "Ready"), None
+    )
     if ready and ready != old:
         say("[SIMULATED Flux]", f"Kustomization carts Ready={ready['status']} {ready['reason']}: {ready['message']}")
 
@@ -122,8 +146,12 @@ def _show_flux_status(change: StoreEvent) -> None:
 async def _deliver(root: Path, nats_url: str, kube: KubeApiServer, bare: Path, image: str) -> int:
     config_path = root / "gitops.yaml"
     config_path.write_text(content.CONFIG.format(url=f"file://{bare}"))
-    settings = Settings(nats_url=nats_url, state_dir=root / "state",
-                        kubeconfig=str(kube.write_kubeconfig(root / "kubeconfig")), log_format="console")
+    settings = Settings(
+        nats_url=nats_url,
+        state_dir=root / "state",
+        kubeconfig=str(kube.write_kubeconfig(root / "kubeconfig")),
+        log_format="console",
+    )
     service = Service(settings, load_config(config_path))
     await service.start()
     say(f"[{SERVICE_NAME}]", f"subscribed to {', '.join(settings.topics)} (queue group {settings.queue_group})")

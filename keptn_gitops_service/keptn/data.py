@@ -228,9 +228,7 @@ def parse_deployment_triggered(data: Mapping[str, Any]) -> DeploymentTrigger:
         values=values,
         strategy=parse_strategy(deployment.get("deploymentstrategy")),
         uris_local=_string_list(deployment.get("deploymentURIsLocal"), "data.deployment.deploymentURIsLocal"),
-        uris_public=_string_list(
-            deployment.get("deploymentURIsPublic"), "data.deployment.deploymentURIsPublic"
-        ),
+        uris_public=_string_list(deployment.get("deploymentURIsPublic"), "data.deployment.deploymentURIsPublic"),
         properties=deployment,
     )
 

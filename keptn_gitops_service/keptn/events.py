@@ -193,9 +193,7 @@ def reply_type(triggered_type: str, kind: str) -> str:
     if task is None or triggered_kind != "triggered":
         raise EventError(f"type {_quote(triggered_type)} is not a task .triggered event type")
     if kind not in ("started", "status.changed", "finished"):
-        raise EventError(
-            f"a reply kind must be 'started', 'status.changed' or 'finished', got {_quote(kind)}"
-        )
+        raise EventError(f"a reply kind must be 'started', 'status.changed' or 'finished', got {_quote(kind)}")
     return f"{TASK_EVENT_PREFIX}{task}.{kind}"
 
 
@@ -221,17 +219,14 @@ def _check_extensions(extensions: Mapping[str, Any]) -> None:
     plus no clash with an attribute :class:`KeptnEvent` models itself."""
     for name, value in extensions.items():
         if not isinstance(name, str) or not _EXTENSION_NAME.fullmatch(name):
-            raise EventError(
-                f"extension attribute {name!r} must be named with lowercase letters and digits only"
-            )
+            raise EventError(f"extension attribute {name!r} must be named with lowercase letters and digits only")
         if name in _RESERVED:
             raise EventError(f"extension attribute {name!r} clashes with a Keptn event attribute")
         if name in _PASSTHROUGH_ATTRIBUTES:
             _check_nonempty_string(value, name)
         elif not isinstance(value, str | int):  # bool is an int
             raise EventError(
-                f"extension attribute {name!r} must be a string, integer or boolean, "
-                f"got {describe_json_type(value)}"
+                f"extension attribute {name!r} must be a string, integer or boolean, got {describe_json_type(value)}"
             )
 
 
@@ -342,13 +337,9 @@ def _decode_text(body: bytes | str, max_bytes: int) -> str:
 def _parse_json(text: str) -> Any:
     """``json.loads`` with Go's strictness (no NaN/Infinity, no out-of-range numbers) and precise messages."""
     try:
-        return json.loads(
-            text, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int
-        )
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
-        raise EventError(
-            f"event is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise EventError(f"event is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise EventError("event is not valid JSON: it is nested too deeply") from None
     except ValueError as exc:  # _JSONNumberError
@@ -389,9 +380,7 @@ def _parse_time(obj: Mapping[str, Any]) -> datetime | None:
 
 def _content_type(obj: Mapping[str, Any]) -> str:
     """``datacontenttype`` (structured CE) or ``contenttype`` (``KeptnContextExtendedCE``); default JSON."""
-    return (
-        _optional_string(obj, "datacontenttype") or _optional_string(obj, "contenttype") or DATA_CONTENT_TYPE
-    )
+    return _optional_string(obj, "datacontenttype") or _optional_string(obj, "contenttype") or DATA_CONTENT_TYPE
 
 
 def _event_data(obj: Mapping[str, Any]) -> dict[str, Any]:

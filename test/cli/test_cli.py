@@ -13,10 +13,16 @@ from support import make_remote, read_remote
 from keptn_gitops_service.demo import content
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "keptn_gitops_service", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
+        [sys.executable, "-m", "keptn_gitops_service", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -29,7 +35,9 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
 
 def test_config_check_names_file_line_and_key(tmp_path: Path) -> None:
     path = tmp_path / "gitops.yaml"
-    path.write_text(config_text(tmp_path / "remote.git").replace("    branch: main\n", "    branch: main\n    brnch: x\n"))
+    path.write_text(
+        config_text(tmp_path / "remote.git").replace("    branch: main\n", "    branch: main\n    brnch: x\n")
+    )
     result = cli("config", "check", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {path}:7:5: repositories[0].brnch: unknown key (allowed: ")
@@ -39,8 +47,21 @@ def test_deploy_without_keptn_commits_and_reports(tmp_path: Path) -> None:
     remote = make_remote(tmp_path, content.REPOSITORY_FILES)
     path = tmp_path / "gitops.yaml"
     path.write_text(config_text(remote))
-    result = cli("deploy", "--project", "sockshop", "--stage", "dev", "--service", "carts",
-                 "--image", "docker.io/keptnexamples/carts:0.15.0", "--config", str(path), "--no-wait", cwd=tmp_path)
+    result = cli(
+        "deploy",
+        "--project",
+        "sockshop",
+        "--stage",
+        "dev",
+        "--service",
+        "carts",
+        "--image",
+        "docker.io/keptnexamples/carts:0.15.0",
+        "--config",
+        str(path),
+        "--no-wait",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "deployment.started: status=succeeded"

@@ -52,7 +52,10 @@ async def test_commit_carries_the_edit_the_trailers_and_our_identity(
     assert git("rev-parse", "main", cwd=remote).strip() == result.commit
     trailers = git("log", "-1", "--format=%(trailers:key=Keptn-Triggered-Id,valueonly)", "main", cwd=remote)
     assert trailers.strip() == "id-1"
-    assert git("log", "-1", "--format=%an <%ae>|%cn", "main", cwd=remote).strip() == "keptn-bot <bot@keptn.invalid>|keptn-bot"
+    assert (
+        git("log", "-1", "--format=%an <%ae>|%cn", "main", cwd=remote).strip()
+        == "keptn-bot <bot@keptn.invalid>|keptn-bot"
+    )
 
 
 async def test_no_commit_when_nothing_changes_reports_head(writer: GitWriter, repo: Repository, remote: Path) -> None:
@@ -149,9 +152,7 @@ async def test_a_failing_edit_leaves_the_remote_untouched(writer: GitWriter, rep
         ("apps/dev/carts/missing.yaml", "no such file in repository fleet"),
     ],
 )
-async def test_paths_cannot_leave_the_repository(
-    tmp_path: Path, path: str, message: str
-) -> None:
+async def test_paths_cannot_leave_the_repository(tmp_path: Path, path: str, message: str) -> None:
     remote = make_remote(tmp_path, {"apps/dev/carts/values.yaml": VALUES})
     seed = tmp_path / "seed2"
     git("clone", "--quiet", str(remote), str(seed))
@@ -168,7 +169,7 @@ async def test_paths_cannot_leave_the_repository(
 async def test_missing_branch_is_a_clear_error(tmp_path: Path, remote: Path) -> None:
     writer = GitWriter(tmp_path / "state")
     repo = Repository(name="fleet", url=f"file://{remote}", branch="production")
-    with pytest.raises(GitError, match="git clone failed: .*production"):
+    with pytest.raises(GitError, match=r"git clone failed: .*production"):
         await writer.write(change(repo, "id", FileEdit("README.md", lambda t: t + "x")))
 
 

@@ -48,9 +48,7 @@ def derived(shared_fixtures: Path) -> Callable[[str], dict[str, Any]]:
 @pytest.fixture(scope="module")
 def spec(shared_fixtures: Path) -> Callable[[str], dict[str, Any]]:
     """The raw JSON of a keptn/spec cloudevents.md example."""
-    return lambda name: dict(
-        json.loads((shared_fixtures / "keptn" / "spec-cloudevents-md" / name).read_bytes())
-    )
+    return lambda name: dict(json.loads((shared_fixtures / "keptn" / "spec-cloudevents-md" / name).read_bytes()))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -107,8 +105,7 @@ def test_scope_with_labels_from_spec_example(spec: Callable[[str], dict[str, Any
         ),
         (
             {**SCOPE_DATA, "project": "UPPER", "stage": None},
-            "data.project 'UPPER' is not a valid Keptn name: "
-            "only lowercase letters, digits and '-' are allowed",
+            "data.project 'UPPER' is not a valid Keptn name: only lowercase letters, digits and '-' are allowed",
         ),
         ({**SCOPE_DATA, "labels": ["a=b"]}, "data.labels must be an object, got an array"),
         (
@@ -282,9 +279,7 @@ def test_deployment_trigger_errors(changes: dict[str, Any], message: str) -> Non
 def test_started_data_matches_helm_service(derived: Callable[[str], dict[str, Any]]) -> None:
     scope = scope_from_data(derived(TRIGGERED)["data"])
     assert started_data(scope) == derived(HELM_STARTED)["data"]
-    assert json.dumps(started_data(scope)) == json.dumps(
-        derived(HELM_STARTED)["data"]
-    )  # plain str, not enums
+    assert json.dumps(started_data(scope)) == json.dumps(derived(HELM_STARTED)["data"])  # plain str, not enums
 
 
 def test_started_data_carries_labels_only_when_present() -> None:
@@ -335,9 +330,7 @@ def test_finished_data_omits_empty_message_and_keeps_labels() -> None:
 
 def test_finished_data_copies_extra() -> None:
     extra: dict[str, Any] = {"deployment": {"deploymentNames": ["direct"]}}
-    data = finished_data(
-        EventScope("p", "s", "c", {}), status="succeeded", result="pass", message="m", extra=extra
-    )
+    data = finished_data(EventScope("p", "s", "c", {}), status="succeeded", result="pass", message="m", extra=extra)
     extra["deployment"]["deploymentNames"].append("x")
     assert data["deployment"] == {"deploymentNames": ["direct"]}
 
@@ -434,17 +427,13 @@ def test_echoed_result(data: dict[str, Any], expected: Result) -> None:
     assert echoed_result(data) is expected
 
 
-@pytest.mark.parametrize(
-    ("task", "message"), [("release", "Finished release"), ("rollback", "Finished rollback")]
-)
+@pytest.mark.parametrize(("task", "message"), [("release", "Finished release"), ("rollback", "Finished rollback")])
 def test_release_and_rollback_finished_like_spec(
     task: str, message: str, spec: Callable[[str], dict[str, Any]]
 ) -> None:
     trigger = spec(f"{task}-triggered.json")["data"]
     expected = spec(f"{task}-finished.json")["data"]
-    ours = finished_data(
-        scope_from_data(trigger), status="succeeded", result=echoed_result(trigger), message=message
-    )
+    ours = finished_data(scope_from_data(trigger), status="succeeded", result=echoed_result(trigger), message=message)
     # The spec's release.finished still has the release.gitCommit that go-utils v0.15 removed.
     assert ours == {**{k: v for k, v in expected.items() if k != "release"}, "message": message}
 

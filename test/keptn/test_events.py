@@ -232,9 +232,7 @@ def test_finished_matches_helm_service_plus_git_commit(derived: Callable[[str], 
     helm = json.loads(derived(HELM_FINISHED))
     uris = helm["data"]["deployment"]
     trigger = from_json(derived(TRIGGERED))
-    ours = json.loads(
-        to_structured(our_finished(trigger, uris["deploymentURIsLocal"], uris["deploymentURIsPublic"]))
-    )
+    ours = json.loads(to_structured(our_finished(trigger, uris["deploymentURIsLocal"], uris["deploymentURIsPublic"])))
     assert_same_as_helm_service(ours, helm)
     assert ours["data"]["deployment"].pop("gitCommit") == GIT_COMMIT
     assert ours["data"] == helm["data"]
@@ -245,9 +243,7 @@ def test_errored_finished_event_data_matches_helm_service(derived: Callable[[str
     trigger = from_json(derived(TRIGGERED))
     message = helm["data"]["message"]
     data = finished_data(scope_from_data(trigger.data), status=Status.ERRORED, result="fail", message=message)
-    ours = json.loads(
-        to_structured(make_reply(trigger, "finished", data, source=OUR_SOURCE, now=NOW, event_id="e"))
-    )
+    ours = json.loads(to_structured(make_reply(trigger, "finished", data, source=OUR_SOURCE, now=NOW, event_id="e")))
     assert_same_as_helm_service(ours, helm)
     # helm-service adds a zero deployment block (strategy "", null lists); the EventData part is identical.
     assert ours["data"] == {k: v for k, v in helm["data"].items() if k != "deployment"}
@@ -304,9 +300,7 @@ def test_make_reply_refuses_non_task_triggered(name: str, derived: Callable[[str
 
 def test_make_reply_requires_an_aware_time(derived: Callable[[str], bytes]) -> None:
     with pytest.raises(EventError, match=r"^time must be timezone-aware$"):
-        make_reply(
-            from_json(derived(TRIGGERED)), "started", {}, source="s", now=datetime(2024, 1, 1), event_id="x"
-        )
+        make_reply(from_json(derived(TRIGGERED)), "started", {}, source="s", now=datetime(2024, 1, 1), event_id="x")
 
 
 @pytest.mark.parametrize(
@@ -376,9 +370,7 @@ def test_structured_output_keys_and_omitempty(derived: Callable[[str], bytes]) -
 
 
 def test_empty_keptn_extensions_are_omitted() -> None:
-    event = KeptnEvent(
-        id="1", type="sh.keptn.event.x.triggered", source="s", shkeptncontext="", data={}, time=NOW
-    )
+    event = KeptnEvent(id="1", type="sh.keptn.event.x.triggered", source="s", shkeptncontext="", data={}, time=NOW)
     out = json.loads(to_structured(event))
     for key in ("shkeptncontext", "triggeredid", "gitcommitid", "shkeptnspecversion"):
         assert key not in out
@@ -386,9 +378,7 @@ def test_empty_keptn_extensions_are_omitted() -> None:
 
 def test_time_is_utc_with_z() -> None:
     plus_two = datetime(2024, 1, 17, 13, 41, 9, 134279, tzinfo=timezone(timedelta(hours=2)))
-    event = KeptnEvent(
-        id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data={}, time=plus_two
-    )
+    event = KeptnEvent(id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data={}, time=plus_two)
     assert event.time == plus_two and event.time is not None and event.time.tzinfo is UTC
     assert json.loads(to_structured(event))["time"] == "2024-01-17T11:41:09.134279Z"
     whole = dataclasses.replace(event, time=datetime(2024, 1, 17, 11, 41, 9, tzinfo=UTC))
@@ -440,9 +430,7 @@ def test_go_utils_extensions_object_is_accepted_and_dropped() -> None:
 
 
 def test_missing_time_is_written_as_go_zero_time() -> None:
-    event = KeptnEvent(
-        id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data={}, time=None
-    )
+    event = KeptnEvent(id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data={}, time=None)
     assert json.loads(to_structured(event))["time"] == "0001-01-01T00:00:00Z"
     assert from_json(to_structured(event)) == event
 
@@ -459,9 +447,7 @@ def test_str_and_bytes_bodies_decode_alike(derived: Callable[[str], bytes]) -> N
 
 def test_event_is_frozen_and_data_is_a_private_read_only_copy() -> None:
     data: dict[str, Any] = {"project": "p", "nested": {"k": "v"}}
-    event = KeptnEvent(
-        id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data=data, time=None
-    )
+    event = KeptnEvent(id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data=data, time=None)
     data["project"] = "changed"
     data["nested"]["k"] = "changed"
     assert event.data == {"project": "p", "nested": {"k": "v"}}
@@ -474,9 +460,7 @@ def test_event_is_frozen_and_data_is_a_private_read_only_copy() -> None:
 def test_data_from_another_event_and_tuples_become_plain_json(derived: Callable[[str], bytes]) -> None:
     trigger = from_json(derived(TRIGGERED))
     data = {"copied": trigger.data, "uris": ("http://a", "http://b")}
-    event = KeptnEvent(
-        id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data=data, time=NOW
-    )
+    event = KeptnEvent(id="1", type="sh.keptn.event.x.started", source="s", shkeptncontext="c", data=data, time=NOW)
     assert event.data == {"copied": dict(trigger.data), "uris": ["http://a", "http://b"]}
     assert type(event.data["copied"]) is dict and type(event.data["uris"]) is list
     assert from_json(to_structured(event)) == event

@@ -64,7 +64,9 @@ def test_applied_ready_and_current_generation_passes() -> None:
     ],
 )
 def test_still_in_progress(obj: dict[str, Any], applied_ours: bool, why: str) -> None:
-    assert kustomization_verdict(obj, applied_ours=applied_ours, attempted_ours=True).verdict is Verdict.IN_PROGRESS, why
+    assert kustomization_verdict(obj, applied_ours=applied_ours, attempted_ours=True).verdict is Verdict.IN_PROGRESS, (
+        why
+    )
 
 
 def test_healthy_true_passes_where_health_checks_exist() -> None:
@@ -99,7 +101,8 @@ def test_upstream_failed_describe_fixture(shared_fixtures: Path) -> None:
     obj = ks(
         cond("Reconciling", "True", "ProgressingWithRetry", f"Fetching manifests for revision master/{SHA}"),
         cond("Ready", "False", "ArtifactFailed", "kustomization path not found: stat /tmp/k/invalid: no such file"),
-        applied=f"master/{SHA}", attempted=f"master/{SHA}",
+        applied=f"master/{SHA}",
+        attempted=f"master/{SHA}",
     )
     obs = kustomization_verdict(obj, applied_ours=True, attempted_ours=True)
     assert obs.verdict is Verdict.FAILED and "ArtifactFailed: kustomization path not found" in obs.summary

@@ -33,13 +33,22 @@ def status(ready: str, reason: str, applied: str, attempted: str | None = None, 
         "observedGeneration": generation,
         "lastAppliedRevision": f"main@sha1:{applied}",
         "lastAttemptedRevision": f"main@sha1:{attempted or applied}",
-        "conditions": [{"type": "Ready", "status": ready, "reason": reason, "message": f"{reason} message",
-                        "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": ready,
+                "reason": reason,
+                "message": f"{reason} message",
+                "observedGeneration": generation,
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
     }
 
 
 KS = {
-    "apiVersion": f"{GROUP}/{VERSION}", "kind": "Kustomization",
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "Kustomization",
     "metadata": {"name": "carts", "namespace": "sockshop-dev"},
     "spec": {"interval": "5m", "path": "./apps/dev/carts", "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
 }
@@ -101,8 +110,14 @@ async def test_ready_briefly_unknown_at_the_start_of_a_reconcile_is_not_a_verdic
 
 
 async def test_the_wait_requests_a_reconcile_of_the_source(kube: KubeApiServer, hub: KubeHub) -> None:
-    kube.put_object({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-                     "metadata": {"name": "fleet", "namespace": "sockshop-dev"}, "spec": {"url": "file:///x"}})
+    kube.put_object(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "fleet", "namespace": "sockshop-dev"},
+            "spec": {"url": "file:///x"},
+        }
+    )
     kube.put_object(KS)
     set_status(kube, status("True", "ReconciliationSucceeded", OLD))
     task = start_wait(hub)
@@ -165,5 +180,7 @@ async def test_timeout_with_a_controlled_clock(kube: KubeApiServer, hub: KubeHub
     assert not task.done()
     clock.advance(0.1)
     outcome = await asyncio.wait_for(task, 10)
-    assert outcome.timed_out and outcome.message.startswith(f"timed out after 1m30s waiting for Flux to apply commit {OURS[:12]}")
+    assert outcome.timed_out and outcome.message.startswith(
+        f"timed out after 1m30s waiting for Flux to apply commit {OURS[:12]}"
+    )
     assert "Ready=False (BuildFailed: BuildFailed message)" in outcome.message

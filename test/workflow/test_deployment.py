@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 from harness import Loop, config_text, start_loop, stop_loop, triggered
@@ -31,8 +30,13 @@ async def test_a_delivery_passes_with_a_minimal_commit_and_helm_service_shaped_r
     finished = await loop.finished(event["id"])
     started, done = loop.replies_to(event["id"])
     assert started["type"] == "sh.keptn.event.deployment.started"
-    assert started["data"] == {"project": "sockshop", "stage": "dev", "service": "carts",
-                               "labels": {"buildId": "42"}, "status": "succeeded"}
+    assert started["data"] == {
+        "project": "sockshop",
+        "stage": "dev",
+        "service": "carts",
+        "labels": {"buildId": "42"},
+        "status": "succeeded",
+    }
     assert done is finished and finished["type"] == "sh.keptn.event.deployment.finished"
     for reply in (started, finished):
         assert reply["source"] == "keptn-gitops-service"
@@ -42,8 +46,10 @@ async def test_a_delivery_passes_with_a_minimal_commit_and_helm_service_shaped_r
     assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
     commit = head(loop.remote)
     assert data["deployment"] == {
-        "deploymentstrategy": "direct", "deploymentURIsLocal": ["http://carts.sockshop-dev:80"],
-        "deploymentNames": ["direct"], "gitCommit": commit,
+        "deploymentstrategy": "direct",
+        "deploymentURIsLocal": ["http://carts.sockshop-dev:80"],
+        "deploymentNames": ["direct"],
+        "gitCommit": commit,
     }
     assert data["message"].startswith(f"Flux applied commit {commit[:12]}")
     # only the tag's bytes changed; the imagepolicy marker and every comment survive
@@ -69,8 +75,12 @@ async def test_duplicate_delivery_gives_one_commit_and_one_pair_of_replies(loop:
 async def test_flux_failure_fails_fast_with_flux_reason(tmp_path: Path, nats_url: str) -> None:
     loop = await start_loop(tmp_path, nats_url)
     try:
-        loop.flux.fail_with("sockshop-dev", "carts", "HealthCheckFailed",
-                            "Health check failed after 5m0s: timeout waiting for: [Deployment/sockshop-dev/carts status: 'InProgress']")
+        loop.flux.fail_with(
+            "sockshop-dev",
+            "carts",
+            "HealthCheckFailed",
+            "Health check failed after 5m0s: timeout waiting for: [Deployment/sockshop-dev/carts status: 'InProgress']",
+        )
         event = triggered()
         await loop.publish(event)
         data = (await loop.finished(event["id"]))["data"]
@@ -150,7 +160,9 @@ async def test_timeout_reports_the_last_observed_status(tmp_path: Path, nats_url
         clock.advance(1)
         data = (await loop.finished(event["id"]))["data"]
         assert (data["status"], data["result"]) == ("errored", "fail")
-        assert data["message"].startswith(f"timed out after 2m0s waiting for Flux to apply commit {head(loop.remote)[:12]}")
+        assert data["message"].startswith(
+            f"timed out after 2m0s waiting for Flux to apply commit {head(loop.remote)[:12]}"
+        )
         assert "Kustomization sockshop-dev/carts: Ready=True (ReconciliationSucceeded" in data["message"]
     finally:
         await stop_loop(loop)
@@ -178,11 +190,18 @@ async def test_bad_inputs_are_answered_precisely_and_leave_the_repository_untouc
     try:
         original = head(loop.remote)
         cases = {
-            "path escapes": (triggered(configurationChange={"values": {
-                "image": "docker.io/keptnexamples/carts:1.0.0", "file": "../../../etc/passwd"}}),
-                "rules[0].updates[1]" if False else "contains '..' and could leave the repository"),
-            "image with a newline": (triggered("docker.io/keptnexamples/carts:1.0.0\nevil: true"),
-                                     "is not a valid OCI reference"),
+            "path escapes": (
+                triggered(
+                    configurationChange={
+                        "values": {"image": "docker.io/keptnexamples/carts:1.0.0", "file": "../../../etc/passwd"}
+                    }
+                ),
+                "rules[0].updates[1]" if False else "contains '..' and could leave the repository",
+            ),
+            "image with a newline": (
+                triggered("docker.io/keptnexamples/carts:1.0.0\nevil: true"),
+                "is not a valid OCI reference",
+            ),
             "missing project": (triggered(project=None), "data.project is missing"),
             "data not an object": ({**triggered(), "data": "sockshop"}, "data must be an object"),
         }
@@ -211,4 +230,7 @@ async def test_release_is_answered_with_the_incoming_result(loop: Loop) -> None:
     finished = await loop.finished(event["id"])
     assert finished["type"] == "sh.keptn.event.release.finished"
     assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "warning")
-    assert [json.dumps(r["type"]) for r in loop.replies_to(event["id"])][0] == '"sh.keptn.event.release.started"'
+    assert [r["type"] for r in loop.replies_to(event["id"])] == [
+        "sh.keptn.event.release.started",
+        "sh.keptn.event.release.finished",
+    ]
