@@ -53,8 +53,7 @@ class WorkingClone:
             await self._ensure()
         branch = self.repository.branch
         await self.fetch()
-        await self.run("checkout", "--force", "-B", branch, self.remote_ref)
-        await self.run("reset", "--hard", self.remote_ref)
+        await self.run("checkout", "--force", "-B", branch, self.remote_ref)  # resets index and work tree too
         await self.run("clean", "-fdx")
         return await self.head()
 
