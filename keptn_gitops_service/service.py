@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from keptn_gitops_service.keptn.transport import EventSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
-from keptn_gitops_service.state.store import SqliteStateStore, StateStore
+from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStore
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
 
@@ -118,6 +118,7 @@ class Service:
         self.writer = GitWriter(settings.state_dir)
         self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
         ids = new_id or (lambda: str(uuid.uuid4()))
+        self._tasks: set[asyncio.Task[None]] = set()
         self.handlers = Handlers(
             deployment=DeploymentWorkflow(
                 config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
@@ -128,13 +129,43 @@ class Service:
         )
 
     async def start(self) -> None:
+        """Connect, subscribe, and resume whatever a previous process left unfinished."""
         await self.transport.connect()
         await self.transport.subscribe(self.handlers.on_message)
+        for record in self.store.unfinished():
+            self._spawn(self._resume(record))
 
-    async def stop(self) -> None:
-        await self.transport.close()
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop taking events, give running work ``grace`` seconds, then leave the rest in the state store
+        (it is resumed on the next start)."""
+        await self.transport.close(grace=grace)
+        for task in set(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
         await self.reconciler.close()
         self.store.close()
+
+    async def wait_idle(self) -> None:
+        """Return when no event and no resumed deployment is being handled (tests, the demo)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self.transport.wait_idle()
+
+    async def _resume(self, record: Record) -> None:
+        structlog.contextvars.bind_contextvars(shkeptncontext=record.context, triggeredid=record.triggered_id)
+        try:
+            if record.event_type.endswith(".release.triggered"):
+                await self.handlers.release.resume(record)
+            else:
+                await self.handlers.deployment.resume(record)
+        except Exception:
+            log.exception("could not resume", triggeredid=record.triggered_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()

@@ -29,10 +29,10 @@ from keptn_gitops_service.keptn.data import (
     scope_from_data,
     started_data,
 )
-from keptn_gitops_service.keptn.events import KeptnEvent, make_reply, to_structured
+from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
 from keptn_gitops_service.keptn.transport import EventSink
 from keptn_gitops_service.reconcile.dispatch import FluxTarget, Reconciler, Target
-from keptn_gitops_service.state.store import Phase, StateStore
+from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import file_edits
 from keptn_gitops_service.workflow.routing import find_rule
@@ -81,17 +81,42 @@ class DeploymentWorkflow:
             log.info("duplicate delivery ignored", triggeredid=event.id)
             return None
         # 2. start at once
+        await self._start(event, scope)
+        return await self._deploy(event, rule, scope, commit="", wait=wait)
+
+    async def resume(self, record: Record) -> Finished | None:
+        """Finish a deployment a previous process left unfinished (crash, restart), continuing from its phase:
+        ``.started`` is not sent twice, and the commit is found again by its trailer, never made twice."""
+        event = from_json(record.payload)
+        if record.phase is Phase.FINISHED or event.task != "deployment":
+            return None
+        owner = self._owner(event)
+        rule, scope = owner if owner is not None else (None, _scope_or_none(event))
+        log.info("resuming an unfinished deployment", triggeredid=event.id, phase=record.phase.value)
+        if record.phase is Phase.RECEIVED:
+            await self._start(event, scope)
+        if rule is None and scope is not None:
+            finished = Finished("errored", "fail", "no rule of the current configuration owns this deployment anymore")
+            await self._finish(event, scope, finished, None)
+            return finished
+        return await self._deploy(event, rule, scope, commit=record.commit, wait=True)
+
+    async def _start(self, event: KeptnEvent, scope: EventScope | None) -> None:
         await self._reply(event, "started", started_data(scope) if scope else _partial_scope(event.data))
         self.store.advance(event.id, Phase.STARTED)
-        commit = ""
+
+    async def _deploy(
+        self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
+    ) -> Finished:
         try:
             if scope is None or rule is None:
                 scope_from_data(event.data)  # raises the precise error
                 raise EventError("the event cannot be routed")  # pragma: no cover - scope_from_data raised
             trigger = parse_deployment_triggered(event.data)
-            # 3. write the new version into the GitOps repository
-            commit = await self._commit(event, rule, trigger)
-            self.store.advance(event.id, Phase.COMMITTED, commit=commit)
+            # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
+            if not commit:
+                commit = await self._commit(event, rule, trigger)
+                self.store.advance(event.id, Phase.COMMITTED, commit=commit)
             # 4. wait until the GitOps controller has applied it
             outcome = await self.reconciler.wait(
                 self._target(rule, event, trigger) if wait else None,
@@ -120,7 +145,7 @@ class DeploymentWorkflow:
 
     async def reject(self, event: KeptnEvent, scope: Mapping[str, Any], message: str) -> None:
         """Answer a trigger that could not be decoded: ``.started`` then ``.finished`` errored/fail."""
-        if not self.store.claim(event.id, event.shkeptncontext, event.type, b"")[1]:
+        if not self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))[1]:
             return
         await self._reply(event, "started", {**scope, "status": "succeeded"})
         self.store.advance(event.id, Phase.STARTED)
@@ -276,6 +301,13 @@ def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
 def _partial_scope(data: Mapping[str, Any]) -> dict[str, Any]:
     """Whatever project/stage/service/labels an invalid event carries, for replies to it."""
     return {k: data[k] for k in ("project", "stage", "service", "labels") if isinstance(data.get(k), str | dict)}
+
+
+def _scope_or_none(event: KeptnEvent) -> EventScope | None:
+    try:
+        return scope_from_data(event.data)
+    except EventError:
+        return None
 
 
 def _payload(event: KeptnEvent) -> bytes:

@@ -15,9 +15,9 @@ from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_from_data, started_data
-from keptn_gitops_service.keptn.events import KeptnEvent, make_reply, to_structured
+from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
 from keptn_gitops_service.keptn.transport import EventSink
-from keptn_gitops_service.state.store import Phase, StateStore
+from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.routing import find_rule
 
 log = structlog.get_logger(__name__)
@@ -46,14 +46,25 @@ class ReleaseWorkflow:
             return False
         if not self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]:
             return False
+        await self._answer(event, started=False)
+        return True
+
+    async def resume(self, record: Record) -> None:
+        """Send whatever a previous process did not get to send for this release."""
+        if record.phase is not Phase.FINISHED:
+            await self._answer(from_json(record.payload), started=record.phase is not Phase.RECEIVED)
+
+    async def _answer(self, event: KeptnEvent, *, started: bool) -> None:
+        scope = scope_from_data(event.data)
+        if not started:
+            reply = make_reply(
+                event, "started", started_data(scope), source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()
+            )
+            await self.sink.publish(reply)
+            self.store.advance(event.id, Phase.STARTED)
         result = echoed_result(event.data)
         finished = finished_data(scope, status="succeeded", result=result, message="Finished release")
-        for reply in (
-            make_reply(
-                event, "started", started_data(scope), source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()
-            ),
-            make_reply(event, "finished", finished, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()),
-        ):
-            await self.sink.publish(reply)
+        await self.sink.publish(
+            make_reply(event, "finished", finished, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
+        )
         self.store.advance(event.id, Phase.FINISHED, result=echoed_result(event.data))
-        return True

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import httpx2
 import pytest
 from lightkube import ApiError, AsyncClient, KubeConfig
@@ -66,9 +65,9 @@ async def client(kubeconfig: Path) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture
-async def raw(server: KubeApiServer) -> AsyncIterator[httpx.AsyncClient]:
+async def raw(server: KubeApiServer) -> AsyncIterator[httpx2.AsyncClient]:
     """Plain HTTP to check wire details that lightkube hides."""
-    async with httpx.AsyncClient(
+    async with httpx2.AsyncClient(
         base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False
     ) as http:
         yield http
@@ -112,7 +111,7 @@ async def test_get_returns_the_object_with_server_managed_metadata(server: KubeA
 
 
 async def test_list_is_a_kind_list_with_a_resource_version(
-    server: KubeApiServer, client: AsyncClient, raw: httpx.AsyncClient
+    server: KubeApiServer, client: AsyncClient, raw: httpx2.AsyncClient
 ) -> None:
     server.put_object(ks("carts", labels={"app": "carts"}))
     server.put_object(ks("orders", labels={"app": "orders"}))
@@ -134,7 +133,7 @@ async def test_list_is_a_kind_list_with_a_resource_version(
     assert [item["kind"] for item in body["items"]] == ["Kustomization", "Kustomization"]
 
 
-async def test_unknown_kinds_and_objects_are_404_status_objects(client: AsyncClient, raw: httpx.AsyncClient) -> None:
+async def test_unknown_kinds_and_objects_are_404_status_objects(client: AsyncClient, raw: httpx2.AsyncClient) -> None:
     response = await raw.get("/apis/example.invalid/v1/namespaces/default/widgets")
     assert response.status_code == 404 and response.headers["content-type"] == "application/json"
     assert response.json() == {
@@ -382,7 +381,7 @@ async def test_watch_of_an_expired_version_is_410_gone(server: KubeApiServer, cl
 async def test_a_small_history_window_expires_old_versions() -> None:
     async with (
         KubeApiServer(history_size=2) as srv,
-        httpx.AsyncClient(base_url=srv.url, trust_env=False) as http,
+        httpx2.AsyncClient(base_url=srv.url, trust_env=False) as http,
     ):
         start = srv.put_object(ks("a"))["metadata"]["resourceVersion"]
         for name in ("b", "c", "d"):
@@ -437,7 +436,7 @@ async def test_an_aborted_watch_is_an_error_unless_the_client_retries(
     assert kind == "MODIFIED" and obj["spec"]["suspend"] is True
 
 
-async def test_watch_timeout_seconds_ends_the_stream(server: KubeApiServer, raw: httpx.AsyncClient) -> None:
+async def test_watch_timeout_seconds_ends_the_stream(server: KubeApiServer, raw: httpx2.AsyncClient) -> None:
     path = f"/apis/{KS_GROUP}/{KS_VERSION}/{KS_PLURAL}"  # cluster-wide watch
     server.put_object(ks("carts"))
     response = await asyncio.wait_for(raw.get(path, params={"watch": "true", "timeoutSeconds": "1"}), 5)
@@ -450,7 +449,7 @@ async def test_watch_timeout_seconds_ends_the_stream(server: KubeApiServer, raw:
 # ------------------------------------------------------------------------------------ auth and faults
 
 
-async def test_requests_without_the_token_are_401(server: KubeApiServer, raw: httpx.AsyncClient) -> None:
+async def test_requests_without_the_token_are_401(server: KubeApiServer, raw: httpx2.AsyncClient) -> None:
     config = server.kubeconfig(NS)
     for token in (None, "wrong"):
         config["users"][0]["user"] = {"token": token} if token else {}
