@@ -14,11 +14,11 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
-from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.errors import EventError, StateError
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json
 from keptn_gitops_service.keptn.nats import NatsTransport
-from keptn_gitops_service.keptn.transport import EventSink
+from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
@@ -38,23 +38,30 @@ class Handlers:
     sink: EventSink
     clock: Clock
 
-    async def on_message(self, body: bytes) -> None:
-        """Handle one message from the transport; never raises (a bad message must not stop the service)."""
+    async def on_message(self, body: bytes, ack: Ack) -> None:
+        """Handle one message; never raises (a bad message must not stop the service). ``ack`` is called once
+        the trigger is persisted in the state store (or is known not to be ours); a state-store failure
+        leaves it unacknowledged, so a durable transport delivers it again."""
         try:
             event = from_json(body)
         except EventError as exc:
             await self._undecodable(body, exc)
+            await ack()
             return
         structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id)
         try:
             if event.task == "deployment":
-                await self.deployment.handle(event)
+                await self.deployment.handle(event, on_claimed=ack)
             elif event.task == "release":
-                await self.release.handle(event)
+                await self.release.handle(event, on_claimed=ack)
+        except StateError as exc:
+            log.error("the state store failed; the trigger is left for redelivery", error=str(exc))
+            return
         except Exception:
             log.exception("handler failed", type=event.type)
         finally:
             structlog.contextvars.clear_contextvars()
+        await ack()
 
     async def _undecodable(self, body: bytes, error: EventError) -> None:
         """A trigger we cannot decode still gets started+finished when it can be addressed; otherwise log."""

@@ -1,38 +1,53 @@
-"""Keptn over core NATS, like go-utils' cp-connector: queue subscription per subject, subject = event type.
+"""Keptn over NATS: subject = event type, a queue group per integration (go-utils' cp-connector).
 
 [go-utils:pkg/sdk/connector/nats/nats.go] ``QueueSubscribe(subject, queueGroup)`` and ``Publish(*event.Type,
-json)``. Each message is handled in its own task (go-utils uses a goroutine per event), so a long wait never
-blocks the next trigger. nats-py's exceptions become :class:`TransportError`.
+json)``. Beyond go-utils: when Keptn's NATS keeps its ``keptn`` JetStream stream (Keptn ≥ 0.14, created by the
+shipyard-controller on ``sh.keptn.>``, reference/keptn-protocol.md §3.1), triggers are read through durable pull
+consumers of our own, acknowledged only once the handler has persisted them — so triggers published while the
+service was down or restarting are still answered. Without the stream, the core queue subscription is used
+(at most once, like every go-utils service). Each message is handled in its own task. nats-py's exceptions
+become :class:`TransportError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import re
+from collections.abc import Awaitable, Sequence
 
 import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from keptn_gitops_service.errors import TransportError
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
-from keptn_gitops_service.keptn.transport import Handler
+from keptn_gitops_service.keptn.transport import Ack, Handler
 
 log = structlog.get_logger(__name__)
 
+KEPTN_STREAM = "keptn"
+PUBLISH_CONFIRM_TIMEOUT = 300.0
+
 
 class NatsTransport:
-    """Receives triggers on ``subjects`` in ``queue_group`` and publishes replies."""
+    """Receives triggers on ``subjects`` (shared by ``queue_group``) and publishes replies."""
 
     def __init__(self, url: str, subjects: Sequence[str], queue_group: str, *, name: str) -> None:
         self.url = url
         self.subjects = tuple(subjects)
         self.queue_group = queue_group
         self.name = name
+        self.mode = "disconnected"
+        """``jetstream`` (at least once), ``core`` (at most once) or ``disconnected``."""
         self._nc: Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pullers: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
         try:
@@ -52,45 +67,158 @@ class NatsTransport:
         return self._nc is not None and self._nc.is_connected
 
     async def subscribe(self, handler: Handler) -> None:
+        """Consume from Keptn's stream when it exists, else queue-subscribe on core NATS."""
         nc = self._require()
+        if await self._has_keptn_stream(nc):
+            for subject in self.subjects:
+                psub = await self._durable_consumer(nc, subject)
+                self._pullers.append(asyncio.create_task(self._pull(psub, handler), name=f"pull {subject}"))
+            self.mode = "jetstream"
+            log.info(
+                "consuming Keptn's JetStream stream with durable consumers",
+                stream=KEPTN_STREAM,
+                subjects=list(self.subjects),
+                consumer_prefix=self.queue_group,
+            )
+            return
 
         async def on_message(msg: Msg) -> None:
-            task = asyncio.create_task(handler(msg.data), name=f"handle {msg.subject}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(handler(msg.data, _no_ack))
 
         for subject in self.subjects:
             await nc.subscribe(subject, queue=self.queue_group, cb=on_message)
         await nc.flush()
-        log.info("subscribed", subjects=list(self.subjects), queue_group=self.queue_group, url=self.url)
+        self.mode = "core"
+        log.warning(
+            "Keptn's JetStream stream is not available: core NATS queue subscription (triggers published "
+            "while this service is down are lost)",
+            subjects=list(self.subjects),
+            queue_group=self.queue_group,
+        )
 
     async def publish(self, event: KeptnEvent) -> None:
+        """Publish and wait until the server has it. While NATS is away the message waits in the client's
+        reconnect buffer and goes out after reconnecting — it is never published twice by us."""
         nc = self._require()
         try:
             await nc.publish(event.type, to_structured(event))
-            await nc.flush(timeout=10)
-        except (NatsError, OSError, TimeoutError) as exc:
+        except (NatsError, OSError) as exc:
             raise TransportError(f"cannot publish {event.type}: {exc.__class__.__name__}: {exc}") from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_CONFIRM_TIMEOUT
+        while True:
+            try:
+                await nc.flush(timeout=5)
+                return
+            except (NatsError, OSError, TimeoutError) as exc:
+                if loop.time() > deadline or nc.is_closed:
+                    raise TransportError(f"NATS did not confirm {event.type}: {exc.__class__.__name__}") from None
+                log.warning("NATS unavailable; the reply waits in the reconnect buffer", type=event.type)
+                await asyncio.sleep(1)
 
     async def close(self, *, grace: float = 30.0) -> None:
         """Stop receiving, let running handlers finish for up to ``grace`` seconds, then disconnect."""
         if self._nc is None:
             return
+        for puller in self._pullers:
+            puller.cancel()
+        for puller in self._pullers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await puller
+        self._pullers.clear()
         for sub in list(self._nc._subs.values()):  # nats-py has no public "unsubscribe all"
-            await sub.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
         for task in set(self._tasks):
             task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
         await self._nc.close()
         self._nc = None
+        self.mode = "disconnected"
 
     async def wait_idle(self) -> None:
         """Return when no handler is running (tests and the demo)."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _has_keptn_stream(self, nc: Client) -> bool:
+        try:
+            await nc.jetstream().stream_info(KEPTN_STREAM)
+            return True
+        except NotFoundError:
+            return False
+        except (NatsError, TimeoutError):  # no JetStream on this server
+            return False
+
+    async def _durable_consumer(self, nc: Client, subject: str) -> nats.js.JetStreamContext.PullSubscription:
+        """Our durable consumer for ``subject`` (one per subject works on every JetStream server version).
+        Created with DeliverPolicy.NEW so the stream's history is never replayed; afterwards it resumes where
+        it left off, which is what delivers the triggers published while we were away."""
+        js = nc.jetstream()
+        durable = _durable_name(self.queue_group, subject)
+        try:
+            await js.consumer_info(KEPTN_STREAM, durable)
+        except NotFoundError:
+            config = ConsumerConfig(
+                durable_name=durable,
+                filter_subject=subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=60,
+                max_ack_pending=1000,
+            )
+            await js.add_consumer(KEPTN_STREAM, config)
+        return await js.pull_subscribe_bind(durable, stream=KEPTN_STREAM)
+
+    async def _pull(self, psub: nats.js.JetStreamContext.PullSubscription, handler: Handler) -> None:
+        failures = 0
+        while True:
+            try:
+                messages = await psub.fetch(batch=20, timeout=2)
+                failures = 0
+            except NatsTimeoutError:
+                continue
+            except (NatsError, OSError) as exc:
+                failures += 1
+                log.warning("fetching from the Keptn stream failed; retrying", error=str(exc))
+                await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+                continue
+            for msg in messages:
+                self._spawn(handler(msg.data, _acker(msg)))
+
     def _require(self) -> Client:
         if self._nc is None:
             raise TransportError("not connected to NATS")
         return self._nc
+
+
+def _durable_name(group: str, subject: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{group}-{subject}")
+
+
+def _acker(msg: Msg) -> Ack:
+    done = False
+
+    async def ack() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            with contextlib.suppress(NatsError):
+                await msg.ack()
+
+    return ack
+
+
+async def _no_ack() -> None:
+    """Core NATS has nothing to acknowledge."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from keptn_gitops_service.keptn.events import KeptnEvent
 
-Handler = Callable[[bytes], Coroutine[Any, Any, None]]
+Ack = Callable[[], Awaitable[None]]
+"""Acknowledges a received message (idempotent). Called once the trigger is persisted, or known not ours."""
+Handler = Callable[[bytes, Ack], Coroutine[Any, Any, None]]
 
 
 class EventSink(Protocol):

@@ -30,7 +30,7 @@ from keptn_gitops_service.keptn.data import (
     started_data,
 )
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
-from keptn_gitops_service.keptn.transport import EventSink
+from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.reconcile.dispatch import FluxTarget, Reconciler, Target
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
@@ -69,14 +69,17 @@ class DeploymentWorkflow:
     clock: Clock
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
 
-    async def handle(self, event: KeptnEvent, *, wait: bool = True) -> Finished | None:
-        """Answer one ``deployment.triggered``; ``None`` when it is not ours or already handled."""
+    async def handle(self, event: KeptnEvent, *, wait: bool = True, on_claimed: Ack | None = None) -> Finished | None:
+        """Answer one ``deployment.triggered``; ``None`` when it is not ours or already handled.
+        ``on_claimed`` runs as soon as the trigger is persisted (the transport acknowledges it then)."""
         # 1. receive: is it ours, and is it new?
         owner = self._owner(event)
         if owner is None:
             return None
         rule, scope = owner
         _, created = self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))
+        if on_claimed is not None:
+            await on_claimed()
         if not created:
             log.info("duplicate delivery ignored", triggeredid=event.id)
             return None

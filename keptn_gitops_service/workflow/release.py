@@ -16,7 +16,7 @@ from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_from_data, started_data
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
-from keptn_gitops_service.keptn.transport import EventSink
+from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.routing import find_rule
 
@@ -33,7 +33,7 @@ class ReleaseWorkflow:
     clock: Clock
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
 
-    async def handle(self, event: KeptnEvent) -> bool:
+    async def handle(self, event: KeptnEvent, *, on_claimed: Ack | None = None) -> bool:
         """Answer one ``release.triggered``; ``False`` when it is not ours or already answered."""
         if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "release":
             return False
@@ -44,7 +44,10 @@ class ReleaseWorkflow:
             return False
         if find_rule(self.config, scope.project, scope.stage, scope.service) is None:
             return False
-        if not self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]:
+        created = self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]
+        if on_claimed is not None:
+            await on_claimed()
+        if not created:
             return False
         await self._answer(event, started=False)
         return True
