@@ -236,7 +236,8 @@ class DeploymentWorkflow:
         partial: Mapping[str, Any] | None = None,
     ) -> None:
         if block is None:
-            block = {"deploymentstrategy": "direct", "deploymentURIsLocal": None, "deploymentNames": None}
+            # helm-service's zero block on errors (fixtures/keptn/derived/07), plus the commit when one was made
+            block = {"deploymentstrategy": "", "deploymentURIsLocal": None, "deploymentNames": None}
             if finished.commit:
                 block["gitCommit"] = finished.commit
         if scope is not None:

@@ -215,6 +215,11 @@ async def test_bad_inputs_are_answered_precisely_and_leave_the_repository_untouc
             data = replies[0]["data"]
             assert (data["status"], data["result"]) == ("errored", "fail"), name
             assert expected in data["message"], (name, data["message"])
+            assert data["deployment"] == {
+                "deploymentstrategy": "",
+                "deploymentURIsLocal": None,
+                "deploymentNames": None,
+            }
         await loop.publish(b'{"id": "broken", "type": "sh.keptn.event.deployment.triggered", ')
         await loop.idle()
         assert loop.replies_to("broken") == []
