@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.demo import content
 from keptn_gitops_service.demo.fluxsim import SimulatedFlux
 from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_service.demo.runner import shipyard_trigger
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
 
@@ -24,27 +24,11 @@ TOPICS = ("sh.keptn.event.deployment.triggered", "sh.keptn.event.release.trigger
 
 
 def triggered(image: str = "docker.io/keptnexamples/carts:0.13.1", **data: Any) -> dict[str, Any]:
-    """A deployment.triggered exactly as the shipyard-controller publishes it (fixtures/keptn/derived/03)."""
-    body: dict[str, Any] = {
-        "configurationChange": {"values": {"image": image}},
-        "deployment": {"deploymentURIsLocal": None, "deploymentstrategy": "direct"},
-        "project": "sockshop",
-        "stage": "dev",
-        "service": "carts",
-    }
-    body.update(data)
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "shipyard-controller",
-        "type": "sh.keptn.event.deployment.triggered",
-        "datacontenttype": "application/json",
-        "time": "2024-01-17T11:41:09.134279817Z",
-        "data": body,
-        "gitcommitid": "3f1c9b0e2d4a5b6c7d8e9f00112233445566778a",
-        "shkeptncontext": str(uuid.uuid4()),
-        "shkeptnspecversion": "0.2.4",
-    }
+    """A deployment.triggered exactly as the shipyard-controller publishes it (fixtures/keptn/derived/03), with
+    ``data`` keys replaced by ``data``."""
+    event = shipyard_trigger(image)
+    event["data"].update(data)
+    return event
 
 
 @dataclass

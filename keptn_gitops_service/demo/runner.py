@@ -81,6 +81,7 @@ def shipyard_trigger(image: str) -> dict[str, Any]:
         "type": "sh.keptn.event.deployment.triggered",
         "datacontenttype": "application/json",
         "time": "2024-01-17T11:41:09.134279817Z",
+        "gitcommitid": "3f1c9b0e2d4a5b6c7d8e9f00112233445566778a",
         "shkeptncontext": str(uuid.uuid4()),
         "shkeptnspecversion": "0.2.4",
         "data": {

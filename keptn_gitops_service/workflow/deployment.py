@@ -176,7 +176,7 @@ class DeploymentWorkflow:
         return rule, scope
 
     async def _commit(self, event: KeptnEvent, rule: Rule, trigger: DeploymentTrigger) -> str:
-        context = TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
+        context = _context(event, trigger)
         change = Change(
             repository=self.config.repository(rule.repository),
             edits=file_edits(rule, context),
@@ -197,7 +197,7 @@ class DeploymentWorkflow:
         target = rule.wait.target
         if not isinstance(target, FluxWait):
             return None
-        context = TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
+        context = _context(event, trigger)
         where = f"rules[{rule.index}].wait.flux"
         return FluxTarget(
             kind=target.kind,
@@ -221,7 +221,7 @@ class DeploymentWorkflow:
     def _uris(rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> tuple[list[str], list[str]]:
         if rule.deployment_uris is None:
             return list(trigger.uris_local), list(trigger.uris_public)
-        context = TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
+        context = _context(event, trigger)
         where = f"rules[{rule.index}].deploymentURIs"
         local = [context.render(t, f"{where}.local[{i}]") for i, t in enumerate(rule.deployment_uris.local)]
         public = [context.render(t, f"{where}.public[{i}]") for i, t in enumerate(rule.deployment_uris.public)]
@@ -305,6 +305,10 @@ def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
 def _partial_scope(data: Mapping[str, Any]) -> dict[str, Any]:
     """Whatever project/stage/service/labels an invalid event carries, for replies to it."""
     return {k: data[k] for k in ("project", "stage", "service", "labels") if isinstance(data.get(k), str | dict)}
+
+
+def _context(event: KeptnEvent, trigger: DeploymentTrigger) -> TemplateContext:
+    return TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
 
 
 def _scope_or_none(event: KeptnEvent) -> EventScope | None:
