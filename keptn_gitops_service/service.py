@@ -23,6 +23,7 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
 from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStore
+from keptn_gitops_service.web.probes import ProbeServer
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
 
@@ -126,6 +127,7 @@ class Service:
         self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
         ids = new_id or (lambda: str(uuid.uuid4()))
         self._tasks: set[asyncio.Task[None]] = set()
+        self.probes = ProbeServer(self._readiness, port=settings.http_port) if settings.http_port is not None else None
         self.handlers = Handlers(
             deployment=DeploymentWorkflow(
                 config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
@@ -137,6 +139,8 @@ class Service:
 
     async def start(self) -> None:
         """Connect, subscribe, and resume whatever a previous process left unfinished."""
+        if self.probes is not None:
+            await self.probes.start()
         await self.transport.connect()
         await self.transport.subscribe(self.handlers.on_message)
         for record in self.store.unfinished():
@@ -152,6 +156,19 @@ class Service:
             await asyncio.wait(set(self._tasks))
         await self.reconciler.close()
         self.store.close()
+        if self.probes is not None:
+            await self.probes.stop()
+
+    async def _readiness(self) -> dict[str, dict[str, Any]]:
+        try:
+            self.store.get("readiness-probe")
+            store: dict[str, Any] = {"ok": True}
+        except StateError as exc:
+            store = {"ok": False, "error": str(exc)}
+        nats = {"ok": self.transport.connected, "mode": self.transport.mode}
+        if self.transport.mode == "core":
+            nats["note"] = "Keptn's JetStream stream is not available: triggers sent while down are lost"
+        return {"nats": nats, "stateStore": store}
 
     async def wait_idle(self) -> None:
         """Return when no event and no resumed deployment is being handled (tests, the demo)."""

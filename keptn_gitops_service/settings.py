@@ -39,6 +39,8 @@ class Settings:
     """``LOG_LEVEL``."""
     log_format: str = "json"
     """``LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
+    http_port: int | None = 8080
+    """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``); ``0`` picks a free port, ``None`` disables them."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +60,11 @@ class Settings:
             transport=transport,
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("LOG_FORMAT") or "json").lower(),
+            http_port=_port(env.get("HTTP_PORT", "8080")),
         )
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError([f"HTTP_PORT={text!r}: must be a port number"])
+    return int(text)

@@ -109,7 +109,12 @@ async def start_loop(
     if run_flux:
         flux.start(interval=3600)
     settings = Settings(
-        nats_url=nats_url, topics=TOPICS, state_dir=tmp / "state", kubeconfig=str(kubeconfig), log_format="console"
+        nats_url=nats_url,
+        topics=TOPICS,
+        state_dir=tmp / "state",
+        kubeconfig=str(kubeconfig),
+        log_format="console",
+        http_port=0,
     )
     service = Service(
         settings, parse_config(config or config_text(remote), "test-config.yaml"), clock=clock or SystemClock()

@@ -152,6 +152,7 @@ async def _deliver(root: Path, nats_url: str, kube: KubeApiServer, bare: Path, i
         state_dir=root / "state",
         kubeconfig=str(kube.write_kubeconfig(root / "kubeconfig")),
         log_format="console",
+        http_port=0,
     )
     service = Service(settings, load_config(config_path))
     await service.start()

@@ -1,0 +1,1 @@
+"""The HTTP surface: health probes (and, later, webhooks and metrics)."""
