@@ -26,6 +26,7 @@ from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStor
 from keptn_gitops_service.web.probes import ProbeServer
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
+from keptn_gitops_service.workflow.rollback import RollbackWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ class Handlers:
 
     deployment: DeploymentWorkflow
     release: ReleaseWorkflow
+    rollback: RollbackWorkflow
     sink: EventSink
     clock: Clock
 
@@ -55,6 +57,8 @@ class Handlers:
                 await self.deployment.handle(event, on_claimed=ack)
             elif event.task == "release":
                 await self.release.handle(event, on_claimed=ack)
+            elif event.task == "rollback":
+                await self.rollback.handle(event, on_claimed=ack)
         except StateError as exc:
             log.error("the state store failed; the trigger is left for redelivery", error=str(exc))
             return
@@ -133,6 +137,9 @@ class Service:
                 config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
             ),
             release=ReleaseWorkflow(config, self.store, self.transport, self.clock, ids),
+            rollback=RollbackWorkflow(
+                config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
+            ),
             sink=self.transport,
             clock=self.clock,
         )
@@ -181,6 +188,8 @@ class Service:
         try:
             if record.event_type.endswith(".release.triggered"):
                 await self.handlers.release.resume(record)
+            elif record.event_type.endswith(".rollback.triggered"):
+                await self.handlers.rollback.resume(record)
             else:
                 await self.handlers.deployment.resume(record)
         except Exception:

@@ -12,6 +12,7 @@ from keptn_gitops_service.errors import ConfigError
 
 DEFAULT_TOPICS = (
     "sh.keptn.event.deployment.triggered",
+    "sh.keptn.event.rollback.triggered",
     "sh.keptn.event.release.triggered",
 )
 
@@ -23,8 +24,8 @@ class Settings:
     nats_url: str = "nats://keptn-nats:4222"
     """``NATS_URL``: Keptn's in-cluster NATS."""
     topics: tuple[str, ...] = DEFAULT_TOPICS
-    """``PUBSUB_TOPIC``: comma-separated subjects (wildcards allowed). ``rollback.triggered`` joins the default
-    once rollback is implemented — until then a shipyard's rollback task stays with its current service."""
+    """``PUBSUB_TOPIC``: comma-separated subjects (wildcards allowed); by default the deployment, rollback and
+    release triggers, like helm-service."""
     queue_group: str = SERVICE_NAME
     """``PUBSUB_GROUP``: the NATS queue group, so replicas share the work."""
     config_path: Path | None = None

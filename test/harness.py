@@ -20,7 +20,11 @@ from keptn_gitops_service.demo.runner import shipyard_trigger
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
 
-TOPICS = ("sh.keptn.event.deployment.triggered", "sh.keptn.event.release.triggered")
+TOPICS = (
+    "sh.keptn.event.deployment.triggered",
+    "sh.keptn.event.rollback.triggered",
+    "sh.keptn.event.release.triggered",
+)
 
 
 def triggered(image: str = "docker.io/keptnexamples/carts:0.13.1", **data: Any) -> dict[str, Any]:

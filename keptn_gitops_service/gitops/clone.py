@@ -100,6 +100,25 @@ class WorkingClone:
         sha = out.strip()
         return sha or None
 
+    async def find_commits(self, *messages: str) -> list[str]:
+        """Commits on the remote branch whose message contains every one of ``messages``, newest first."""
+        greps = [f"--grep={m}" for m in messages]
+        out = await self.run("log", self.remote_ref, "--fixed-strings", "--all-match", *greps, "--format=%H")
+        return out.split()
+
+    async def file_versions(self, commit: str) -> list[tuple[str, str | None, str | None]]:
+        """``(path, before, after)`` of every file ``commit`` changed (``None`` where the file did not exist)."""
+        names = await self.run("diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", commit)
+        versions = []
+        for path in (n for n in names.split("\0") if n):
+            versions.append((path, await self.show(f"{commit}^", path), await self.show(commit, path)))
+        return versions
+
+    async def show(self, revision: str, path: str) -> str | None:
+        """A file's text at ``revision``, or ``None`` if it does not exist there."""
+        result = await self._git.run("show", f"{revision}:{path}", cwd=self.path, check=False)
+        return result.stdout if result.returncode == 0 else None
+
     async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether ``ancestor`` is ``descendant`` or one of its ancestors (fetching once if unknown)."""
         if not (_SHA.match(ancestor) and _SHA.match(descendant)):

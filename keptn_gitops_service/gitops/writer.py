@@ -25,6 +25,10 @@ from keptn_gitops_service.gitops.paths import resolve_in_repo
 log = structlog.get_logger(__name__)
 
 
+FileVersions = tuple[str, str | None, str | None]
+"""``(path, text before, text after)`` of one file in one commit."""
+
+
 @dataclass(frozen=True)
 class FileEdit:
     """A pure text transformation of one file (it raises :class:`EditError` when it cannot apply)."""
@@ -96,6 +100,13 @@ class GitWriter:
         """Whether ``descendant`` contains ``ancestor`` (under the repository's lock: it may fetch)."""
         async with self.lock(repository):
             return await self.clone(repository).is_ancestor(ancestor, descendant)
+
+    async def history(self, repository: Repository, *messages: str) -> list[tuple[str, list[FileVersions]]]:
+        """The commits whose message contains all ``messages`` (newest first), each with its file versions."""
+        async with self.lock(repository):
+            clone = self.clone(repository)
+            await clone.fetch()
+            return [(sha, await clone.file_versions(sha)) for sha in await clone.find_commits(*messages)]
 
     async def write(self, change: Change) -> WriteResult:
         """Commit and push ``change``; return the commit that carries it."""

@@ -16,8 +16,7 @@ import structlog
 
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.config.durations import parse_duration
-from keptn_gitops_service.config.model import FluxWait, GitOpsConfig, Rule
+from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError, GitOpsServiceError
 from keptn_gitops_service.gitops.writer import Change, GitWriter
 from keptn_gitops_service.keptn.data import (
@@ -31,16 +30,18 @@ from keptn_gitops_service.keptn.data import (
 )
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
 from keptn_gitops_service.keptn.transport import Ack, EventSink
-from keptn_gitops_service.reconcile.dispatch import FluxTarget, Reconciler, Target
+from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import file_edits
 from keptn_gitops_service.workflow.routing import find_rule
+from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
 
 TRIGGERED_ID_TRAILER = "Keptn-Triggered-Id"
 CONTEXT_TRAILER = "Keptn-Context"
+SCOPE_TRAILER = "Keptn-Scope"
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,10 @@ class DeploymentWorkflow:
                 self.store.advance(event.id, Phase.COMMITTED, commit=commit)
             # 4. wait until the GitOps controller has applied it
             outcome = await self.reconciler.wait(
-                self._target(rule, event, trigger) if wait else None,
+                wait_target(rule, _context(event, trigger)) if wait else None,
                 commit=commit,
-                ancestry=_RepositoryAncestry(self.writer, self.config, rule),
-                timeout=self._timeout(rule, trigger),
+                ancestry=RepositoryAncestry(self.writer, self.config, rule),
+                timeout=wait_timeout(rule, trigger.properties, "data.deployment"),
             )
             finished = Finished(
                 "succeeded" if outcome.succeeded else "errored",
@@ -193,30 +194,6 @@ class DeploymentWorkflow:
         )
         return result.commit
 
-    def _target(self, rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> Target:
-        target = rule.wait.target
-        if not isinstance(target, FluxWait):
-            return None
-        context = _context(event, trigger)
-        where = f"rules[{rule.index}].wait.flux"
-        return FluxTarget(
-            kind=target.kind,
-            namespace=context.render(target.namespace, f"{where}.namespace"),
-            name=context.render(target.name, f"{where}.name"),
-        )
-
-    @staticmethod
-    def _timeout(rule: Rule, trigger: DeploymentTrigger) -> float:
-        override = trigger.properties.get("timeout")
-        if override is None:
-            return rule.wait.timeout.total_seconds()
-        if not isinstance(override, str):
-            raise EventError("data.deployment.timeout must be a duration string such as '15m'")
-        try:
-            return parse_duration(override).total_seconds()
-        except ValueError as exc:
-            raise EventError(f"data.deployment.timeout: {exc}") from None
-
     @staticmethod
     def _uris(rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> tuple[list[str], list[str]]:
         if rule.deployment_uris is None:
@@ -278,16 +255,6 @@ class DeploymentWorkflow:
         await self.sink.publish(reply)
 
 
-@dataclass(frozen=True)
-class _RepositoryAncestry:
-    writer: GitWriter
-    config: GitOpsConfig
-    rule: Rule
-
-    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        return await self.writer.is_ancestor(self.config.repository(self.rule.repository), ancestor, descendant)
-
-
 def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
     """Subject naming project/stage/service/image, and the trailers that trace the commit back to Keptn."""
     s = trigger.scope
@@ -298,6 +265,7 @@ def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
         f"Keptn deployment of service {s.service} in stage {s.stage} of project {s.project}"
         f"{f', image {image}' if what else ''}.\n\n"
         f"{CONTEXT_TRAILER}: {event.shkeptncontext}\n"
+        f"{SCOPE_TRAILER}: {s.project}/{s.stage}/{s.service}\n"
         f"{TRIGGERED_ID_TRAILER}: {event.id}\n"
     )
 

@@ -39,7 +39,9 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
 FULLNAME = f"{RELEASE}-keptn-gitops-service"
 CONFIG_PATH = "/etc/keptn-gitops-service/config.yaml"
 STATE_DIR = "/var/lib/keptn-gitops-service"
-DEFAULT_TOPICS = "sh.keptn.event.deployment.triggered,sh.keptn.event.release.triggered"
+DEFAULT_TOPICS = (
+    "sh.keptn.event.deployment.triggered,sh.keptn.event.rollback.triggered,sh.keptn.event.release.triggered"
+)
 
 # Exactly what the service needs on the Kubernetes API: read what it waits on, patch only to ask for a reconcile.
 LEAST_PRIVILEGE = {

@@ -1,0 +1,162 @@
+"""``rollback.triggered`` → restore what this Keptn context deployed → reconciled → ``rollback.finished``.
+
+helm-service's rollback shifts traffic back to the primary and answers with the incoming result
+[keptn@0.18.1:helm-service/controller/rollback_handler.go]. In GitOps the equivalent is to restore, in the
+repository, the values that this context's deployment commit(s) for the service replaced — found by their
+``Keptn-Context`` and ``Keptn-Scope`` trailers — with the same minimal edit (:mod:`gitops.revert`), wait until
+the controller applied that, and answer ``rollback.finished`` with the incoming ``result`` (typically ``fail``,
+inherited from the failed delivery), as helm-service does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import structlog
+
+from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.config.model import GitOpsConfig, Rule
+from keptn_gitops_service.errors import EditError, EventError, GitOpsServiceError
+from keptn_gitops_service.gitops.revert import ScalarChange, revert_changes, scalar_changes
+from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter
+from keptn_gitops_service.keptn.data import EventScope, echoed_result, finished_data, scope_from_data, started_data
+from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
+from keptn_gitops_service.keptn.transport import Ack, EventSink
+from keptn_gitops_service.reconcile.dispatch import Reconciler
+from keptn_gitops_service.state.store import Phase, Record, StateStore
+from keptn_gitops_service.workflow.context import TemplateContext
+from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
+from keptn_gitops_service.workflow.routing import find_rule
+from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
+
+log = structlog.get_logger(__name__)
+
+ROLLBACK_OF_TRAILER = "Keptn-Rollback-Of"
+
+
+@dataclass
+class RollbackWorkflow:
+    """Handles rollback triggers for the services our rules own."""
+
+    config: GitOpsConfig
+    writer: GitWriter
+    reconciler: Reconciler
+    store: StateStore
+    sink: EventSink
+    clock: Clock
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    async def handle(self, event: KeptnEvent, *, on_claimed: Ack | None = None) -> Finished | None:
+        """Answer one ``rollback.triggered``; ``None`` when it is not ours or already handled."""
+        if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "rollback":
+            return None
+        try:
+            scope = scope_from_data(event.data)
+        except EventError as exc:
+            log.warning("rollback trigger without a valid scope ignored", triggeredid=event.id, error=str(exc))
+            return None
+        rule = find_rule(self.config, scope.project, scope.stage, scope.service)
+        if rule is None:
+            return None
+        created = self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]
+        if on_claimed is not None:
+            await on_claimed()
+        if not created:
+            return None
+        await self._reply(event, "started", started_data(scope))
+        self.store.advance(event.id, Phase.STARTED)
+        return await self._rollback(event, rule, scope)
+
+    async def resume(self, record: Record) -> Finished | None:
+        """Finish a rollback a previous process left unfinished (the revert commit is found by its trailer)."""
+        event = from_json(record.payload)
+        scope = scope_from_data(event.data)
+        rule = find_rule(self.config, scope.project, scope.stage, scope.service)
+        if record.phase is Phase.RECEIVED:
+            await self._reply(event, "started", started_data(scope))
+            self.store.advance(event.id, Phase.STARTED)
+        if rule is None:
+            finished = Finished("errored", "fail", "no rule of the current configuration owns this rollback anymore")
+            await self._finish(event, scope, finished)
+            return finished
+        return await self._rollback(event, rule, scope)
+
+    async def _rollback(self, event: KeptnEvent, rule: Rule, scope: EventScope) -> Finished:
+        commit = ""
+        try:
+            repository = self.config.repository(rule.repository)
+            where = f"{scope.project}/{scope.stage}/{scope.service}"
+            history = await self.writer.history(
+                repository, f"{CONTEXT_TRAILER}: {event.shkeptncontext}", f"{SCOPE_TRAILER}: {where}"
+            )
+            if not history:
+                message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"
+                finished = Finished("succeeded", echoed_result(event.data), message)
+            else:
+                change = Change(
+                    repository=repository,
+                    edits=_revert_edits(history),
+                    message=_message(event, scope, [sha for sha, _ in history]),
+                    trailer=(TRIGGERED_ID_TRAILER, event.id),
+                )
+                commit = (await self.writer.write(change)).commit
+                self.store.advance(event.id, Phase.COMMITTED, commit=commit)
+                outcome = await self.reconciler.wait(
+                    wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext)),
+                    commit=commit,
+                    ancestry=RepositoryAncestry(self.writer, self.config, rule),
+                    timeout=wait_timeout(rule, event.data.get("rollback") or {}, "data.rollback"),
+                )
+                rolled = ", ".join(sha[:12] for sha, _ in history)
+                if outcome.succeeded:
+                    message = f"Rolled back {rolled} with commit {commit[:12]}. {outcome.message}"
+                    finished = Finished("succeeded", echoed_result(event.data), message, commit)
+                else:
+                    finished = Finished("errored", "fail", f"Rollback of {rolled}: {outcome.message}", commit)
+        except GitOpsServiceError as exc:
+            finished = Finished("errored", "fail", str(exc), commit)
+        except Exception as exc:  # a bug must still end the task
+            log.exception("rollback failed unexpectedly", triggeredid=event.id)
+            finished = Finished("errored", "fail", f"internal error: {exc.__class__.__name__}: {exc}", commit)
+        await self._finish(event, scope, finished)
+        return finished
+
+    async def _finish(self, event: KeptnEvent, scope: EventScope, finished: Finished) -> None:
+        data = finished_data(scope, status=finished.status, result=finished.result, message=finished.message)
+        log.info("rollback finished", triggeredid=event.id, status=finished.status, result=finished.result)
+        await self._reply(event, "finished", data)
+        self.store.advance(event.id, Phase.FINISHED, commit=finished.commit, result=finished.result)
+
+    async def _reply(self, trigger: KeptnEvent, kind: Literal["started", "finished"], data: Mapping[str, Any]) -> None:
+        reply = make_reply(trigger, kind, data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
+        await self.sink.publish(reply)
+
+
+def _revert_edits(history: list[tuple[str, list[FileVersions]]]) -> tuple[FileEdit, ...]:
+    """One edit per file, undoing the newest commit's changes first."""
+    per_file: dict[str, list[ScalarChange]] = {}
+    for sha, files in history:
+        for path, before, after in files:
+            if before is None or after is None:
+                raise EditError(f"{path}: commit {sha[:12]} created or deleted this file; it cannot be rolled back")
+            try:
+                per_file.setdefault(path, []).extend(scalar_changes(before, after))
+            except EditError as exc:
+                raise EditError(f"{path}: commit {sha[:12]}: {exc}") from None
+    return tuple(FileEdit(path, partial(revert_changes, changes=changes)) for path, changes in per_file.items())
+
+
+def _message(event: KeptnEvent, scope: EventScope, commits: list[str]) -> str:
+    where = f"{scope.project}/{scope.stage}/{scope.service}"
+    trailers = "".join(f"{ROLLBACK_OF_TRAILER}: {sha}\n" for sha in commits)
+    return (
+        f"rollback {where}\n\n"
+        f"Keptn rollback of service {scope.service} in stage {scope.stage} of project {scope.project}:"
+        f" restores the values before {', '.join(sha[:12] for sha in commits)}.\n\n"
+        f"{CONTEXT_TRAILER}: {event.shkeptncontext}\n{trailers}{TRIGGERED_ID_TRAILER}: {event.id}\n"
+    )
