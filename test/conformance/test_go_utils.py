@@ -107,6 +107,34 @@ async def test_release_replies_satisfy_go_utils_and_the_shipyard_controller(
         await stop_loop(loop)
 
 
+async def test_rollback_replies_satisfy_go_utils_and_restore_the_deployed_version(
+    tmp_path: Path, nats_url: str, checker: Path | GoMissingError
+) -> None:
+    """A delivery and then its rollback sequence, both triggered with go-utils types in one Keptn context."""
+    program = binary(checker)
+    loop = await start_loop(tmp_path, nats_url)
+    try:
+        kustomization = "apps/dev/carts/kustomization.yaml"
+        original = git("show", f"main:{kustomization}", cwd=loop.remote)
+        context = "0b0c3d4e-5f60-4718-8293-a4b5c6d7e8f9"
+        common = ("--nats", nats_url, "--keptn-context", context, "--timeout", "20s")
+        rc, summary, stderr = await run_checker(program, *common, "--scenario", "deployment", "--image", IMAGE)
+        assert passed(rc, summary), (rc, stderr, summary.get("failed"))
+        deployed = git("rev-parse", "main", cwd=loop.remote).strip()
+        rc, summary, stderr = await run_checker(
+            program,
+            *common,
+            *("--scenario", "rollback", "--incoming-result", "fail"),
+            *("--expect-status", "succeeded", "--expect-result", "fail"),
+        )
+        assert passed(rc, summary), (rc, stderr, summary.get("failed"))
+        assert summary["finished"]["type"] == "sh.keptn.event.rollback.finished"
+        assert summary["message"].startswith(f"Rolled back {deployed[:12]}")
+        assert git("show", f"main:{kustomization}", cwd=loop.remote) == original
+    finally:
+        await stop_loop(loop)
+
+
 async def test_the_checker_fails_when_nobody_answers(nats_url: str, checker: Path | GoMissingError) -> None:
     program = binary(checker)
     rc, summary, stderr = await run_checker(program, "--nats", nats_url, "--scenario", "deployment", "--timeout", "1s")

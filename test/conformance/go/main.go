@@ -155,7 +155,7 @@ func parseFlags() (options, error) {
 	o := options{labels: map[string]string{}}
 	fs := flag.NewFlagSet("keptn-conformance", flag.ContinueOnError)
 	fs.StringVar(&o.natsURL, "nats", "", "NATS URL, e.g. nats://127.0.0.1:4222 (required)")
-	fs.StringVar(&o.scenario, "scenario", "deployment", "deployment | release")
+	fs.StringVar(&o.scenario, "scenario", "deployment", "deployment | release | rollback")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait, in total, for the .started and .finished replies")
 	fs.DurationVar(&o.settle, "settle", 300*time.Millisecond,
 		"after .finished, how long to keep listening for duplicate or late replies")
@@ -166,7 +166,7 @@ func parseFlags() (options, error) {
 		"deployment: configurationChange.values.image")
 	fs.StringVar(&o.strategy, "strategy", "direct", "data.deployment.deploymentstrategy of the trigger")
 	fs.StringVar(&o.incomingResult, "incoming-result", "pass",
-		"release: data.result of the trigger (the aggregated result of the earlier tasks)")
+		"release/rollback: data.result of the trigger (the aggregated result of the earlier tasks)")
 	fs.StringVar(&o.expectStatus, "expect-status", "", "if set, the .finished data.status must equal this")
 	fs.StringVar(&o.expectResult, "expect-result", "", "if set, the .finished data.result must equal this")
 	fs.StringVar(&o.triggeredID, "triggered-id", "", "id of the .triggered event (default: a new UUID)")
@@ -179,8 +179,8 @@ func parseFlags() (options, error) {
 	if o.natsURL == "" {
 		return o, fmt.Errorf("--nats is required")
 	}
-	if o.scenario != "deployment" && o.scenario != "release" {
-		return o, fmt.Errorf("--scenario must be deployment or release, got %q", o.scenario)
+	if o.scenario != "deployment" && o.scenario != "release" && o.scenario != "rollback" {
+		return o, fmt.Errorf("--scenario must be deployment, release or rollback, got %q", o.scenario)
 	}
 	if o.triggeredID == "" {
 		o.triggeredID = uuid.NewString()
@@ -224,6 +224,12 @@ func triggeredEvent(o options) (cloudevents.Event, error) {
 				DeploymentNames:     []string{strategy.String()},
 			},
 		}
+	case "rollback":
+		// a rollback sequence triggered by <stage>.delivery.finished with result fail (reference §5)
+		task = keptnv2.RollbackTaskName
+		common.Status = keptnv2.StatusErrored
+		common.Result = keptnv2.ResultType(o.incomingResult)
+		data = keptnv2.RollbackTriggeredEventData{EventData: common}
 	}
 	event := cloudevents.NewEvent()
 	event.SetID(o.triggeredID)
@@ -559,6 +565,10 @@ wait:
 				rd := keptnv2.ReleaseFinishedEventData{}
 				err := keptnv2.Decode(finishedEvent.Data, &rd)
 				c.add("finished data decodes as keptnv2.ReleaseFinishedEventData", err == nil, "%v", err)
+			case "rollback":
+				rd := keptnv2.RollbackFinishedEventData{}
+				err := keptnv2.Decode(finishedEvent.Data, &rd)
+				c.add("finished data decodes as keptnv2.RollbackFinishedEventData", err == nil, "%v", err)
 			}
 		}
 	}
