@@ -16,14 +16,15 @@ from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import EventError, StateError
 from keptn_gitops_service.gitops.writer import GitWriter
+from keptn_gitops_service.keptn.distributor import DistributorTransport
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json
 from keptn_gitops_service.keptn.nats import NatsTransport
-from keptn_gitops_service.keptn.transport import Ack, EventSink
+from keptn_gitops_service.keptn.transport import Ack, EventSink, Transport
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
 from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStore
-from keptn_gitops_service.web.probes import ProbeServer
+from keptn_gitops_service.web.probes import ProbeServer, Route
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
 from keptn_gitops_service.workflow.rollback import RollbackWorkflow
@@ -125,13 +126,24 @@ class Service:
         self.settings = settings
         self.config = config
         self.clock = clock or SystemClock()
-        self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
+        self.transport: Transport
+        routes: list[tuple[str, str, Route]] = []
+        if settings.transport == "distributor":
+            distributor = DistributorTransport(settings.distributor_event_url)
+            routes.append(("POST", "/", distributor.receive))
+            self.transport = distributor
+        else:
+            self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
         self.store: StateStore = SqliteStateStore(settings.state_dir / "state.sqlite3")
         self.writer = GitWriter(settings.state_dir)
         self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
         ids = new_id or (lambda: str(uuid.uuid4()))
         self._tasks: set[asyncio.Task[None]] = set()
-        self.probes = ProbeServer(self._readiness, port=settings.http_port) if settings.http_port is not None else None
+        self.probes = (
+            ProbeServer(self._readiness, port=settings.http_port, routes=routes)
+            if settings.http_port is not None
+            else None
+        )
         self.handlers = Handlers(
             deployment=DeploymentWorkflow(
                 config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
@@ -148,9 +160,12 @@ class Service:
         """Connect, subscribe, and resume whatever a previous process left unfinished."""
         if self.probes is not None:
             await self.probes.start()
+        # Snapshot the work left by a previous process *before* subscribing: a trigger claimed by this process
+        # a moment later is already being handled and must not be resumed as well.
+        leftovers = self.store.unfinished()
         await self.transport.connect()
         await self.transport.subscribe(self.handlers.on_message)
-        for record in self.store.unfinished():
+        for record in leftovers:
             self._spawn(self._resume(record))
 
     async def stop(self, *, grace: float = 10.0) -> None:
@@ -172,10 +187,10 @@ class Service:
             store: dict[str, Any] = {"ok": True}
         except StateError as exc:
             store = {"ok": False, "error": str(exc)}
-        nats = {"ok": self.transport.connected, "mode": self.transport.mode}
+        transport = {"ok": self.transport.connected, "mode": self.transport.mode}
         if self.transport.mode == "core":
-            nats["note"] = "Keptn's JetStream stream is not available: triggers sent while down are lost"
-        return {"nats": nats, "stateStore": store}
+            transport["note"] = "Keptn's JetStream stream is not available: triggers sent while down are lost"
+        return {"nats" if isinstance(self.transport, NatsTransport) else "distributor": transport, "stateStore": store}
 
     async def wait_idle(self) -> None:
         """Return when no event and no resumed deployment is being handled (tests, the demo)."""

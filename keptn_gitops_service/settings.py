@@ -35,7 +35,10 @@ class Settings:
     kubeconfig: str | None = None
     """``KUBECONFIG``; unset means ``~/.kube/config`` or the in-cluster service account."""
     transport: str = "nats"
-    """``KEPTN_TRANSPORT``: ``nats`` (the distributor transport comes in a later version)."""
+    """``KEPTN_TRANSPORT``: ``nats`` (directly) or ``distributor`` (a Keptn distributor sidecar POSTs events to
+    ``HTTP_PORT`` at ``/`` and takes replies at ``DISTRIBUTOR_EVENT_URL``)."""
+    distributor_event_url: str = "http://localhost:8081/event"
+    """``DISTRIBUTOR_EVENT_URL``: the sidecar's event forwarding endpoint."""
     log_level: str = "INFO"
     """``LOG_LEVEL``."""
     log_format: str = "json"
@@ -48,8 +51,10 @@ class Settings:
         env = os.environ if env is None else env
         topics = tuple(t.strip() for t in env.get("PUBSUB_TOPIC", "").split(",") if t.strip()) or DEFAULT_TOPICS
         transport = env.get("KEPTN_TRANSPORT", "nats").strip().lower() or "nats"
-        if transport != "nats":
-            raise ConfigError([f"KEPTN_TRANSPORT={transport!r}: only 'nats' is available in this version"])
+        if transport not in ("nats", "distributor"):
+            raise ConfigError([f"KEPTN_TRANSPORT={transport!r}: must be 'nats' or 'distributor'"])
+        if transport == "distributor" and env.get("HTTP_PORT", "8080") == "":
+            raise ConfigError(["KEPTN_TRANSPORT=distributor needs HTTP_PORT for the distributor's POSTs"])
         config = env.get("KEPTN_GITOPS_CONFIG")
         return cls(
             nats_url=env.get("NATS_URL") or cls.nats_url,
@@ -62,6 +67,7 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("LOG_FORMAT") or "json").lower(),
             http_port=_port(env.get("HTTP_PORT", "8080")),
+            distributor_event_url=env.get("DISTRIBUTOR_EVENT_URL") or cls.distributor_event_url,
         )
 
 

@@ -94,6 +94,7 @@ async def start_loop(
     config: str | None = None,
     ks_path: str | None = None,
     run_flux: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> Loop:
     files = dict(content.REPOSITORY_FILES)
     files["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
@@ -119,6 +120,7 @@ async def start_loop(
         kubeconfig=str(kubeconfig),
         log_format="console",
         http_port=0,
+        **(settings or {}),
     )
     service = Service(
         settings, parse_config(config or config_text(remote), "test-config.yaml"), clock=clock or SystemClock()

@@ -16,3 +16,20 @@ class EventSink(Protocol):
     """Publishes our replies."""
 
     async def publish(self, event: KeptnEvent) -> None: ...
+
+
+class Transport(EventSink, Protocol):
+    """Where triggers come from and replies go (NATS directly, or the distributor sidecar)."""
+
+    mode: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def subscribe(self, handler: Handler) -> None: ...
+
+    async def close(self, *, grace: float = 30.0) -> None: ...
+
+    async def wait_idle(self) -> None: ...

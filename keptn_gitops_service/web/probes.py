@@ -1,26 +1,37 @@
-"""Kubernetes-style probes on one small aiohttp server embedded in the service (kopf's probing.py shape).
+"""Kubernetes-style probes (and the distributor's event receiver) on one embedded aiohttp server.
 
-``/healthz``: the process and its event loop answer. ``/readyz``: the service can do its job right now — NATS
-connected and the state store readable; 503 with the reasons otherwise. The body is JSON either way.
+The shape follows kopf's probing.py. ``/healthz``: the process and its event loop answer. ``/readyz``: the
+service can do its job right now — the transport connected and the state store readable; 503 with the reasons
+otherwise. The body is JSON either way.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 Readiness = Callable[[], Awaitable[Mapping[str, Any]]]
 """Returns the checks as ``{name: {"ok": bool, ...details}}``."""
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ProbeServer:
     """Serves the probes on ``host:port`` (port 0 picks a free one; see :attr:`port`)."""
 
-    def __init__(self, readiness: Readiness, *, host: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(
+        self,
+        readiness: Readiness,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        routes: Sequence[tuple[str, str, Route]] = (),
+    ) -> None:
+        """``routes``: more ``(method, path, handler)`` on the same port (the distributor's event receiver)."""
         self._readiness = readiness
+        self._routes = tuple(routes)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.port = port
@@ -29,6 +40,8 @@ class ProbeServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for method, path, handler in self._routes:
+            app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
