@@ -44,7 +44,8 @@ class Settings:
     log_format: str = "json"
     """``LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
     http_port: int | None = 8080
-    """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``); ``0`` picks a free port, ``None`` disables them."""
+    """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
+    picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -52,7 +52,7 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
     for rule in rules:
         if rule.repository not in declared:
             reader.problem(top["rules"], f"rules[{rule.index}].repository", f"no repository named '{rule.repository}'")
-    if not rules:
+    if isinstance(top["rules"], yaml.SequenceNode) and not top["rules"].value:
         reader.problem(top["rules"], "rules", "at least one rule is needed")
     reader.raise_if_problems()
     return m.GitOpsConfig(repositories=tuple(repos), rules=tuple(rules), source=source)

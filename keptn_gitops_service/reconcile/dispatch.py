@@ -34,7 +34,7 @@ class Reconciler:
 
     async def wait(self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
         if target is None:
-            return WaitOutcome(True, f"pushed commit {commit[:12]}; this rule does not wait for reconciliation")
+            return WaitOutcome(True, f"commit {commit[:12]} is in the repository; not waiting for reconciliation")
         if self._hub is None:
             self._hub = self._hub_factory()
         waiter = FluxKustomizationWaiter(self._hub, self._clock)

@@ -110,7 +110,7 @@ class RollbackWorkflow:
                     wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext)),
                     commit=commit,
                     ancestry=RepositoryAncestry(self.writer, self.config, rule),
-                    timeout=wait_timeout(rule, event.data.get("rollback") or {}, "data.rollback"),
+                    timeout=wait_timeout(rule, _properties(event), "data.rollback"),
                 )
                 rolled = ", ".join(sha[:12] for sha, _ in history)
                 if outcome.succeeded:
@@ -135,6 +135,16 @@ class RollbackWorkflow:
     async def _reply(self, trigger: KeptnEvent, kind: Literal["started", "finished"], data: Mapping[str, Any]) -> None:
         reply = make_reply(trigger, kind, data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
         await self.sink.publish(reply)
+
+
+def _properties(event: KeptnEvent) -> Mapping[str, Any]:
+    """The shipyard's rollback task properties (``data.rollback``)."""
+    properties = event.data.get("rollback")
+    if properties is None:
+        return {}
+    if not isinstance(properties, Mapping):
+        raise EventError("data.rollback must be an object (the rollback task's properties)")
+    return properties
 
 
 def _revert_edits(history: list[tuple[str, list[FileVersions]]]) -> tuple[FileEdit, ...]:

@@ -65,7 +65,7 @@ def test_deploy_without_keptn_commits_and_reports(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "deployment.started: status=succeeded"
-    assert lines[1].startswith('deployment.finished: status=succeeded result=pass message="pushed commit ')
+    assert lines[1].startswith('deployment.finished: status=succeeded result=pass message="commit ')
     assert lines[2].startswith("commit: ")
     assert "newTag: 0.15.0 #" in read_remote(remote, "apps/dev/carts/kustomization.yaml")
 

@@ -110,6 +110,11 @@ def test_duplicate_keys_and_syntax_errors_have_positions() -> None:
     assert "c.yaml:9:1: repositories: duplicate key" in problems(EXAMPLE.replace("rules:", "repositories:", 1))[0]
     assert problems("apiVersion: [x\n")[0].startswith("c.yaml:2:1: <yaml>:")
     assert problems("") == ["c.yaml: <top>: the file is empty"]
+    only_rule_broken = problems(EXAMPLE.replace("repository: fleet\n", "repository: [fleet]\n"))
+    assert only_rule_broken == ["c.yaml:11:17: rules[0].repository: must be a string, got a list"]
+    assert problems(EXAMPLE[: EXAMPLE.index("rules:")] + "rules: []\n")[0].endswith(
+        "rules: at least one rule is needed"
+    )
 
 
 def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:

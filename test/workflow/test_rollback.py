@@ -92,3 +92,16 @@ async def test_a_redelivered_rollback_makes_one_commit(loop: Loop) -> None:
     await loop.service.wait_idle()
     assert git("rev-list", "--count", "main", cwd=loop.remote).strip() == "3"
     assert [r["type"].rsplit(".", 1)[1] for r in loop.replies_to(rollback["id"])] == ["started", "finished"]
+
+
+async def test_rollback_properties_that_are_not_an_object_are_a_precise_error(loop: Loop) -> None:
+    deployment = await deploy(loop, "docker.io/keptnexamples/carts:0.13.5")
+    rollback = rollback_of(deployment)
+    rollback["data"]["rollback"] = "15m"
+    await loop.publish(rollback)
+    data = (await loop.finished(rollback["id"]))["data"]
+    assert (data["status"], data["result"], data["message"]) == (
+        "errored",
+        "fail",
+        "data.rollback must be an object (the rollback task's properties)",
+    )
