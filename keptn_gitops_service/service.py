@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.keptn.distributor import DistributorTransport
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json
 from keptn_gitops_service.keptn.nats import NatsTransport
-from keptn_gitops_service.keptn.transport import Ack, EventSink, Transport
+from keptn_gitops_service.keptn.transport import Ack, EventSink, HandlerTasks, Transport
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
@@ -138,7 +138,7 @@ class Service:
         self.writer = GitWriter(settings.state_dir)
         self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
         ids = new_id or (lambda: str(uuid.uuid4()))
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._resumed = HandlerTasks()
         self.probes = (
             ProbeServer(self._readiness, port=settings.http_port, routes=routes)
             if settings.http_port is not None
@@ -166,16 +166,12 @@ class Service:
         await self.transport.connect()
         await self.transport.subscribe(self.handlers.on_message)
         for record in leftovers:
-            self._spawn(self._resume(record))
+            self._resumed.spawn(self._resume(record))
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking events, give running work ``grace`` seconds, then leave the rest in the state store
         (it is resumed on the next start)."""
-        await self.transport.close(grace=grace)
-        for task in set(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await asyncio.gather(self.transport.close(grace=grace), self._resumed.drain(grace))
         await self.reconciler.close()
         self.store.close()
         if self.probes is not None:
@@ -194,8 +190,7 @@ class Service:
 
     async def wait_idle(self) -> None:
         """Return when no event and no resumed deployment is being handled (tests, the demo)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._resumed.wait_idle()
         await self.transport.wait_idle()
 
     async def _resume(self, record: Record) -> None:
@@ -209,11 +204,6 @@ class Service:
                 await self.handlers.deployment.resume(record)
         except Exception:
             log.exception("could not resume", triggeredid=record.triggered_id)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()

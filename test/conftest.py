@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from harness import Loop, start_loop, stop_loop
+from support import nats_server
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
@@ -15,3 +18,20 @@ def shared_fixtures() -> Path:
     if not FIXTURES.is_dir():
         raise RuntimeError(f"the shared fixtures are missing: expected them at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture
+def nats_url() -> Iterator[str]:
+    """A real nats-server on a free loopback port (stopped after the test)."""
+    with nats_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def loop(tmp_path: Path, nats_url: str) -> AsyncIterator[Loop]:
+    """The whole loop, running (see harness.py)."""
+    running = await start_loop(tmp_path, nats_url)
+    try:
+        yield running
+    finally:
+        await stop_loop(running)

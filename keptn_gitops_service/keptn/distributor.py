@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from keptn_gitops_service.errors import TransportError
 from keptn_gitops_service.keptn.events import CONTENT_TYPE, MAX_EVENT_BYTES, KeptnEvent, to_structured
-from keptn_gitops_service.keptn.transport import Handler
+from keptn_gitops_service.keptn.transport import Handler, HandlerTasks
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ class DistributorTransport:
         self._retry_for = retry_for
         self._handler: Handler | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = HandlerTasks()
 
     @property
     def connected(self) -> bool:
@@ -61,7 +61,7 @@ class DistributorTransport:
             return web.json_response({"error": f"event larger than {MAX_EVENT_BYTES} bytes"}, status=413)
         if "ce-id" in request.headers:
             body = binary_to_structured(request.headers, body)
-        self._spawn(self._handler(body, _no_ack))
+        self._tasks.spawn(self._handler(body, _no_ack))
         return web.Response(status=200)
 
     async def publish(self, event: KeptnEvent) -> None:
@@ -84,27 +84,13 @@ class DistributorTransport:
 
     async def close(self, *, grace: float = 30.0) -> None:
         self._handler = None
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in set(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.drain(grace)
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            await coro
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._tasks.wait_idle()
 
 
 def binary_to_structured(headers: Mapping[str, str], body: bytes) -> bytes:

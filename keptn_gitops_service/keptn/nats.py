@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
 import nats
 import structlog
@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 
 from keptn_gitops_service.errors import TransportError
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
-from keptn_gitops_service.keptn.transport import Ack, Handler
+from keptn_gitops_service.keptn.transport import Ack, Handler, HandlerTasks
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ class NatsTransport:
         self.mode = "disconnected"
         """``jetstream`` (at least once), ``core`` (at most once) or ``disconnected``."""
         self._nc: Client | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = HandlerTasks()
         self._pullers: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
@@ -83,7 +83,7 @@ class NatsTransport:
             return
 
         async def on_message(msg: Msg) -> None:
-            self._spawn(handler(msg.data, _no_ack))
+            self._tasks.spawn(handler(msg.data, _no_ack))
 
         for subject in self.subjects:
             await nc.subscribe(subject, queue=self.queue_group, cb=on_message)
@@ -129,28 +129,14 @@ class NatsTransport:
         for sub in list(self._nc._subs.values()):  # nats-py has no public "unsubscribe all"
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in set(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.drain(grace)
         await self._nc.close()
         self._nc = None
         self.mode = "disconnected"
 
     async def wait_idle(self) -> None:
         """Return when no handler is running (tests and the demo)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            await coro
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._tasks.wait_idle()
 
     async def _has_keptn_stream(self, nc: Client) -> bool:
         try:
@@ -195,7 +181,7 @@ class NatsTransport:
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures))
                 continue
             for msg in messages:
-                self._spawn(handler(msg.data, _acker(msg)))
+                self._tasks.spawn(handler(msg.data, _acker(msg)))
 
     def _require(self) -> Client:
         if self._nc is None:

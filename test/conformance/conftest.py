@@ -1,19 +1,11 @@
-"""Fixtures for the go-utils conformance tests (the same as test/workflow's, copied rather than imported)."""
+"""Fixtures for the go-utils conformance tests (nats_url comes from test/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conformance.build import GoMissingError, conformance_binary
-from support import nats_server
-
-
-@pytest.fixture
-def nats_url() -> Iterator[str]:
-    with nats_server() as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

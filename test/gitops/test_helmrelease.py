@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +9,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yamlcheck import Keys, assert_only_targets_changed, read
 
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.helmrelease import set_helmrelease
-
-Keys = tuple[str | int, ...]
 
 TWO_RELEASES = """\
 # two releases in one file
@@ -46,44 +43,6 @@ spec:
   values:
     image: {repository: docker.io/keptnexamples/orders, tag: 1.0.0}
 """
-
-
-def read(root: Path, name: str) -> str:
-    return (root / "gitops" / name).read_bytes().decode("utf-8")
-
-
-def child(node: yaml.Node, key: str | int) -> yaml.Node:
-    if isinstance(key, int):
-        item: yaml.Node = node.value[key]
-        return item
-    found: yaml.Node = next(value for k, value in node.value if k.value == key)
-    return found
-
-
-def scalar_span(text: str, document: int, keys: Keys) -> tuple[int, int]:
-    """[start, end) of a scalar, from PyYAML's own marks (independent of the module under test)."""
-    node = list(yaml.compose_all(text, Loader=yaml.SafeLoader))[document]
-    for key in keys:
-        node = child(node, key)
-    assert isinstance(node, yaml.ScalarNode)
-    return node.start_mark.index, node.end_mark.index
-
-
-def assert_only_targets_changed(old: str, new: str, targets: dict[tuple[int, Keys], Any]) -> None:
-    """Bytes outside the target scalars are identical, and the data is the old data with the new values."""
-    spans = sorted(scalar_span(old, document, keys) for document, keys in targets)
-    pieces = [old[: spans[0][0]]]
-    pieces += [old[end:start] for (_, end), (start, _) in itertools.pairwise(spans)]
-    pieces.append(old[spans[-1][1] :])
-    pattern = "([^\r\n]*)".join(re.escape(piece) for piece in pieces)
-    assert re.fullmatch(pattern, new, re.DOTALL), "bytes outside the target scalars changed"
-    expected = list(yaml.safe_load_all(old))
-    for (document, keys), value in targets.items():
-        parent = expected[document]
-        for key in keys[:-1]:
-            parent = parent[key]
-        parent[keys[-1]] = value
-    assert list(yaml.safe_load_all(new)) == expected
 
 
 def rejected(text: str, **kwargs: Any) -> str:

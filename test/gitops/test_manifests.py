@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-import re
-from typing import Any
-
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yamlcheck import Keys, assert_only_targets_changed
 
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
 from keptn_gitops_service.gitops.manifests import set_container_images
 
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"
-Keys = tuple[str | int, ...]
 
 # Comments on every line, quotes, flow maps, anchors and aliases elsewhere, `---` and `...`, a ConfigMap that
 # mentions the image (it must not change), a Service (skipped).
@@ -80,40 +76,6 @@ CARTS_TARGETS: list[tuple[int, Keys]] = [
     (2, ("spec", "containers", 0, "image")),
     (3, ("spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "image")),
 ]
-
-
-def child(node: yaml.Node, key: str | int) -> yaml.Node:
-    if isinstance(key, int):
-        item: yaml.Node = node.value[key]
-        return item
-    found: yaml.Node = next(value for k, value in node.value if k.value == key)
-    return found
-
-
-def scalar_span(text: str, document: int, keys: Keys) -> tuple[int, int]:
-    """[start, end) of a scalar, from PyYAML's own marks (independent of the module under test)."""
-    node = list(yaml.compose_all(text, Loader=yaml.SafeLoader))[document]
-    for key in keys:
-        node = child(node, key)
-    assert isinstance(node, yaml.ScalarNode)
-    return node.start_mark.index, node.end_mark.index
-
-
-def assert_only_targets_changed(old: str, new: str, targets: dict[tuple[int, Keys], Any]) -> None:
-    """Bytes outside the target scalars are identical, and the data is the old data with the new values."""
-    spans = sorted(scalar_span(old, document, keys) for document, keys in targets)
-    pieces = [old[: spans[0][0]]]
-    pieces += [old[end:start] for (_, end), (start, _) in itertools.pairwise(spans)]
-    pieces.append(old[spans[-1][1] :])
-    pattern = "([^\r\n]*)".join(re.escape(piece) for piece in pieces)
-    assert re.fullmatch(pattern, new, re.DOTALL), "bytes outside the target scalars changed"
-    expected = list(yaml.safe_load_all(old))
-    for (document, keys), value in targets.items():
-        parent = expected[document]
-        for key in keys[:-1]:
-            parent = parent[key]
-        parent[keys[-1]] = value
-    assert list(yaml.safe_load_all(new)) == expected
 
 
 def rejected(text: str, image: str | ImageRef) -> str:

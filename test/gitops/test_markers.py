@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yamlcheck import Keys, assert_only_targets_changed, read
 
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
@@ -21,7 +20,6 @@ DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa21
 OLD_DIGEST = "sha256:ec0119616bb8be9199575c05bfc23a6bf0fbdb0690ee15834e7b43bc3f4f6017"
 PODINFO = "ghcr.io/stefanprodan/podinfo"
 
-Keys = tuple[str | int, ...]
 
 # Every style that trips up re-serialising tools: comments on every line, quotes, flow collections, anchors
 # and merges elsewhere, a block scalar, two documents.
@@ -63,50 +61,12 @@ TRICKY_TARGETS: dict[tuple[int, Keys], Any] = {
 }
 
 
-def read(root: Path, name: str) -> str:
-    return (root / "gitops" / name).read_bytes().decode("utf-8")
-
-
 def render(image: ImageRef) -> Callable[[str], str]:
     return lambda template: template.format(image=image)
 
 
 def constant(value: str) -> Callable[[str], str]:
     return lambda _: value
-
-
-def child(node: yaml.Node, key: str | int) -> yaml.Node:
-    if isinstance(key, int):
-        item: yaml.Node = node.value[key]
-        return item
-    found: yaml.Node = next(value for k, value in node.value if k.value == key)
-    return found
-
-
-def scalar_span(text: str, document: int, keys: Keys) -> tuple[int, int]:
-    """[start, end) of a scalar, from PyYAML's own marks (independent of the module under test)."""
-    node = list(yaml.compose_all(text, Loader=yaml.SafeLoader))[document]
-    for key in keys:
-        node = child(node, key)
-    assert isinstance(node, yaml.ScalarNode)
-    return node.start_mark.index, node.end_mark.index
-
-
-def assert_only_targets_changed(old: str, new: str, targets: dict[tuple[int, Keys], Any]) -> None:
-    """Bytes outside the target scalars are identical, and the data is the old data with the new values."""
-    spans = sorted(scalar_span(old, document, keys) for document, keys in targets)
-    pieces = [old[: spans[0][0]]]
-    pieces += [old[end:start] for (_, end), (start, _) in itertools.pairwise(spans)]
-    pieces.append(old[spans[-1][1] :])
-    pattern = "([^\r\n]*)".join(re.escape(piece) for piece in pieces)
-    assert re.fullmatch(pattern, new, re.DOTALL), "bytes outside the target scalars changed"
-    expected = list(yaml.safe_load_all(old))
-    for (document, keys), value in targets.items():
-        parent = expected[document]
-        for key in keys[:-1]:
-            parent = parent[key]
-        parent[keys[-1]] = value
-    assert list(yaml.safe_load_all(new)) == expected
 
 
 def changed_lines(old: str, new: str) -> list[tuple[str, str]]:
