@@ -52,7 +52,8 @@ class Handlers:
             await self._undecodable(body, exc)
             await ack()
             return
-        structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id)
+        scope = {k: v for k, v in event.data.items() if k in ("project", "stage", "service") and isinstance(v, str)}
+        structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id, **scope)
         try:
             if event.task == "deployment":
                 await self.deployment.handle(event, on_claimed=ack)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from keptn_gitops_service import metrics
 from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.errors import EditError, GitError, GitOpsServiceError
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
@@ -123,6 +124,7 @@ class GitWriter:
                     return WriteResult(tip, created=False, attempts=attempt)
                 if await clone.push() is PushOutcome.PUSHED:
                     return WriteResult(commit, created=True, attempts=attempt)
+                metrics.PUSH_RETRIES.inc()
                 delay = self.retry.delay(attempt, self.rng)
                 log.info(
                     "push rejected, retrying on the new tip",

@@ -20,6 +20,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 
+from keptn_gitops_service import metrics
 from keptn_gitops_service.errors import KubernetesAccessError
 
 log = structlog.get_logger(__name__)
@@ -107,6 +108,7 @@ class SharedWatch:
                 return
             except Exception as exc:  # any interruption: re-list after a bounded backoff, never die silently
                 failures += 1
+                metrics.WATCH_RECONNECTS.inc()
                 self.last_error = _describe_error(exc)
                 delay = min(self._max_backoff, 0.1 * 2 ** min(failures, 10))
                 log.warning(

@@ -1,4 +1,4 @@
-"""Kubernetes-style probes (and the distributor's event receiver) on one embedded aiohttp server.
+"""Kubernetes-style probes, ``/metrics`` (and the distributor's event receiver) on one embedded aiohttp server.
 
 The shape follows kopf's probing.py. ``/healthz``: the process and its event loop answer. ``/readyz``: the
 service can do its job right now — the transport connected and the state store readable; 503 with the reasons
@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Readiness = Callable[[], Awaitable[Mapping[str, Any]]]
 """Returns the checks as ``{name: {"ok": bool, ...details}}``."""
@@ -40,6 +41,7 @@ class ProbeServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         for method, path, handler in self._routes:
             app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, access_log=None)
@@ -59,6 +61,11 @@ class ProbeServer:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
 
     async def _readyz(self, _: web.Request) -> web.Response:
         checks = dict(await self._readiness())

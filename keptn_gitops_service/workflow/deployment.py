@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import structlog
 
-from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service import SERVICE_NAME, metrics
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError, GitOpsServiceError
@@ -112,6 +112,8 @@ class DeploymentWorkflow:
     async def _deploy(
         self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
     ) -> Finished:
+        metrics.IN_FLIGHT.inc()
+        started = self.clock.monotonic()
         try:
             if scope is None or rule is None:
                 scope_from_data(event.data)  # raises the precise error
@@ -121,6 +123,8 @@ class DeploymentWorkflow:
             if not commit:
                 commit = await self._commit(event, rule, trigger)
                 self.store.advance(event.id, Phase.COMMITTED, commit=commit)
+                metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
+            committed = self.clock.monotonic()
             # 4. wait until the GitOps controller has applied it
             outcome = await self.reconciler.wait(
                 wait_target(rule, _context(event, trigger)) if wait else None,
@@ -128,6 +132,8 @@ class DeploymentWorkflow:
                 ancestry=RepositoryAncestry(self.writer, self.config, rule),
                 timeout=wait_timeout(rule, trigger.properties, "data.deployment"),
             )
+            verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
+            metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)
             finished = Finished(
                 "succeeded" if outcome.succeeded else "errored",
                 "pass" if outcome.succeeded else "fail",
@@ -144,7 +150,11 @@ class DeploymentWorkflow:
                 None,
             )
         # 5. finish, exactly like helm-service (plus the commit)
-        await self._finish(event, scope, finished, block)
+        try:
+            await self._finish(event, scope, finished, block)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        metrics.DEPLOYMENTS.labels(scope.stage if scope else "", finished.result).inc()
         return finished
 
     async def reject(self, event: KeptnEvent, scope: Mapping[str, Any], message: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
-from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service import SERVICE_NAME, metrics
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EditError, EventError, GitOpsServiceError
@@ -124,6 +124,7 @@ class RollbackWorkflow:
             log.exception("rollback failed unexpectedly", triggeredid=event.id)
             finished = Finished("errored", "fail", f"internal error: {exc.__class__.__name__}: {exc}", commit)
         await self._finish(event, scope, finished)
+        metrics.ROLLBACKS.labels(scope.stage, finished.result).inc()
         return finished
 
     async def _finish(self, event: KeptnEvent, scope: EventScope, finished: Finished) -> None:

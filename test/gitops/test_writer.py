@@ -12,6 +12,7 @@ from support import git, make_remote, push_unrelated, read_remote
 from keptn_gitops_service.config.model import Author, Repository
 from keptn_gitops_service.errors import EditError, GitError, UnsafePathError
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter, RetryPolicy
+from keptn_gitops_service.metrics import PUSH_RETRIES
 
 VALUES = "image:\n  repository: docker.io/keptnexamples/carts  # the image\n  tag: 0.13.1\n"
 
@@ -90,8 +91,10 @@ async def test_a_push_race_is_resolved_by_reapplying_on_the_new_tip(
             push_unrelated(remote, other, f"f{random.random()}")
         return text.replace("tag: 0.13.1", "tag: 0.14.0")
 
+    retries_before = PUSH_RETRIES._value.get()
     result = await writer.write(change(repo, "id-race", FileEdit("apps/dev/carts/values.yaml", racing_edit)))
     assert result.created and result.attempts == 4
+    assert PUSH_RETRIES._value.get() == retries_before + 3
     assert read_remote(remote, "apps/dev/carts/values.yaml") == VALUES.replace("0.13.1", "0.14.0")
     assert len(list(Path(other / "other").iterdir())) == 3
     assert git("rev-list", "--count", "main", cwd=remote).strip() == "5"

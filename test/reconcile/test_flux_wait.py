@@ -12,6 +12,7 @@ import pytest
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
 from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
@@ -152,9 +153,11 @@ async def test_the_api_server_restarting_mid_watch(kube: KubeApiServer, hub: Kub
     await asyncio.wait_for(kube.wait_for_watches(1), 10)
     if expire:
         kube.expire_history()
+    reconnects = WATCH_RECONNECTS._value.get()
     kube.drop_watches(abort=True)
     set_status(kube, status("True", "ReconciliationSucceeded", OURS))  # happens while nobody watches
     assert (await asyncio.wait_for(task, 20)).succeeded
+    assert WATCH_RECONNECTS._value.get() >= reconnects + 1
 
 
 async def test_one_watch_serves_every_waiter(kube: KubeApiServer, hub: KubeHub) -> None:
