@@ -567,6 +567,7 @@ def test_optional_objects_are_off_by_default(render: Any) -> None:
             "missing properties 'yamlPath', 'value'",
         ),
         (["distributor.enable=true"], "additional properties 'enable' not allowed"),
+        (["config.rules[0].wait.flux.kind=HelmRelease"], "value must be 'Kustomization'"),
     ],
     ids=[
         "token-without-secret",
@@ -577,6 +578,7 @@ def test_optional_objects_are_off_by_default(render: Any) -> None:
         "bad-kind",
         "update-without-edit",
         "typo-in-values",
+        "wait-kind-not-yet-supported",
     ],
 )
 def test_broken_values_are_refused_with_a_clear_message(helm: Helm, sets: list[str], message: str) -> None:
