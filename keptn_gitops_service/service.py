@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service import SERVICE_NAME, __version__
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import EventError, StateError
@@ -20,6 +21,7 @@ from keptn_gitops_service.keptn.distributor import DistributorTransport
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json
 from keptn_gitops_service.keptn.nats import NatsTransport
 from keptn_gitops_service.keptn.transport import Ack, EventSink, HandlerTasks, Transport
+from keptn_gitops_service.keptn.uniform import PING_INTERVAL, ErrorReportingSink, Identity, Subscription, UniformClient
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
@@ -41,6 +43,8 @@ class Handlers:
     rollback: RollbackWorkflow
     sink: EventSink
     clock: Clock
+    subscriptions: tuple[Subscription, ...] | None = None
+    """The control plane's subscriptions when registered (``None``: our own topic list, no filters)."""
 
     async def on_message(self, body: bytes, ack: Ack) -> None:
         """Handle one message; never raises (a bad message must not stop the service). ``ack`` is called once
@@ -51,6 +55,9 @@ class Handlers:
         except EventError as exc:
             await self._undecodable(body, exc)
             await ack()
+            return
+        if self.subscriptions is not None and not any(s.matches(event.type, event.data) for s in self.subscriptions):
+            await ack()  # filtered out by the subscriptions edited in Keptn's Bridge
             return
         scope = {k: v for k, v in event.data.items() if k in ("project", "stage", "service") and isinstance(v, str)}
         structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id, **scope)
@@ -100,6 +107,22 @@ class Handlers:
         await self.deployment.reject(trigger, scope, f"the event could not be decoded: {error}")
 
 
+def _uniform_client(settings: Settings, interval: float) -> UniformClient | None:
+    """A registration client when the Keptn API is configured (in NATS mode; the distributor registers itself)."""
+    if not (settings.keptn_api_endpoint and settings.keptn_api_token) or settings.transport != "nats":
+        return None
+    identity = Identity(
+        name=SERVICE_NAME,
+        namespace=settings.k8s_namespace,
+        node=settings.k8s_node_name,
+        pod=settings.k8s_pod_name,
+        version=__version__,
+    )
+    return UniformClient(
+        settings.keptn_api_endpoint, settings.keptn_api_token, identity, settings.topics, interval=interval
+    )
+
+
 def _lenient_envelope(body: bytes) -> dict[str, Any] | None:
     """id/type/shkeptncontext of a JSON object that failed strict decoding, if they are usable strings."""
     try:
@@ -123,6 +146,7 @@ class Service:
         *,
         clock: Clock | None = None,
         new_id: Callable[[], str] | None = None,
+        ping_interval: float = PING_INTERVAL,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -140,20 +164,21 @@ class Service:
         self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
         ids = new_id or (lambda: str(uuid.uuid4()))
         self._resumed = HandlerTasks()
+        self.uniform = _uniform_client(settings, ping_interval)
+        self._uniform_task: asyncio.Task[None] | None = None
+        sink: EventSink = self.transport
+        if self.uniform is not None:
+            sink = ErrorReportingSink(self.transport, self.uniform, self.clock.now)
         self.probes = (
             ProbeServer(self._readiness, port=settings.http_port, routes=routes)
             if settings.http_port is not None
             else None
         )
         self.handlers = Handlers(
-            deployment=DeploymentWorkflow(
-                config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
-            ),
-            release=ReleaseWorkflow(config, self.store, self.transport, self.clock, ids),
-            rollback=RollbackWorkflow(
-                config, self.writer, self.reconciler, self.store, self.transport, self.clock, ids
-            ),
-            sink=self.transport,
+            deployment=DeploymentWorkflow(config, self.writer, self.reconciler, self.store, sink, self.clock, ids),
+            release=ReleaseWorkflow(config, self.store, sink, self.clock, ids),
+            rollback=RollbackWorkflow(config, self.writer, self.reconciler, self.store, sink, self.clock, ids),
+            sink=sink,
             clock=self.clock,
         )
 
@@ -168,11 +193,27 @@ class Service:
         await self.transport.subscribe(self.handlers.on_message)
         for record in leftovers:
             self._resumed.spawn(self._resume(record))
+        if self.uniform is not None:
+            self._uniform_task = asyncio.create_task(self.uniform.run(self._follow), name="uniform registration")
+
+    async def _follow(self, subscriptions: tuple[Subscription, ...]) -> None:
+        """Receive what the control plane's subscriptions (edited in Keptn's Bridge) ask for."""
+        self.handlers.subscriptions = subscriptions
+        subjects = sorted({s.event for s in subscriptions})
+        log.info("following the control plane's subscriptions", subjects=subjects)
+        if isinstance(self.transport, NatsTransport):
+            await self.transport.resubscribe(subjects)
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking events, give running work ``grace`` seconds, then leave the rest in the state store
         (it is resumed on the next start)."""
+        if self._uniform_task is not None:
+            self._uniform_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._uniform_task
         await asyncio.gather(self.transport.close(grace=grace), self._resumed.drain(grace))
+        if self.uniform is not None:
+            await self.uniform.close()
         await self.reconciler.close()
         self.store.close()
         if self.probes is not None:

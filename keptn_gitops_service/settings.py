@@ -43,6 +43,18 @@ class Settings:
     """``LOG_LEVEL``."""
     log_format: str = "json"
     """``LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
+    keptn_api_endpoint: str = ""
+    """``KEPTN_API_ENDPOINT``: with ``KEPTN_API_TOKEN``, register with the Keptn control plane (uniform
+    registration, heartbeat, subscriptions edited in Bridge, ``/v1/log``); e.g. ``http://api-gateway-nginx.keptn/api``.
+    Only in ``nats`` transport mode (in distributor mode the distributor registers)."""
+    keptn_api_token: str = ""
+    """``KEPTN_API_TOKEN``: the Keptn API token (sent as ``x-token``; never logged)."""
+    k8s_namespace: str = "keptn"
+    """``K8S_NAMESPACE``: reported at registration."""
+    k8s_pod_name: str = ""
+    """``K8S_POD_NAME``: reported at registration."""
+    k8s_node_name: str = "keptn-node"
+    """``K8S_NODE_NAME``: reported at registration (the control plane derives the integration id from it)."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
     picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
@@ -69,6 +81,11 @@ class Settings:
             log_format=(env.get("LOG_FORMAT") or "json").lower(),
             http_port=_port(env.get("HTTP_PORT", "8080")),
             distributor_event_url=env.get("DISTRIBUTOR_EVENT_URL") or cls.distributor_event_url,
+            keptn_api_endpoint=env.get("KEPTN_API_ENDPOINT", "").strip(),
+            keptn_api_token=env.get("KEPTN_API_TOKEN", ""),
+            k8s_namespace=env.get("K8S_NAMESPACE") or cls.k8s_namespace,
+            k8s_pod_name=env.get("K8S_POD_NAME", ""),
+            k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
         )
 
 

@@ -95,6 +95,7 @@ async def start_loop(
     ks_path: str | None = None,
     run_flux: bool = True,
     settings: dict[str, Any] | None = None,
+    ping_interval: float = 5.0,
 ) -> Loop:
     files = dict(content.REPOSITORY_FILES)
     files["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
@@ -123,7 +124,10 @@ async def start_loop(
         **(settings or {}),
     )
     service = Service(
-        settings, parse_config(config or config_text(remote), "test-config.yaml"), clock=clock or SystemClock()
+        settings,
+        parse_config(config or config_text(remote), "test-config.yaml"),
+        clock=clock or SystemClock(),
+        ping_interval=ping_interval,
     )
     await service.start()
     loop = Loop(tmp, nats_url, remote, kube, flux, service)

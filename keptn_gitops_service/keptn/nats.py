@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import nats
 import structlog
@@ -48,6 +49,8 @@ class NatsTransport:
         self._nc: Client | None = None
         self._tasks = HandlerTasks()
         self._pullers: list[asyncio.Task[None]] = []
+        self._subscriptions: list[Any] = []  # ours only: the client has internal ones (request inbox) too
+        self._handler: Handler | None = None
 
     async def connect(self) -> None:
         try:
@@ -69,9 +72,11 @@ class NatsTransport:
     async def subscribe(self, handler: Handler) -> None:
         """Consume from Keptn's stream when it exists, else queue-subscribe on core NATS."""
         nc = self._require()
+        self._handler = handler
         if await self._has_keptn_stream(nc):
             for subject in self.subjects:
                 psub = await self._durable_consumer(nc, subject)
+                self._subscriptions.append(psub)
                 self._pullers.append(asyncio.create_task(self._pull(psub, handler), name=f"pull {subject}"))
             self.mode = "jetstream"
             log.info(
@@ -86,7 +91,7 @@ class NatsTransport:
             self._tasks.spawn(handler(msg.data, _no_ack))
 
         for subject in self.subjects:
-            await nc.subscribe(subject, queue=self.queue_group, cb=on_message)
+            self._subscriptions.append(await nc.subscribe(subject, queue=self.queue_group, cb=on_message))
         await nc.flush()
         self.mode = "core"
         log.warning(
@@ -116,23 +121,36 @@ class NatsTransport:
                 log.warning("NATS unavailable; the reply waits in the reconnect buffer", type=event.type)
                 await asyncio.sleep(1)
 
+    async def resubscribe(self, subjects: Sequence[str]) -> None:
+        """Follow new subscriptions from the control plane: receive on ``subjects`` from now on."""
+        if tuple(subjects) == self.subjects or self._handler is None:
+            self.subjects = tuple(subjects)
+            return
+        await self._stop_receiving()
+        self.subjects = tuple(subjects)
+        await self.subscribe(self._handler)
+
     async def close(self, *, grace: float = 30.0) -> None:
         """Stop receiving, let running handlers finish for up to ``grace`` seconds, then disconnect."""
         if self._nc is None:
             return
+        await self._stop_receiving()
+        await self._tasks.drain(grace)
+        await self._nc.close()
+        self._nc = None
+        self.mode = "disconnected"
+
+    async def _stop_receiving(self) -> None:
         for puller in self._pullers:
             puller.cancel()
         for puller in self._pullers:
             with contextlib.suppress(asyncio.CancelledError):
                 await puller
         self._pullers.clear()
-        for sub in list(self._nc._subs.values()):  # nats-py has no public "unsubscribe all"
+        for sub in self._subscriptions:
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
-        await self._tasks.drain(grace)
-        await self._nc.close()
-        self._nc = None
-        self.mode = "disconnected"
+        self._subscriptions.clear()
 
     async def wait_idle(self) -> None:
         """Return when no handler is running (tests and the demo)."""
