@@ -38,8 +38,6 @@ Decisions:
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +46,7 @@ import yaml
 
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
-from keptn_gitops_service.gitops.yamledit import get_scalar, load_documents, parse_path, set_scalar
+from keptn_gitops_service.gitops.yamledit import get_scalar, load_documents, parse_path, same_data, set_scalar
 
 __all__ = ["APPLICATION_API_PREFIX", "set_application_helm", "set_argocd_source_file"]
 
@@ -293,21 +291,6 @@ def _insert_lines(text: str, after: int, column: int, lines: Sequence[str]) -> s
     return text[: line_end + 1] + block + text[line_end + 1 :]
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Type-strict deep equality (``True`` != ``"true"``, ``1`` != ``1.0``; NaN equals NaN)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if dataclasses.is_dataclass(a):  # yamledit's opaque value for an unknown tag such as ``!Ref``
-        return _same(vars(a), vars(b))
-    return bool(a == b)
-
-
 def _verified(file: _File, new_text: str, change: Callable[[dict[str, Any]], None], what: str) -> str:
     """``new_text`` if it loads to the old data with ``change`` applied, else :class:`EditError`."""
     expected = copy.deepcopy(file.documents)
@@ -316,7 +299,7 @@ def _verified(file: _File, new_text: str, change: Callable[[dict[str, Any]], Non
         after = load_documents(new_text)
     except EditError as error:
         raise EditError(f"refusing to {what}: the edited text would not parse ({error})") from error
-    if not _same(after, expected):
+    if not same_data(after, expected):
         raise EditError(f"refusing to {what}: the edited text would change more than intended")
     return new_text
 
@@ -360,7 +343,7 @@ def _create(text: str, lines: Sequence[str], data: dict[str, Any]) -> str:
     prefix = text if text == "" or text.endswith("\n") else text + newline
     new_text = prefix + "".join(line + newline for line in lines)
     loaded = [doc for doc in load_documents(new_text) if doc is not None]
-    if not _same(loaded, [data]):
+    if not same_data(loaded, [data]):
         raise EditError("refusing to write the .argocd-source file: its content would not read back as intended")
     return new_text
 

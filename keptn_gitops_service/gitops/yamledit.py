@@ -568,18 +568,18 @@ def load_documents(text: str) -> list[Any]:
         raise _yaml_error(error, "the text") from error
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_data(a: Any, b: Any) -> bool:
     """Type-strict deep equality (``1`` != ``1.0`` != ``"1"``; NaN equals NaN)."""
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same_data(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(same_data(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, _Tagged):
-        return a.tag == b.tag and _same(a.value, b.value)
+        return a.tag == b.tag and same_data(a.value, b.value)
     return bool(a == b)
 
 
@@ -607,7 +607,7 @@ def _verify(old_text: str, new_text: str, document: int, change: Callable[[Any],
     expected = list(before)
     expected[document] = change(before[document])
     try:
-        same = len(after) == len(expected) and all(_same(x, y) for x, y in zip(after, expected, strict=True))
+        same = len(after) == len(expected) and all(same_data(x, y) for x, y in zip(after, expected, strict=True))
     except RecursionError:
         same = False
     if not same:
