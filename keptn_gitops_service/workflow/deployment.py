@@ -113,6 +113,14 @@ class DeploymentWorkflow:
         self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
     ) -> Finished:
         metrics.IN_FLIGHT.inc()
+        try:
+            return await self._deploy_in_flight(event, rule, scope, commit=commit, wait=wait)
+        finally:
+            metrics.IN_FLIGHT.dec()  # also when shutdown cancels the wait: the work stays in the state store
+
+    async def _deploy_in_flight(
+        self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
+    ) -> Finished:
         started = self.clock.monotonic()
         try:
             if scope is None or rule is None:
@@ -150,10 +158,7 @@ class DeploymentWorkflow:
                 None,
             )
         # 5. finish, exactly like helm-service (plus the commit)
-        try:
-            await self._finish(event, scope, finished, block)
-        finally:
-            metrics.IN_FLIGHT.dec()
+        await self._finish(event, scope, finished, block)
         metrics.DEPLOYMENTS.labels(scope.stage if scope else "", finished.result).inc()
         return finished
 

@@ -56,6 +56,7 @@ async def test_metrics_count_deployments_commits_and_reconciles(tmp_path: Path, 
         "pass": value("keptn_gitops_deployments_total", stage="dev", result="pass"),
         "commits": value("keptn_gitops_time_to_commit_seconds_count"),
         "reconciles": value("keptn_gitops_time_to_reconcile_seconds_count", outcome="succeeded"),
+        "inflight": value("keptn_gitops_inflight_deployments"),
     }
     loop = await start_loop(tmp_path, nats_url)
     try:
@@ -66,7 +67,7 @@ async def test_metrics_count_deployments_commits_and_reconciles(tmp_path: Path, 
         assert value("keptn_gitops_deployments_total", stage="dev", result="pass") == before["pass"] + 1
         assert value("keptn_gitops_time_to_commit_seconds_count") == before["commits"] + 1
         assert value("keptn_gitops_time_to_reconcile_seconds_count", outcome="succeeded") == before["reconciles"] + 1
-        assert value("keptn_gitops_inflight_deployments") == 0
+        assert value("keptn_gitops_inflight_deployments") == before["inflight"]
         assert loop.service.probes is not None
         port = loop.service.probes.port
 

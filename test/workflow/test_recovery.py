@@ -56,3 +56,21 @@ async def test_restart_after_receipt_sends_started_once_then_finishes(tmp_path: 
         assert [r["type"].rsplit(".", 1)[1] for r in loop.replies_to(event["id"])] == ["started", "finished"]
     finally:
         await stop_loop(loop)
+
+
+async def test_a_deployment_cancelled_by_shutdown_is_no_longer_counted_in_flight(tmp_path: Path, nats_url: str) -> None:
+    from keptn_gitops_service.metrics import IN_FLIGHT
+
+    loop = await start_loop(tmp_path, nats_url, run_flux=False)
+    try:
+        before = IN_FLIGHT._value.get()
+        event = triggered("docker.io/keptnexamples/carts:0.22.0")
+        await loop.publish(event)
+        while IN_FLIGHT._value.get() == before:
+            await asyncio.sleep(0.01)
+        await loop.service.stop(grace=0)
+        assert IN_FLIGHT._value.get() == before
+        loop.service = Service(loop.service.settings, loop.service.config)
+        await loop.service.start()
+    finally:
+        await stop_loop(loop)
