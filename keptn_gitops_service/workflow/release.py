@@ -13,12 +13,11 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig
-from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_from_data, started_data
-from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
+from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.state.store import Phase, Record, StateStore
-from keptn_gitops_service.workflow.routing import find_rule
+from keptn_gitops_service.workflow.routing import claim_owned
 
 log = structlog.get_logger(__name__)
 
@@ -35,19 +34,7 @@ class ReleaseWorkflow:
 
     async def handle(self, event: KeptnEvent, *, on_claimed: Ack | None = None) -> bool:
         """Answer one ``release.triggered``; ``False`` when it is not ours or already answered."""
-        if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "release":
-            return False
-        try:
-            scope = scope_from_data(event.data)
-        except EventError as exc:
-            log.warning("release trigger without a valid scope ignored", triggeredid=event.id, error=str(exc))
-            return False
-        if find_rule(self.config, scope.project, scope.stage, scope.service) is None:
-            return False
-        created = self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]
-        if on_claimed is not None:
-            await on_claimed()
-        if not created:
+        if await claim_owned(event, "release", self.config, self.store, on_claimed) is None:
             return False
         await self._answer(event, started=False)
         return True

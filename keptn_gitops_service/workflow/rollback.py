@@ -25,13 +25,13 @@ from keptn_gitops_service.errors import EditError, EventError, GitOpsServiceErro
 from keptn_gitops_service.gitops.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter
 from keptn_gitops_service.keptn.data import EventScope, echoed_result, finished_data, scope_from_data, started_data
-from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
+from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
-from keptn_gitops_service.workflow.routing import find_rule
+from keptn_gitops_service.workflow.routing import claim_owned, find_rule
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -53,21 +53,10 @@ class RollbackWorkflow:
 
     async def handle(self, event: KeptnEvent, *, on_claimed: Ack | None = None) -> Finished | None:
         """Answer one ``rollback.triggered``; ``None`` when it is not ours or already handled."""
-        if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "rollback":
+        owned = await claim_owned(event, "rollback", self.config, self.store, on_claimed)
+        if owned is None:
             return None
-        try:
-            scope = scope_from_data(event.data)
-        except EventError as exc:
-            log.warning("rollback trigger without a valid scope ignored", triggeredid=event.id, error=str(exc))
-            return None
-        rule = find_rule(self.config, scope.project, scope.stage, scope.service)
-        if rule is None:
-            return None
-        created = self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]
-        if on_claimed is not None:
-            await on_claimed()
-        if not created:
-            return None
+        scope, rule = owned
         await self._reply(event, "started", started_data(scope))
         self.store.advance(event.id, Phase.STARTED)
         return await self._rollback(event, rule, scope)

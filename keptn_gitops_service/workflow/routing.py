@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+import structlog
+
+from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
+from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.keptn.data import EventScope, scope_from_data
+from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
+from keptn_gitops_service.keptn.transport import Ack
+from keptn_gitops_service.state.store import StateStore
+
+log = structlog.get_logger(__name__)
 
 
 def find_rule(config: GitOpsConfig, project: str, stage: str, service: str) -> Rule | None:
@@ -14,3 +24,24 @@ def find_rule(config: GitOpsConfig, project: str, stage: str, service: str) -> R
         if fnmatchcase(project, m.project) and fnmatchcase(stage, m.stage) and fnmatchcase(service, m.service):
             return rule
     return None
+
+
+async def claim_owned(
+    event: KeptnEvent, task: str, config: GitOpsConfig, store: StateStore, on_claimed: Ack | None
+) -> tuple[EventScope, Rule] | None:
+    """For a ``<task>.triggered`` a rule owns: record it (calling ``on_claimed`` once it is persisted) and return
+    its scope and rule; ``None`` when it is not ours, has no valid scope, or was already claimed."""
+    if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != task:
+        return None
+    try:
+        scope = scope_from_data(event.data)
+    except EventError as exc:
+        log.warning(f"{task} trigger without a valid scope ignored", triggeredid=event.id, error=str(exc))
+        return None
+    rule = find_rule(config, scope.project, scope.stage, scope.service)
+    if rule is None:
+        return None
+    created = store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]
+    if on_claimed is not None:
+        await on_claimed()
+    return (scope, rule) if created else None
