@@ -1,0 +1,231 @@
+"""Build the end-to-end programs from their Go modules once, into a cache outside the repository.
+
+Each build module here (``kube/``, ``source-controller/``, ``kustomize-controller/``) is a ``go.mod`` that
+requires one upstream release and names its main packages as ``tool`` lines. Its binaries land in
+``${KEPTN_GITOPS_CACHE:-~/.cache/keptn-gitops-service}/e2e/<module>-<hash>/``, where ``<hash>`` covers the
+module's ``go.mod`` and ``go.sum`` and how this file builds it: a changed pin builds anew, an unchanged one is
+reused without invoking Go at all. Flux's CRDs are copied next to the controller from the same module version.
+Go's own module and build caches stay at their defaults under ``~``, shared with every other build.
+
+``python test/e2e/build.py`` builds (or finds) everything and prints where it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+GO_FALLBACK = Path("/usr/local/go/bin/go")
+BUILD_TIMEOUT = 3600  # seconds; a cold kube-apiserver build on two cores takes about a quarter of that
+
+
+@dataclass(frozen=True)
+class Program:
+    """One binary of a build module: ``package`` built to ``name``."""
+
+    name: str
+    package: str
+
+
+@dataclass(frozen=True)
+class BuildModule:
+    """A directory under ``test/e2e`` holding a ``go.mod`` that pins what ``programs`` are built from."""
+
+    directory: str
+    programs: tuple[Program, ...]
+    crds_from: str = ""
+    """A required module whose ``config/crd/bases/*.yaml`` are copied to ``crds/`` in the cache."""
+    version_ldflags: str = ""
+    """``-X`` flags with ``{version}`` standing for the required version of ``crds_from`` or k8s.io/kubernetes."""
+    version_of: str = ""
+
+    @property
+    def source(self) -> Path:
+        return HERE / self.directory
+
+    def required_version(self, module: str) -> str:
+        """The version ``go.mod`` requires of ``module`` (the build modules pin exactly one release)."""
+        text = (self.source / "go.mod").read_text(encoding="utf-8")
+        found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
+        if found is None:
+            raise BuildError(f"{self.source / 'go.mod'} does not require {module}")
+        return found.group(1)
+
+    def ldflags(self) -> str:
+        flags = "-s -w"
+        if self.version_ldflags:
+            flags += " " + self.version_ldflags.format(version=self.required_version(self.version_of))
+        return flags
+
+    def cache_key(self) -> str:
+        digest = hashlib.sha256()
+        for name in ("go.mod", "go.sum"):
+            content = (self.source / name).read_bytes()
+            digest.update(f"{name}\0{len(content)}\0".encode())
+            digest.update(content)
+        recipe = json.dumps([self.ldflags(), [(p.name, p.package) for p in self.programs], self.crds_from])
+        digest.update(recipe.encode())
+        return f"{self.directory}-{digest.hexdigest()[:16]}"
+
+
+KUBE = BuildModule(
+    "kube",
+    (Program("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"), Program("etcd", "go.etcd.io/etcd/server/v3")),
+    # Without it, /version says v0.0.0-master; the controllers only log it, but the true version helps reading logs.
+    version_ldflags="-X k8s.io/component-base/version.gitVersion={version}",
+    version_of="k8s.io/kubernetes",
+)
+SOURCE_CONTROLLER = BuildModule(
+    "source-controller",
+    (Program("source-controller", "github.com/fluxcd/source-controller"),),
+    crds_from="github.com/fluxcd/source-controller",
+)
+KUSTOMIZE_CONTROLLER = BuildModule(
+    "kustomize-controller",
+    (Program("kustomize-controller", "github.com/fluxcd/kustomize-controller"),),
+    crds_from="github.com/fluxcd/kustomize-controller",
+)
+MODULES = (KUBE, SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER)
+
+
+class BuildError(RuntimeError):
+    """A program of the end-to-end environment could not be built; the message holds Go's output."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Where the built programs and the Flux CRDs are."""
+
+    etcd: Path
+    kube_apiserver: Path
+    source_controller: Path
+    kustomize_controller: Path
+    crds: tuple[Path, ...]
+    kubernetes_version: str
+    flux_versions: dict[str, str]
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("KEPTN_GITOPS_CACHE")
+    root = Path(configured).expanduser() if configured else Path.home() / ".cache" / "keptn-gitops-service"
+    if root.resolve() == ROOT or ROOT in root.resolve().parents:
+        raise BuildError(f"the build cache must be outside the repository, not {root}")
+    return root / "e2e"
+
+
+def go_binary() -> str:
+    found = shutil.which("go") or (str(GO_FALLBACK) if GO_FALLBACK.is_file() else None)
+    if not found:
+        raise BuildError(
+            "the Go toolchain is missing: install Go >= 1.26 (https://go.dev/dl/) and put `go` on PATH "
+            f"(or at {GO_FALLBACK}); the end-to-end programs are built from their Go modules"
+        )
+    return found
+
+
+def _go_env() -> dict[str, str]:
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
+    for name in ("GOMODCACHE", "GOCACHE", "GOWORK"):  # Go's defaults under ~, shared with every other build
+        env.pop(name, None)
+    return env
+
+
+def _go(args: list[str], module: BuildModule) -> str:
+    proc = subprocess.run(
+        [go_binary(), *args],
+        cwd=module.source,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BuildError(f"`go {' '.join(args)}` in {module.source} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc.stdout
+
+
+def _build(module: BuildModule, target: Path) -> None:
+    """Build every program of ``module`` into a staging directory next to ``target``, then rename it into place,
+    so that a concurrent or interrupted build never leaves a half-filled cache entry."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for program in module.programs:
+            _go(
+                [
+                    "build",
+                    "-trimpath",
+                    f"-ldflags={module.ldflags()}",
+                    "-o",
+                    str(staging / program.name),
+                    program.package,
+                ],
+                module,
+            )
+        if module.crds_from:
+            listing = json.loads(_go(["list", "-m", "-json", module.crds_from], module))
+            bases = Path(listing["Dir"]) / "config" / "crd" / "bases"
+            (staging / "crds").mkdir()
+            for crd in sorted(bases.glob("*.yaml")):
+                shutil.copyfile(crd, staging / "crds" / crd.name)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # another build finished first: keep its entry
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ensure(module: BuildModule, report: list[str]) -> Path:
+    target = cache_root() / module.cache_key()
+    if all((target / p.name).is_file() for p in module.programs):
+        report.append(f"{module.directory}: reusing {target}")
+        return target
+    if target.exists():  # a program was deleted from the cache entry: build the whole entry again
+        shutil.rmtree(target)
+    started = time.monotonic()
+    _build(module, target)
+    report.append(f"{module.directory}: built {target} in {time.monotonic() - started:.0f}s")
+    return target
+
+
+def toolchain(report: list[str] | None = None) -> Toolchain:
+    """Every program of the end-to-end environment, built unless cached; ``report`` collects one line per module."""
+    lines: list[str] = [] if report is None else report
+    kube, source, kustomize = (_ensure(module, lines) for module in MODULES)
+    return Toolchain(
+        etcd=kube / "etcd",
+        kube_apiserver=kube / "kube-apiserver",
+        source_controller=source / "source-controller",
+        kustomize_controller=kustomize / "kustomize-controller",
+        crds=tuple(sorted((source / "crds").glob("*.yaml"))) + tuple(sorted((kustomize / "crds").glob("*.yaml"))),
+        kubernetes_version=KUBE.required_version("k8s.io/kubernetes"),
+        flux_versions={m.directory: m.required_version(m.crds_from) for m in (SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER)},
+    )
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    lines: list[str] = []
+    try:
+        tools = toolchain(lines)
+    except BuildError as exc:
+        print("\n".join(lines), file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print("\n".join(lines))
+    print(f"kubernetes {tools.kubernetes_version}, flux {tools.flux_versions}; {len(tools.crds)} CRDs")
+    print(f"build took {time.monotonic() - started:.0f}s")

@@ -1,0 +1,82 @@
+"""Fixtures of the end-to-end suite: one real control plane with Flux for the session, and per test a GitOps
+repository with its namespace, a nats-server (``nats_url`` from test/conftest.py) and the service's process.
+
+Run by ``./scripts/e2e`` (``KEPTN_GITOPS_E2E=1``); the unit suite leaves this directory out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from e2e.build import Toolchain, toolchain
+from e2e.environment import Cluster, running_cluster
+from e2e.fleet import Fleet, create_fleet
+from e2e.keptnside import KeptnBus, start_service
+from e2e.processes import Process
+
+_projects = itertools.count(1)
+
+
+def _report(config: pytest.Config, line: str) -> None:
+    """Show ``line`` on the terminal even while pytest captures output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line, file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def tools(pytestconfig: pytest.Config) -> Toolchain:
+    """etcd, kube-apiserver and the Flux controllers, built from their modules on first use, then cached."""
+    lines: list[str] = []
+    built = toolchain(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e build: {line}")
+    return built
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    pytestconfig: pytest.Config, tools: Toolchain, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("e2e-cluster")
+    with running_cluster(tools, workdir) as running:
+        _report(
+            pytestconfig,
+            f"e2e cluster: Kubernetes {tools.kubernetes_version}, Flux {tools.flux_versions}, "
+            f"up in {running.started_in:.0f}s; logs in {running.logs}",
+        )
+        yield running
+
+
+@pytest.fixture
+def fleet(cluster: Cluster) -> Fleet:
+    """A fresh repository and namespace ``e2e<n>-dev`` whose seed commit Flux has already reconciled."""
+    cluster.flux.check_running()
+    return create_fleet(cluster.kube, cluster.git_http, f"e2e{next(_projects)}")
+
+
+@pytest.fixture
+def service(fleet: Fleet, cluster: Cluster, nats_url: str, tmp_path: Path) -> Iterator[Process]:
+    process = start_service(fleet, nats_url, cluster.kubeconfig, tmp_path)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def keptn(service: Process, nats_url: str) -> AsyncIterator[KeptnBus]:
+    """The shipyard-controller's side of NATS, with the service already subscribed."""
+    bus = await KeptnBus().connect(nats_url)
+    try:
+        yield bus
+    finally:
+        await bus.close()

@@ -1,0 +1,142 @@
+"""A GitOps repository per test and the Flux objects that follow it, in a namespace of the test's own.
+
+Two services live in the repository: ``carts`` builds and applies, ``orders`` names a resource file that does
+not exist, so ``kustomize build`` fails and Flux reports it (``BuildFailed``) for every revision. Neither
+Kustomization has health checks: without a kubelet nothing would ever become healthy, so ``Ready=True`` means
+"applied".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.githttp import GitHttpServer
+from e2e.kubeclient import JSON, KubeClient, condition
+from support import git, make_remote
+
+STAGE = "dev"
+SERVICES = ("carts", "orders")
+FLUX_TIMEOUT = 120  # seconds for Flux to apply (or reject) the seed commit
+
+
+def repository_files(namespace: str) -> dict[str, str]:
+    files = {"README.md": "# fleet\n\nApplied by Flux; image tags updated by keptn-gitops-service.\n"}
+    for service in SERVICES:
+        resources = "  - deployment.yaml\n"
+        if service == "orders":
+            resources += "  - service.yaml  # missing: this overlay does not build\n"
+        files[f"apps/{STAGE}/{service}/kustomization.yaml"] = (
+            f"# {service} in {STAGE}\n"
+            "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+            "kind: Kustomization\n"
+            f"namespace: {namespace}\n"
+            f"resources:\n{resources}\n"
+            "images:\n"
+            f"  - name: docker.io/keptnexamples/{service}\n"
+            f'    newTag: 0.13.0 # {{"$imagepolicy": "flux-system:{service}:tag"}}\n'
+        )
+        files[f"apps/{STAGE}/{service}/deployment.yaml"] = (
+            "apiVersion: apps/v1\n"
+            "kind: Deployment\n"
+            "metadata:\n"
+            f"  name: {service}\n"
+            "spec:\n"
+            "  replicas: 1\n"
+            f"  selector: {{matchLabels: {{app: {service}}}}}\n"
+            "  template:\n"
+            f"    metadata: {{labels: {{app: {service}}}}}\n"
+            "    spec:\n"
+            "      containers:\n"
+            f"        - name: {service}\n"
+            f"          image: docker.io/keptnexamples/{service}  # the tag comes from kustomization.yaml\n"
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One test's repository (``bare``, served to Flux at ``url``) and namespace ``<project>-dev``."""
+
+    project: str
+    bare: Path
+    url: str
+    kube: KubeClient
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.project}-{STAGE}"
+
+    def head(self) -> str:
+        return git("rev-parse", "main", cwd=self.bare).strip()
+
+    def kustomization(self, service: str) -> JSON:
+        return self.kube.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", service, self.namespace)
+
+    def git_repository(self) -> JSON:
+        return self.kube.get("source.toolkit.fluxcd.io/v1", "GitRepository", "fleet", self.namespace)
+
+    def deployment_image(self, service: str) -> str:
+        deployment = self.kube.get("apps/v1", "Deployment", service, self.namespace)
+        image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        return image
+
+    def wait_kustomization(self, service: str, *, ready: str, revision: str, attempted: bool = False) -> JSON:
+        """Wait until Flux reports ``Ready=<ready>`` for ``main@sha1:<revision>`` (applied, or only attempted)."""
+        field = "lastAttemptedRevision" if attempted else "lastAppliedRevision"
+        expected = f"main@sha1:{revision}"
+
+        def reached(ks: JSON) -> bool:
+            cond = condition(ks, "Ready")
+            fresh = cond.get("observedGeneration") == ks["metadata"]["generation"]
+            return fresh and cond.get("status") == ready and (ks.get("status") or {}).get(field) == expected
+
+        return self.kube.wait_for(
+            "kustomize.toolkit.fluxcd.io/v1",
+            "Kustomization",
+            service,
+            self.namespace,
+            reached,
+            what=f"Ready={ready} with {field} {expected}",
+            timeout=FLUX_TIMEOUT,
+        )
+
+
+def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str) -> Fleet:
+    """Seed the repository, create the namespace, the GitRepository and one Kustomization per service, and wait
+    until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""
+    namespace = f"{project}-{STAGE}"
+    (git_http.root / project).mkdir(parents=True)
+    bare = make_remote(git_http.root / project, repository_files(namespace))
+    fleet = Fleet(project, bare, git_http.url(bare), kube)
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    kube.create(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "fleet", "namespace": namespace},
+            # A long interval: a new commit is fetched at once only because the service asks Flux to reconcile.
+            "spec": {"interval": "10m", "timeout": "60s", "url": fleet.url, "ref": {"branch": "main"}},
+        }
+    )
+    for service in SERVICES:
+        kube.create(
+            {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": service, "namespace": namespace},
+                "spec": {
+                    "interval": "10m",
+                    "retryInterval": "10m",
+                    "timeout": "1m",
+                    "path": f"./apps/{STAGE}/{service}",
+                    "prune": True,
+                    "wait": False,
+                    "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                },
+            }
+        )
+    seed = fleet.head()
+    fleet.wait_kustomization("carts", ready="True", revision=seed)
+    fleet.wait_kustomization("orders", ready="False", revision=seed, attempted=True)
+    return fleet

@@ -1,0 +1,94 @@
+"""Keptn events → keptn-gitops-service → a commit → the real Flux controllers apply it on a real API server →
+the service reads the status Flux wrote and answers Keptn.
+
+Nothing here is simulated: Flux fetches the commit over HTTP, builds it with kustomize, applies it with
+server-side apply, and every verdict the service sends is checked against the objects in the API server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2e.fleet import Fleet
+from e2e.keptnside import KeptnBus, deployment_triggered, rollback_triggered
+from e2e.kubeclient import KubeError, condition
+
+ANSWER_TIMEOUT = 240  # seconds; above the service's own wait timeout (keptnside.FLUX_WAIT), so it answers first
+
+
+async def deliver(keptn: KeptnBus, event: dict[str, Any]) -> dict[str, Any]:
+    """Publish ``event``; return the data of its ``.finished``, after checking ``.started`` came first."""
+    await keptn.publish(event)
+    finished = await keptn.finished(event["id"], ANSWER_TIMEOUT)
+    task = event["type"].removeprefix("sh.keptn.event.").removesuffix(".triggered")
+    assert [r["type"] for r in keptn.replies_to(event["id"])] == [
+        f"sh.keptn.event.{task}.started",
+        f"sh.keptn.event.{task}.finished",
+    ]
+    data: dict[str, Any] = finished["data"]
+    return data
+
+
+async def test_a_delivery_finishes_pass_once_flux_has_applied_the_commit(fleet: Fleet, keptn: KeptnBus) -> None:
+    seed = fleet.head()
+    event = deployment_triggered(fleet, "carts", "docker.io/keptnexamples/carts:0.13.1")
+    data = await deliver(keptn, event)
+
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    commit = fleet.head()
+    assert commit != seed and data["deployment"]["gitCommit"] == commit
+    # What the service reported is what Flux did: our commit applied, the new image in the cluster.
+    ks = fleet.kustomization("carts")
+    assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{commit}"
+    assert condition(ks, "Ready")["reason"] == "ReconciliationSucceeded"
+    assert fleet.deployment_image("carts") == "docker.io/keptnexamples/carts:0.13.1"
+    # The service answered from that status, not before it...
+    assert f"lastAppliedRevision main@sha1:{commit}" in data["message"], data["message"]
+    # ...and the commit was fetched at once because the service asked (the GitRepository's interval is 10m).
+    repo = fleet.git_repository()
+    requested = repo["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"]
+    assert repo["status"]["lastHandledReconcileAt"] == requested
+    assert repo["status"]["artifact"]["revision"] == f"main@sha1:{commit}"
+
+
+async def test_a_revision_flux_cannot_build_finishes_fail_with_fluxs_reason(fleet: Fleet, keptn: KeptnBus) -> None:
+    seed = fleet.head()
+    event = deployment_triggered(fleet, "orders", "docker.io/keptnexamples/orders:0.13.1")
+    data = await deliver(keptn, event)
+
+    assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
+    commit = fleet.head()
+    assert commit != seed
+    ks = fleet.kustomization("orders")
+    ready = condition(ks, "Ready")
+    # Flux attempted our commit (not only the seed, which failed the same way) and rejected it.
+    assert ks["status"]["lastAttemptedRevision"] == f"main@sha1:{commit}"
+    assert (ready["status"], ready["reason"]) == ("False", "BuildFailed")
+    assert "service.yaml" in ready["message"]
+    # The answer carries Flux's own reason and message.
+    assert "Flux failed to apply the revision: BuildFailed: " in data["message"], data["message"]
+    assert ready["message"].strip() in data["message"]
+    assert f"lastAttemptedRevision main@sha1:{commit}" in data["message"]
+    try:
+        fleet.deployment_image("orders")
+    except KubeError as exc:
+        assert exc.status == 404
+    else:
+        raise AssertionError("Flux applied an overlay that does not build")
+
+
+async def test_a_rollback_restores_the_version_flux_applied_before(fleet: Fleet, keptn: KeptnBus) -> None:
+    deployment = deployment_triggered(fleet, "carts", "docker.io/keptnexamples/carts:0.13.1")
+    assert (await deliver(keptn, deployment))["result"] == "pass"
+    deployed = fleet.head()
+    assert fleet.deployment_image("carts") == "docker.io/keptnexamples/carts:0.13.1"
+
+    rollback = rollback_triggered(deployment, result="fail")
+    data = await deliver(keptn, rollback)
+
+    assert (data["status"], data["result"]) == ("succeeded", "fail"), data["message"]  # helm-service echoes
+    reverted = fleet.head()
+    assert data["message"].startswith(f"Rolled back {deployed[:12]} with commit "), data["message"]
+    assert f"lastAppliedRevision main@sha1:{reverted}" in data["message"], data["message"]  # it waited for Flux
+    assert fleet.kustomization("carts")["status"]["lastAppliedRevision"] == f"main@sha1:{reverted}"
+    assert fleet.deployment_image("carts") == "docker.io/keptnexamples/carts:0.13.0"
