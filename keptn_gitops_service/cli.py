@@ -143,7 +143,7 @@ def _deploy(args: argparse.Namespace) -> int:
             finished = await workflow.handle(event, wait=not args.no_wait)
         finally:
             await reconciler.close()
-            store.close()
+            await store.close()
         if finished is None:
             print(
                 f"error: no rule in {config.source} matches {args.project}/{args.stage}/{args.service}", file=sys.stderr

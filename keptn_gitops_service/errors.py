@@ -37,6 +37,10 @@ class EditError(GitOpsServiceError, ValueError):
     """A YAML edit cannot be made without changing the document beyond the target scalar."""
 
 
+class EditConflictError(EditError):
+    """Someone else changed a value we change while we were writing it; we do not overwrite their change."""
+
+
 class InvalidImageReferenceError(EditError):
     """A string is not a valid OCI image reference."""
 
@@ -61,9 +65,48 @@ class KubernetesAccessError(ReconcileError):
     """The Kubernetes API could not be reached or refused us (e.g. RBAC 403)."""
 
 
+class AccessDeniedError(ReconcileError):
+    """An API refused our credentials or their permissions (401, 403), or we have none to offer: retrying the
+    same request will not help."""
+
+
+class KubernetesAccessDeniedError(KubernetesAccessError, AccessDeniedError):
+    """The Kubernetes API answered 401 or 403 (RBAC)."""
+
+
+class ArgoCdAccessError(ReconcileError):
+    """Argo CD's API could not be reached or answered with an error."""
+
+
+class ArgoCdAccessDeniedError(ArgoCdAccessError, AccessDeniedError):
+    """Argo CD's API rejected the token (401) or its permissions (403), or no token is configured."""
+
+
 class TransportError(GitOpsServiceError):
     """The event transport (NATS, distributor) failed."""
 
 
 class StateError(GitOpsServiceError):
     """The state store could not be read or written."""
+
+
+class LeaseLostError(StateError):
+    """Another replica has taken over a deployment this one was working on (its lease had expired)."""
+
+
+class WebhookError(GitOpsServiceError, ValueError):
+    """A webhook request is refused; :attr:`status` is the HTTP answer. The message never contains a secret."""
+
+    status = 400
+
+
+class WebhookAuthError(WebhookError):
+    """The request is not authenticated: a missing or wrong signature or shared secret (401)."""
+
+    status = 401
+
+
+class WebhookTooLargeError(WebhookError):
+    """The request body is larger than the endpoint accepts (413)."""
+
+    status = 413

@@ -31,3 +31,8 @@ IN_FLIGHT = Gauge("keptn_gitops_inflight_deployments", "Deployments started and 
 WATCH_RECONNECTS = Counter(
     "keptn_gitops_watch_reconnects_total", "Kubernetes watches re-listed after a drop, 410 Gone or an API error."
 )
+WEBHOOK_REQUESTS = Counter(
+    "keptn_gitops_webhook_requests_total",
+    "Webhook requests by endpoint (flux, argocd) and HTTP answer (202 accepted as a hint; 400, 401, 413 refused).",
+    ["endpoint", "code"],
+)

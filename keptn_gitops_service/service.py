@@ -25,8 +25,10 @@ from keptn_gitops_service.keptn.uniform import PING_INTERVAL, ErrorReportingSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_service.state.jetstream import JetStreamStateStore
 from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStore
 from keptn_gitops_service.web.probes import ProbeServer, Route
+from keptn_gitops_service.web.webhooks import Hint, webhook_routes
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
 from keptn_gitops_service.workflow.rollback import RollbackWorkflow
@@ -53,7 +55,13 @@ class Handlers:
         try:
             event = from_json(body)
         except EventError as exc:
-            await self._undecodable(body, exc)
+            try:
+                await self._undecodable(body, exc)
+            except StateError as error:
+                log.error("the state store failed; the trigger is left for redelivery", error=str(error))
+                return
+            except Exception:  # unacknowledged, JetStream would deliver it again and again
+                log.exception("answering an undecodable event failed")
             await ack()
             return
         if self.subscriptions is not None and not any(s.matches(event.type, event.data) for s in self.subscriptions):
@@ -127,7 +135,7 @@ def _lenient_envelope(body: bytes) -> dict[str, Any] | None:
     """id/type/shkeptncontext of a JSON object that failed strict decoding, if they are usable strings."""
     try:
         obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than the stack
         return None
     if not isinstance(obj, dict):
         return None
@@ -159,13 +167,21 @@ class Service:
             self.transport = distributor
         else:
             self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
-        self.store: StateStore = SqliteStateStore(settings.state_dir / "state.sqlite3")
+        self.store: StateStore = _state_store(settings, self.clock)
         self.writer = GitWriter(settings.state_dir)
-        self.reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), self.clock)
+        self._hub: KubeHub | None = None
+        self.reconciler = Reconciler(self._new_hub, self.clock)
+        routes += webhook_routes(
+            self._hint,
+            flux_secret=(settings.flux_webhook_secret or "").encode(),
+            argocd_secret=(settings.argocd_webhook_secret or "").encode(),
+            argocd_header=settings.argocd_webhook_header,
+        )
         ids = new_id or (lambda: str(uuid.uuid4()))
         self._resumed = HandlerTasks()
         self.uniform = _uniform_client(settings, ping_interval)
         self._uniform_task: asyncio.Task[None] | None = None
+        self._adopter: asyncio.Task[None] | None = None
         sink: EventSink = self.transport
         if self.uniform is not None:
             sink = ErrorReportingSink(self.transport, self.uniform, self.clock.now)
@@ -182,17 +198,28 @@ class Service:
             clock=self.clock,
         )
 
+    def _new_hub(self) -> KubeHub:
+        self._hub = KubeHub(load_client(self.settings.kubeconfig))
+        return self._hub
+
+    def _hint(self, hint: Hint) -> bool:
+        """A webhook hint: the hub's watches of that kind read the object now. No hub yet means nobody waits."""
+        return self._hub is not None and self._hub.nudge(hint.kind, hint.namespace, hint.name, group=hint.group)
+
     async def start(self) -> None:
         """Connect, subscribe, and resume whatever a previous process left unfinished."""
         if self.probes is not None:
             await self.probes.start()
         # Snapshot the work left by a previous process *before* subscribing: a trigger claimed by this process
         # a moment later is already being handled and must not be resumed as well.
-        leftovers = self.store.unfinished()
+        await self.store.open()
+        leftovers = await self.store.unfinished()
         await self.transport.connect()
         await self.transport.subscribe(self.handlers.on_message)
         for record in leftovers:
             self._resumed.spawn(self._resume(record))
+        if isinstance(self.store, JetStreamStateStore):
+            self._adopter = asyncio.create_task(self._adopt_orphans(self.store.lease / 2), name="orphan adoption")
         if self.uniform is not None:
             self._uniform_task = asyncio.create_task(self.uniform.run(self._follow), name="uniform registration")
 
@@ -207,21 +234,35 @@ class Service:
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking events, give running work ``grace`` seconds, then leave the rest in the state store
         (it is resumed on the next start)."""
-        if self._uniform_task is not None:
-            self._uniform_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._uniform_task
+        for task in (self._uniform_task, self._adopter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(self.transport.close(grace=grace), self._resumed.drain(grace))
         if self.uniform is not None:
             await self.uniform.close()
+        await self.writer.close()
         await self.reconciler.close()
-        self.store.close()
+        await self.store.close()
         if self.probes is not None:
             await self.probes.stop()
 
+    async def _adopt_orphans(self, every: float) -> None:
+        """Resume the deployments of replicas that died (their leases expired), periodically."""
+        while True:
+            await self.clock.sleep(every)
+            try:
+                orphans = await self.store.orphans()
+            except StateError as exc:
+                log.warning("could not look for orphaned deployments", error=str(exc))
+                continue
+            for record in orphans:
+                self._resumed.spawn(self._resume(record))
+
     async def _readiness(self) -> dict[str, dict[str, Any]]:
         try:
-            self.store.get("readiness-probe")
+            await self.store.get("readiness-probe")
             store: dict[str, Any] = {"ok": True}
         except StateError as exc:
             store = {"ok": False, "error": str(exc)}
@@ -255,3 +296,11 @@ class Service:
         finally:
             log.info("shutting down")
             await self.stop()
+
+
+def _state_store(settings: Settings, clock: Clock) -> StateStore:
+    if settings.state_store == "jetstream":
+        return JetStreamStateStore(
+            owner=settings.replica_id, clock=clock, lease=settings.state_lease_seconds, nats_url=settings.nats_url
+        )
+    return SqliteStateStore(settings.state_dir / "state.sqlite3")

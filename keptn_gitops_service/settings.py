@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ DEFAULT_TOPICS = (
     "sh.keptn.event.rollback.triggered",
     "sh.keptn.event.release.triggered",
 )
+DEFAULT_ARGOCD_WEBHOOK_HEADER = "X-Webhook-Secret"
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,37 @@ class Settings:
     k8s_namespace: str = "keptn"
     """``K8S_NAMESPACE``: reported at registration."""
     k8s_pod_name: str = ""
-    """``K8S_POD_NAME``: reported at registration."""
+    """``K8S_POD_NAME``: reported at registration, and the name this replica holds its state-store leases under
+    (``<hostname>-<pid>`` when unset)."""
     k8s_node_name: str = "keptn-node"
     """``K8S_NODE_NAME``: reported at registration (the control plane derives the integration id from it)."""
+    state_store: str = "sqlite"
+    """``KEPTN_GITOPS_STATE_STORE``: where in-flight deployments are recorded — ``sqlite`` (a file in
+    ``KEPTN_GITOPS_STATE_DIR``; one replica) or ``jetstream`` (a key-value bucket on Keptn's NATS, shared by
+    replicas: each deployment is leased by the replica that received it and taken over when that replica dies)."""
+    state_lease_seconds: float = 30.0
+    """``KEPTN_GITOPS_STATE_LEASE``: seconds a replica's claim on a deployment lasts without renewal (renewed every
+    third); after a crash its deployments are resumed by another replica within about 1.5 leases."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
     picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
+    flux_webhook_secret: str | None = field(default=None, repr=False)
+    """``FLUX_WEBHOOK_SECRET``: the ``token`` of the Flux notification-controller ``Provider`` of type
+    ``generic-hmac`` that POSTs events to ``/webhooks/flux`` on ``HTTP_PORT`` (or ``FLUX_WEBHOOK_SECRET_FILE``:
+    a file holding it, e.g. a mounted Secret). Surrounding whitespace is ignored, as Flux does. Unset: the
+    endpoint is not served. Events are hints that wake waiting deployments; the Kubernetes status decides."""
+    argocd_webhook_secret: str | None = field(default=None, repr=False)
+    """``ARGOCD_WEBHOOK_SECRET``: the shared secret an Argo CD notifications webhook sends in the
+    ``ARGOCD_WEBHOOK_HEADER`` header to ``/webhooks/argocd`` (or ``ARGOCD_WEBHOOK_SECRET_FILE``: a file holding
+    it). Unset: the endpoint is not served."""
+    argocd_webhook_header: str = DEFAULT_ARGOCD_WEBHOOK_HEADER
+    """``ARGOCD_WEBHOOK_HEADER``: the header that carries ``ARGOCD_WEBHOOK_SECRET`` (with ``Authorization``,
+    ``Bearer <secret>`` is accepted too)."""
+
+    @property
+    def replica_id(self) -> str:
+        """The name this replica holds its state-store leases under: the pod name, else ``<hostname>-<pid>``."""
+        return self.k8s_pod_name or f"{socket.gethostname()}-{os.getpid()}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +97,9 @@ class Settings:
         if transport == "distributor" and env.get("HTTP_PORT", "8080") == "":
             raise ConfigError(["KEPTN_TRANSPORT=distributor needs HTTP_PORT for the distributor's POSTs"])
         config = env.get("KEPTN_GITOPS_CONFIG")
+        state_store = (env.get("KEPTN_GITOPS_STATE_STORE") or "sqlite").strip().lower()
+        if state_store not in ("sqlite", "jetstream"):
+            raise ConfigError([f"KEPTN_GITOPS_STATE_STORE={state_store!r}: must be 'sqlite' or 'jetstream'"])
         return cls(
             nats_url=env.get("NATS_URL") or cls.nats_url,
             topics=topics,
@@ -85,11 +116,50 @@ class Settings:
             keptn_api_token=env.get("KEPTN_API_TOKEN", ""),
             k8s_namespace=env.get("K8S_NAMESPACE") or cls.k8s_namespace,
             k8s_pod_name=env.get("K8S_POD_NAME", ""),
+            state_store=state_store,
+            state_lease_seconds=_seconds(env.get("KEPTN_GITOPS_STATE_LEASE", "30"), "KEPTN_GITOPS_STATE_LEASE"),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
+            flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),
+            argocd_webhook_secret=_secret(env, "ARGOCD_WEBHOOK_SECRET"),
+            argocd_webhook_header=_header(env.get("ARGOCD_WEBHOOK_HEADER") or DEFAULT_ARGOCD_WEBHOOK_HEADER),
         )
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 3600.0:
+        raise ConfigError([f"{name}={text!r}: must be a number of seconds between 1 and 3600"])
+    return value
 
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise ConfigError([f"HTTP_PORT={text!r}: must be a port number"])
     return int(text)
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME`` or the contents of the file named by ``NAME_FILE``, stripped; ``None`` when neither is set.
+
+    Messages name the variable and the file, never the value."""
+    value, path = env.get(name, "").strip(), env.get(f"{name}_FILE", "").strip()
+    if value and path:
+        raise ConfigError([f"{name} and {name}_FILE are both set: set one of them"])
+    if not path:
+        return value or None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}_FILE={path!r}: cannot read the file: {exc.__class__.__name__}"]) from None
+    if not text:
+        raise ConfigError([f"{name}_FILE={path!r}: the file is empty"])
+    return text
+
+
+def _header(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        raise ConfigError([f"ARGOCD_WEBHOOK_HEADER={name!r}: must be an HTTP header name (letters, digits, '-')"])
+    return name

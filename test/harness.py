@@ -96,10 +96,12 @@ async def start_loop(
     run_flux: bool = True,
     settings: dict[str, Any] | None = None,
     ping_interval: float = 5.0,
+    files: dict[str, str] | None = None,
 ) -> Loop:
-    files = dict(content.REPOSITORY_FILES)
-    files["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
-    remote = make_remote(tmp, files)
+    repository = dict(content.REPOSITORY_FILES)
+    repository["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
+    repository.update(files or {})
+    remote = make_remote(tmp, repository)
     kube = KubeApiServer()
     await kube.start()
     kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
@@ -114,7 +116,7 @@ async def start_loop(
     await flux.reconcile_once()
     if run_flux:
         flux.start(interval=3600)
-    settings = Settings(
+    service_settings = Settings(
         nats_url=nats_url,
         topics=TOPICS,
         state_dir=tmp / "state",
@@ -124,7 +126,7 @@ async def start_loop(
         **(settings or {}),
     )
     service = Service(
-        settings,
+        service_settings,
         parse_config(config or config_text(remote), "test-config.yaml"),
         clock=clock or SystemClock(),
         ping_interval=ping_interval,

@@ -120,3 +120,35 @@ async def until(predicate: object, timeout: float = 20.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+_RACING_HOOK = """#!{python}
+# Installed by test/support.py racing_remote(): while the budget in {budget} lasts, every push that reaches this
+# remote finds that another pusher won the race: a commit lands on the branch first, so the pusher's ref update
+# fails with "cannot lock ref ... is at X but expected Y", exactly as when two pushers race for real.
+import os, pathlib, subprocess, sys
+budget = pathlib.Path({budget!r})
+left = int(budget.read_text())
+if left > 0:
+    budget.write_text(str(left - 1))
+    env = {{k: v for k, v in os.environ.items() if k not in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY",
+           "GIT_ALTERNATE_OBJECT_DIRECTORIES") and not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}}
+    def git(*args):
+        return subprocess.run(["git", *args], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    tree = git("rev-parse", "refs/heads/{branch}^{{tree}}")
+    new = git("-c", "user.name=other-bot", "-c", "user.email=bot@other.invalid",
+              "commit-tree", "-p", "refs/heads/{branch}", "-m", f"other bot {{left}}", tree)
+    git("update-ref", "refs/heads/{branch}", new)
+sys.stdin.read()
+"""
+
+
+def racing_remote(bare: Path, races: int, *, branch: str = "main") -> Path:
+    """Make the next ``races`` pushes to ``bare`` lose a race against another pusher (a server-side hook);
+    returns the budget file (write a number into it to change the budget)."""
+    budget = bare / "race-budget"
+    budget.write_text(str(races))
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(_RACING_HOOK.format(python=sys.executable, budget=str(budget), branch=branch))
+    hook.chmod(0o755)
+    return budget

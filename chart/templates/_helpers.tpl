@@ -88,7 +88,7 @@ The least-privilege rules: read the GitOps objects the service waits on; patch o
   verbs: ["get", "list", "watch"]
 - apiGroups: ["helm.toolkit.fluxcd.io"]
   resources: ["helmreleases"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["source.toolkit.fluxcd.io"]
   resources: ["gitrepositories"]
   verbs: ["get", "list", "watch", "patch"]
@@ -144,7 +144,10 @@ Render-time checks that turn a broken installation into an error message.
 {{- end }}
 {{- end }}
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
-{{- fail "persistence.enabled keeps the state store on one ReadWriteOnce volume: replicaCount must be 1" }}
+{{- fail "persistence.enabled puts the state on one ReadWriteOnce volume: replicaCount must be 1 (for replicas, use stateStore: jetstream without persistence)" }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (ne (.Values.stateStore | default "sqlite") "jetstream") }}
+{{- fail "replicaCount > 1 needs stateStore: jetstream, so that a dead replica's deployments are taken over" }}
 {{- end }}
 {{- end }}
 

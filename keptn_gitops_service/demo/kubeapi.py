@@ -524,6 +524,7 @@ class _WatchStream:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[StoreEvent | None] = asyncio.Queue()
         self.abort = False
+        self.dropped = asyncio.Event()
 
 
 def _object_key(obj: JSON) -> tuple[str, str]:
@@ -556,6 +557,8 @@ class KubeApiServer:
     * :meth:`deny` / :meth:`clear_denials` - per-resource RBAC denials (403 Forbidden);
     * :meth:`drop_watches` - end all open watch streams (API server restart);
       :meth:`wait_for_watches` - wait until N watches are open;
+    * :meth:`pause_watches` / :meth:`resume_watches` - hold watch events back (a slow watch stream) while
+      GET/LIST keep answering with the current state;
     * :meth:`expire_history` - the next watch from an older ``resourceVersion`` gets 410 Expired;
     * :attr:`request_count` - a ``Counter`` with key ``"total"`` plus one key per Kubernetes verb
       (``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``, ``delete``, ...);
@@ -587,6 +590,8 @@ class KubeApiServer:
         self._listeners: list[Callable[[StoreEvent], None]] = []
         self._watches: set[_WatchStream] = set()
         self._watch_changed = asyncio.Event()
+        self._delivery = asyncio.Event()
+        self._delivery.set()
         self._deny: list[DenyRule] = []
         self._fail_remaining, self._fail_status = 0, 500
         self._runner: web.AppRunner | None = None
@@ -727,8 +732,20 @@ class KubeApiServer:
         """End all open watch streams (cleanly, or by resetting the connection with ``abort=True``)."""
         for stream in self._watches:
             stream.abort = abort
+            stream.dropped.set()
             stream.queue.put_nowait(None)
         return len(self._watches)
+
+    def pause_watches(self) -> None:
+        """Hold back every watch event (open and future streams) until :meth:`resume_watches`; nothing is lost.
+
+        Models a watch stream that lags behind the store (an API server under load, a slow network), while
+        GET and LIST answer with the current state at once."""
+        self._delivery.clear()
+
+    def resume_watches(self) -> None:
+        """Deliver what :meth:`pause_watches` held back, in order, and everything after it."""
+        self._delivery.set()
 
     async def wait_for_watches(self, count: int = 1, *, exactly: bool = False) -> None:
         """Return once at least (``exactly=True``: exactly) ``count`` watch streams are open.
@@ -1207,6 +1224,8 @@ class KubeApiServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
         for backlog in pending:
+            if not await self._delivery_open(stream):
+                return
             await self._send(response, rtype, namespace, selector, backlog)
         while True:
             remaining = None if deadline is None else deadline - loop.time()
@@ -1216,9 +1235,21 @@ class KubeApiServer:
                 event = await asyncio.wait_for(stream.queue.get(), remaining)
             except TimeoutError:
                 return
-            if event is None:
+            if event is None or not await self._delivery_open(stream):
                 return
             await self._send(response, rtype, namespace, selector, event)
+
+    async def _delivery_open(self, stream: _WatchStream) -> bool:
+        """Wait while :meth:`pause_watches` holds delivery back; ``False`` when the stream is dropped meanwhile."""
+        if self._delivery.is_set():
+            return True
+        waits = [asyncio.ensure_future(self._delivery.wait()), asyncio.ensure_future(stream.dropped.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return not stream.dropped.is_set()
 
     async def _send(
         self,

@@ -117,7 +117,8 @@ def _source_position(sources: list[Any], name: str, source_index: int | None) ->
         return helm[0]
     listed = ", ".join(str(i) for i in helm) or "none"
     raise EditError(
-        f"Application {show(name)} has {len(sources)} sources (with helm: {listed}); pass source_index to choose one"
+        f"Application {show(name)} has {len(sources)} sources (with helm: {listed});"
+        " choose one with argocdApplication.source"
     )
 
 

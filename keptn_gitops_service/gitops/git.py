@@ -14,15 +14,17 @@ secret before it can reach a log line or an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
+import signal
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from keptn_gitops_service.config.model import Auth, Author, NoAuth, SshAuth, TokenAuth
+from keptn_gitops_service.config.model import Auth, Author, NoAuth, Signing, SshAuth, TokenAuth
 from keptn_gitops_service.errors import GitError
 
 DEFAULT_TIMEOUT = 300.0
@@ -54,11 +56,24 @@ class Git:
         self._timeout = timeout
 
     async def run(
-        self, *args: str, cwd: Path | None = None, check: bool = True, stdin: bytes | None = None
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        stdin: bytes | None = None,
+        config: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> GitResult:
-        """Run ``git <args>``; raise :class:`GitError` (scrubbed) on failure when ``check``."""
-        env, secrets = self._environment()
-        argv = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", *args]
+        """Run ``git <args>``; raise :class:`GitError` (scrubbed) on failure when ``check``.
+
+        ``config`` becomes ``-c key=value`` options of this command only; ``env`` is added to its environment.
+        """
+        base_env, secrets = self._environment()
+        env = {**base_env, **(env or {})}
+        options = [f"{key}={value}" for key, value in (config or {}).items()]
+        argv = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null"]
+        argv += [part for option in options for part in ("-c", option)]
+        argv += args
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -67,19 +82,19 @@ class Git:
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group: see _kill_group
             )
         except OSError as exc:
             raise GitError(f"cannot run git: {exc.strerror}") from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), self._timeout)
         except TimeoutError:
-            proc.kill()
+            _kill_group(proc)
             await proc.wait()
             raise GitError(f"git {args[0]} did not finish within {self._timeout:.0f}s") from None
         except asyncio.CancelledError:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            _kill_group(proc)
+            await proc.wait()
             raise
         result = GitResult(
             proc.returncode or 0,
@@ -129,6 +144,27 @@ class Git:
             tmp.chmod(stat.S_IRWXU)
             tmp.replace(path)
         return path
+
+
+def signing_options(signing: Signing) -> tuple[dict[str, str], dict[str, str]]:
+    """The git configuration and the environment that make ``git commit -S`` sign with ``signing``'s key."""
+    if signing.format == "ssh":
+        if not signing.key_file:
+            raise GitError("SSH commit signing needs a key file")
+        config = {"gpg.format": "ssh", "user.signingkey": signing.key_file}
+        return config, {}
+    if signing.format == "openpgp":
+        if not (signing.key_id and signing.gnupg_home):
+            raise GitError("OpenPGP commit signing needs a key id and a GnuPG home directory")
+        return {"gpg.format": "openpgp", "user.signingkey": signing.key_id}, {"GNUPGHOME": signing.gnupg_home}
+    raise GitError(f"unknown commit signing format '{signing.format}'")
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """Kill git and the helpers it started (``git-upload-pack``, ``ssh``, ``git-remote-https``). They inherit git's
+    pipes, so with git alone killed ``wait()`` would block as long as a stalled remote keeps a helper alive."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def ssh_command(auth: SshAuth) -> str:

@@ -12,7 +12,7 @@ import structlog
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.errors import KubernetesAccessError
 from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict
-from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub
+from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import Ancestry, Observation, Verdict, WaitOutcome
 from keptn_gitops_service.reconcile.revisions import revision_sha
 
@@ -25,14 +25,23 @@ class FluxKustomizationWaiter:
     def __init__(self, hub: KubeHub, clock: Clock) -> None:
         self._hub = hub
         self._clock = clock
+        # (commit, revision sha) -> contained. The answer never changes, and Flux rewrites the same revisions at
+        # every reconcile: without this, each status write costs a git call under the repository's lock.
+        self._contains: dict[tuple[str, str], bool] = {}
 
     async def wait(self, *, namespace: str, name: str, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
         watch = self._hub.watch(KUSTOMIZATION, namespace)
+        with watch.interest(name):  # webhook hints for this Kustomization now wake us (KubeHub.nudge)
+            return await self._follow(watch, namespace, name, commit, ancestry, timeout)
+
+    async def _follow(
+        self, watch: SharedWatch, namespace: str, name: str, commit: str, ancestry: Ancestry, timeout: float
+    ) -> WaitOutcome:
         deadline = self._clock.monotonic() + timeout
         last = f"Kustomization {namespace}/{name} has not been observed yet"
         poked = False
         while True:
-            change = watch.next_change()
+            change = watch.next_change(name)
             if watch.fatal is not None:
                 return WaitOutcome(False, str(watch.fatal))
             ks = watch.get(name)
@@ -61,7 +70,11 @@ class FluxKustomizationWaiter:
 
         async def contains_ours(revision: str) -> bool:
             sha = revision_sha(revision)
-            return bool(sha) and (sha == commit or await ancestry.is_ancestor(commit, sha))
+            if not sha or sha == commit:
+                return bool(sha)
+            if (commit, sha) not in self._contains:
+                self._contains[(commit, sha)] = await ancestry.is_ancestor(commit, sha)
+            return self._contains[(commit, sha)]
 
         return kustomization_verdict(
             ks,

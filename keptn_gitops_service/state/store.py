@@ -1,7 +1,8 @@
 """Where each owned triggered event is recorded, from receipt to finished, so every step is idempotent.
 
-One small interface (:class:`StateStore`) with an embedded SQLite implementation (the default: a file in the
-state directory, a volume in the chart). A triggered ``id`` is claimed exactly once: a redelivery of the same
+One small async interface (:class:`StateStore`), two implementations: embedded SQLite (the default: a file in
+the state directory, a volume in the chart; one process) and a NATS JetStream key-value bucket shared by
+replicas (:mod:`.jetstream`, with leases). A triggered ``id`` is claimed exactly once: a redelivery of the same
 ``id`` finds the existing record and produces no second commit and no second pair of replies.
 """
 
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from keptn_gitops_service.errors import StateError
+from keptn_gitops_service.errors import LeaseLostError, StateError
+
+__all__ = ["ORDER", "LeaseLostError", "Phase", "Record", "SqliteStateStore", "StateStore"]
 
 
 class Phase(enum.StrEnum):
@@ -26,7 +29,7 @@ class Phase(enum.StrEnum):
     FINISHED = "finished"  # .finished was published
 
 
-_ORDER = list(Phase)
+ORDER = list(Phase)
 
 
 @dataclass(frozen=True)
@@ -46,21 +49,34 @@ class Record:
 class StateStore(Protocol):
     """Persistence of in-flight work."""
 
-    def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
-        """Record a received event; return its record and whether this call created it."""
+    async def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
+        """Record a received event; return its record and whether this call created it (and so owns it)."""
         ...
 
-    def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
-        """Move a record forward to ``phase`` (never backwards), storing the commit/result if given."""
+    async def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
+        """Move a record forward to ``phase`` (never backwards), storing the commit/result if given; raises
+        :class:`LeaseLostError` when another replica has taken the record over."""
         ...
 
-    def get(self, triggered_id: str) -> Record | None: ...
+    async def get(self, triggered_id: str) -> Record | None: ...
 
-    def unfinished(self) -> list[Record]:
-        """Every record not yet finished, oldest first."""
+    async def owns(self, triggered_id: str) -> bool:
+        """Whether this instance still holds ``triggered_id`` (asked right before ``.finished`` is published)."""
         ...
 
-    def close(self) -> None: ...
+    async def open(self) -> None:
+        """Connect (before any other call)."""
+        ...
+
+    async def unfinished(self) -> list[Record]:
+        """Every unfinished record this instance may resume now, oldest first (asked once, at start)."""
+        ...
+
+    async def orphans(self) -> list[Record]:
+        """Unfinished records of other replicas that died, now taken over by this instance (asked periodically)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class SqliteStateStore:
@@ -80,7 +96,7 @@ class SqliteStateStore:
         except sqlite3.Error as exc:
             raise StateError(f"cannot open the state store {path}: {exc}") from None
 
-    def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
+    async def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
         try:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO triggers (triggered_id, context, event_type, payload, phase, updated_at)"
@@ -89,15 +105,15 @@ class SqliteStateStore:
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot record event {triggered_id}: {exc}") from None
-        record = self.get(triggered_id)
+        record = await self.get(triggered_id)
         assert record is not None
         return record, cursor.rowcount == 1
 
-    def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
-        record = self.get(triggered_id)
+    async def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
+        record = await self.get(triggered_id)
         if record is None:
             raise StateError(f"no state recorded for event {triggered_id}")
-        if _ORDER.index(phase) < _ORDER.index(record.phase):
+        if ORDER.index(phase) < ORDER.index(record.phase):
             phase = record.phase
         try:
             self._db.execute(
@@ -107,11 +123,11 @@ class SqliteStateStore:
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot update event {triggered_id}: {exc}") from None
-        updated = self.get(triggered_id)
+        updated = await self.get(triggered_id)
         assert updated is not None
         return updated
 
-    def get(self, triggered_id: str) -> Record | None:
+    async def get(self, triggered_id: str) -> Record | None:
         try:
             row = self._db.execute(
                 "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
@@ -122,7 +138,16 @@ class SqliteStateStore:
             raise StateError(f"cannot read event {triggered_id}: {exc}") from None
         return _record(row) if row else None
 
-    def unfinished(self) -> list[Record]:
+    async def open(self) -> None:
+        """Nothing to do: the file is opened at construction, so a bad path fails early."""
+
+    async def owns(self, triggered_id: str) -> bool:
+        return True  # one process owns the file
+
+    async def orphans(self) -> list[Record]:
+        return []  # no other replicas
+
+    async def unfinished(self) -> list[Record]:
         rows = self._db.execute(
             "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
             " FROM triggers WHERE phase != ? ORDER BY updated_at",
@@ -130,7 +155,7 @@ class SqliteStateStore:
         ).fetchall()
         return [_record(r) for r in rows]
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._db.close()
 
 

@@ -34,7 +34,7 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import file_edits
-from keptn_gitops_service.workflow.routing import find_rule
+from keptn_gitops_service.workflow.routing import find_rule, publish_finished
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -78,7 +78,7 @@ class DeploymentWorkflow:
         if owner is None:
             return None
         rule, scope = owner
-        _, created = self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))
+        _, created = await self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))
         if on_claimed is not None:
             await on_claimed()
         if not created:
@@ -107,7 +107,7 @@ class DeploymentWorkflow:
 
     async def _start(self, event: KeptnEvent, scope: EventScope | None) -> None:
         await self._reply(event, "started", started_data(scope) if scope else _partial_scope(event.data))
-        self.store.advance(event.id, Phase.STARTED)
+        await self.store.advance(event.id, Phase.STARTED)
 
     async def _deploy(
         self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
@@ -130,12 +130,12 @@ class DeploymentWorkflow:
             # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
             if not commit:
                 commit = await self._commit(event, rule, trigger)
-                self.store.advance(event.id, Phase.COMMITTED, commit=commit)
+                await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
             committed = self.clock.monotonic()
             # 4. wait until the GitOps controller has applied it
             outcome = await self.reconciler.wait(
-                wait_target(rule, _context(event, trigger)) if wait else None,
+                wait_target(rule, _context(event, trigger), event.id) if wait else None,
                 commit=commit,
                 ancestry=RepositoryAncestry(self.writer, self.config, rule),
                 timeout=wait_timeout(rule, trigger.properties, "data.deployment"),
@@ -164,10 +164,10 @@ class DeploymentWorkflow:
 
     async def reject(self, event: KeptnEvent, scope: Mapping[str, Any], message: str) -> None:
         """Answer a trigger that could not be decoded: ``.started`` then ``.finished`` errored/fail."""
-        if not self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))[1]:
+        if not (await self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event)))[1]:
             return
         await self._reply(event, "started", {**scope, "status": "succeeded"})
-        self.store.advance(event.id, Phase.STARTED)
+        await self.store.advance(event.id, Phase.STARTED)
         await self._finish(event, None, Finished("errored", "fail", message), None, partial=scope)
 
     def _owner(self, event: KeptnEvent) -> tuple[Rule | None, EventScope | None] | None:
@@ -255,10 +255,10 @@ class DeploymentWorkflow:
             result=finished.result,
             message=finished.message,
         )
-        await self._reply(event, "finished", data)
-        self.store.advance(event.id, Phase.FINISHED, commit=finished.commit, result=finished.result)
+        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
+        await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
 
-    async def _reply(self, trigger: KeptnEvent, kind: Literal["started", "finished"], data: Mapping[str, Any]) -> None:
+    async def _reply(self, trigger: KeptnEvent, kind: Literal["started"], data: Mapping[str, Any]) -> None:
         reply = make_reply(
             trigger,
             kind,

@@ -17,7 +17,7 @@ from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.state.store import Phase, Record, StateStore
-from keptn_gitops_service.workflow.routing import claim_owned
+from keptn_gitops_service.workflow.routing import claim_owned, publish_finished
 
 log = structlog.get_logger(__name__)
 
@@ -51,10 +51,10 @@ class ReleaseWorkflow:
                 event, "started", started_data(scope), source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()
             )
             await self.sink.publish(reply)
-            self.store.advance(event.id, Phase.STARTED)
+            await self.store.advance(event.id, Phase.STARTED)
         result = echoed_result(event.data)
         finished = finished_data(scope, status="succeeded", result=result, message="Finished release")
-        await self.sink.publish(
-            make_reply(event, "finished", finished, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
+        reply = make_reply(
+            event, "finished", finished, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()
         )
-        self.store.advance(event.id, Phase.FINISHED, result=echoed_result(event.data))
+        await publish_finished(self.store, self.sink, event, reply, result=result)

@@ -31,7 +31,7 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
-from keptn_gitops_service.workflow.routing import claim_owned, find_rule
+from keptn_gitops_service.workflow.routing import claim_owned, find_rule, publish_finished
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -58,7 +58,7 @@ class RollbackWorkflow:
             return None
         scope, rule = owned
         await self._reply(event, "started", started_data(scope))
-        self.store.advance(event.id, Phase.STARTED)
+        await self.store.advance(event.id, Phase.STARTED)
         return await self._rollback(event, rule, scope)
 
     async def resume(self, record: Record) -> Finished | None:
@@ -68,7 +68,7 @@ class RollbackWorkflow:
         rule = find_rule(self.config, scope.project, scope.stage, scope.service)
         if record.phase is Phase.RECEIVED:
             await self._reply(event, "started", started_data(scope))
-            self.store.advance(event.id, Phase.STARTED)
+            await self.store.advance(event.id, Phase.STARTED)
         if rule is None:
             finished = Finished("errored", "fail", "no rule of the current configuration owns this rollback anymore")
             await self._finish(event, scope, finished)
@@ -81,7 +81,10 @@ class RollbackWorkflow:
             repository = self.config.repository(rule.repository)
             where = f"{scope.project}/{scope.stage}/{scope.service}"
             history = await self.writer.history(
-                repository, f"{CONTEXT_TRAILER}: {event.shkeptncontext}", f"{SCOPE_TRAILER}: {where}"
+                repository,
+                f"{CONTEXT_TRAILER}: {event.shkeptncontext}",
+                f"{SCOPE_TRAILER}: {where}",
+                match={CONTEXT_TRAILER: event.shkeptncontext, SCOPE_TRAILER: where},
             )
             if not history:
                 message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"
@@ -94,9 +97,9 @@ class RollbackWorkflow:
                     trailer=(TRIGGERED_ID_TRAILER, event.id),
                 )
                 commit = (await self.writer.write(change)).commit
-                self.store.advance(event.id, Phase.COMMITTED, commit=commit)
+                await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 outcome = await self.reconciler.wait(
-                    wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext)),
+                    wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext), event.id),
                     commit=commit,
                     ancestry=RepositoryAncestry(self.writer, self.config, rule),
                     timeout=wait_timeout(rule, _properties(event), "data.rollback"),
@@ -119,10 +122,10 @@ class RollbackWorkflow:
     async def _finish(self, event: KeptnEvent, scope: EventScope, finished: Finished) -> None:
         data = finished_data(scope, status=finished.status, result=finished.result, message=finished.message)
         log.info("rollback finished", triggeredid=event.id, status=finished.status, result=finished.result)
-        await self._reply(event, "finished", data)
-        self.store.advance(event.id, Phase.FINISHED, commit=finished.commit, result=finished.result)
+        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
+        await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
 
-    async def _reply(self, trigger: KeptnEvent, kind: Literal["started", "finished"], data: Mapping[str, Any]) -> None:
+    async def _reply(self, trigger: KeptnEvent, kind: Literal["started"], data: Mapping[str, Any]) -> None:
         reply = make_reply(trigger, kind, data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
         await self.sink.publish(reply)
 

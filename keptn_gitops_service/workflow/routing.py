@@ -11,8 +11,8 @@ from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.data import EventScope, scope_from_data
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
-from keptn_gitops_service.keptn.transport import Ack
-from keptn_gitops_service.state.store import StateStore
+from keptn_gitops_service.keptn.transport import Ack, EventSink
+from keptn_gitops_service.state.store import Phase, StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,20 @@ async def claim_owned(
     rule = find_rule(config, scope.project, scope.stage, scope.service)
     if rule is None:
         return None
-    created = store.claim(event.id, event.shkeptncontext, event.type, to_structured(event))[1]
+    created = (await store.claim(event.id, event.shkeptncontext, event.type, to_structured(event)))[1]
     if on_claimed is not None:
         await on_claimed()
     return (scope, rule) if created else None
+
+
+async def publish_finished(
+    store: StateStore, sink: EventSink, trigger: KeptnEvent, reply: KeptnEvent, *, commit: str = "", result: str = ""
+) -> bool:
+    """Publish ``.finished`` for ``trigger`` and record it — unless another replica has taken the trigger over
+    (its lease had expired while this one was paused or cut off): then the other replica answers, not us."""
+    if not await store.owns(trigger.id):
+        log.warning("another replica took this trigger over; it will answer", triggeredid=trigger.id)
+        return False
+    await sink.publish(reply)
+    await store.advance(trigger.id, Phase.FINISHED, commit=commit, result=result)
+    return True

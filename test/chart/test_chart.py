@@ -35,6 +35,8 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "persistence": ("persistence.yaml",),
     "observability": ("observability.yaml",),
     "full-config": ("full-config.yaml",),
+    "webhooks": ("webhooks.yaml",),
+    "replicas": ("replicas.yaml",),
 }
 FULLNAME = f"{RELEASE}-keptn-gitops-service"
 CONFIG_PATH = "/etc/keptn-gitops-service/config.yaml"
@@ -43,10 +45,11 @@ DEFAULT_TOPICS = (
     "sh.keptn.event.deployment.triggered,sh.keptn.event.rollback.triggered,sh.keptn.event.release.triggered"
 )
 
-# Exactly what the service needs on the Kubernetes API: read what it waits on, patch only to ask for a reconcile.
+# Exactly what the service needs on the Kubernetes API: read what it waits on, patch only to ask for a reconcile
+# (GitRepositories and HelmReleases: reconcile.fluxcd.io/requestedAt; Applications: the refresh annotation, a sync).
 LEAST_PRIVILEGE = {
     ("kustomize.toolkit.fluxcd.io", "kustomizations"): {"get", "list", "watch"},
-    ("helm.toolkit.fluxcd.io", "helmreleases"): {"get", "list", "watch"},
+    ("helm.toolkit.fluxcd.io", "helmreleases"): {"get", "list", "watch", "patch"},
     ("source.toolkit.fluxcd.io", "gitrepositories"): {"get", "list", "watch", "patch"},
     ("argoproj.io", "applications"): {"get", "list", "watch", "patch"},
 }
@@ -474,7 +477,7 @@ def test_no_wildcards_or_extra_verbs_anywhere(render: Any, scenario: str) -> Non
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], (obj["kind"], rule)
             patched = set(rule["resources"]) if "patch" in rule["verbs"] else set()
-            assert patched <= {"gitrepositories", "applications"}, rule
+            assert patched <= {"gitrepositories", "helmreleases", "applications"}, rule
             assert set(rule["verbs"]) <= {"get", "list", "watch", "patch"}, rule
 
 
@@ -555,6 +558,8 @@ def test_optional_objects_are_off_by_default(render: Any) -> None:
             "must be a file under git.mountPath",
         ),
         (["persistence.enabled=true", "replicaCount=2"], "replicaCount must be 1"),
+        (["replicaCount=3"], "replicaCount > 1 needs stateStore: jetstream"),
+        (["stateStore=redis"], "stateStore"),
         (["config.rules[0].wait.timeout=10 minutes"], "does not match pattern"),
         (["config.repositories[0].auth.type=password"], "oneOf"),
         (["config.kind=Config"], "config/kind"),
@@ -567,18 +572,22 @@ def test_optional_objects_are_off_by_default(render: Any) -> None:
             "missing properties 'yamlPath', 'value'",
         ),
         (["distributor.enable=true"], "additional properties 'enable' not allowed"),
-        (["config.rules[0].wait.flux.kind=HelmRelease"], "value must be 'Kustomization'"),
+        (["config.rules[0].wait.flux.kind=GitRepository"], "value must be one of 'Kustomization', 'HelmRelease'"),
+        (["config.rules[0].wait.flux.kind=HelmRelease"], "missing property 'kustomization'"),
     ],
     ids=[
         "token-without-secret",
         "ssh-key-outside-mount",
         "persistence-replicas",
+        "replicas-on-sqlite",
+        "unknown-state-store",
         "bad-timeout",
         "bad-auth-type",
         "bad-kind",
         "update-without-edit",
         "typo-in-values",
-        "wait-kind-not-yet-supported",
+        "wait-kind-unknown",
+        "helmrelease-without-kustomization",
     ],
 )
 def test_broken_values_are_refused_with_a_clear_message(helm: Helm, sets: list[str], message: str) -> None:
@@ -647,3 +656,31 @@ def test_notes_describe_the_installation(
     for text in absent:
         assert text not in notes, notes
     assert f"deploy/{RELEASE}-keptn-gitops-service" in notes
+
+
+def test_webhook_secrets_come_from_the_secret_and_are_optional(render: Any, helm: Helm) -> None:
+    variables = env(service_container(render("webhooks")))
+    assert variables["FLUX_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "keptn-gitops-webhooks",
+        "key": "flux-token",
+        "optional": True,
+    }
+    assert variables["ARGOCD_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "argocd-token"
+    assert variables["ARGOCD_WEBHOOK_HEADER"]["value"] == "Authorization"
+    assert not {"FLUX_WEBHOOK_SECRET", "ARGOCD_WEBHOOK_SECRET"} & set(env(service_container(render("default"))))
+    proc = template(helm, ("webhooks.yaml",), ("webhooks.argocdTokenKey=",))
+    assert proc.returncode == 0, proc.stderr
+    variables = env(service_container([doc for doc in yaml.safe_load_all(proc.stdout) if doc]))
+    assert "FLUX_WEBHOOK_SECRET" in variables and "ARGOCD_WEBHOOK_SECRET" not in variables
+    proc = template(helm, sets=("webhooks.argocdHeader=X Bad",))
+    assert proc.returncode != 0 and "argocdHeader" in proc.stderr
+
+
+def test_replicas_share_the_jetstream_state_store(render: Any) -> None:
+    objs = render("replicas")
+    assert one(objs, "Deployment")["spec"]["replicas"] == 3
+    variables = env(service_container(objs))
+    assert variables["KEPTN_GITOPS_STATE_STORE"]["value"] == "jetstream"
+    assert variables["KEPTN_GITOPS_STATE_LEASE"]["value"] == "20"
+    assert variables["K8S_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # the lease owner
+    assert env_values(service_container(render("default")))["KEPTN_GITOPS_STATE_STORE"] == "sqlite"

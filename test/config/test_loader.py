@@ -90,7 +90,11 @@ def problems(text: str) -> list[str]:
         ),
         ("url: https://git.example.com", "url: https://user:pw@git.example.com", "must not carry credentials"),
         ("url: https://git.example.com/org/fleet.git", "url: /tmp/fleet", "repositories[0].url: must be an https://"),
-        ("flux: {kind: Kustomization,", "argocd: {kind: Kustomization,", "rules[0].wait.argocd: this wait is not"),
+        (
+            "flux: {kind: Kustomization,",
+            "argocd: {kind: Kustomization,",
+            "c.yaml:19:16: rules[0].wait.argocd.kind: unknown",
+        ),
     ],
 )
 def test_each_mistake_is_reported_with_file_line_and_key(old: str, new: str, expected: str) -> None:
@@ -143,3 +147,177 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+# ---- waits: Flux HelmRelease and Argo CD ----
+
+WAIT_AT = EXAMPLE.index("    wait:\n")
+
+
+def with_wait(wait: str) -> str:
+    """EXAMPLE with its ``wait:`` block replaced by ``wait`` (``wait:`` is on line 18, ``wait`` starts on line 19)."""
+    end = EXAMPLE.index("    deploymentURIs:")
+    return EXAMPLE[:WAIT_AT] + "    wait:\n" + "".join(f"      {line}\n" for line in wait.splitlines()) + EXAMPLE[end:]
+
+
+def test_a_helmrelease_wait_names_its_kustomization_and_may_expect_a_chart_version() -> None:
+    config = parse_config(
+        with_wait(
+            "flux:\n"
+            "  kind: HelmRelease\n"
+            '  name: "{service}"\n'
+            '  namespace: "{project}-{stage}"\n'
+            "  kustomization: {name: apps, namespace: flux-system}\n"
+            '  chartVersion: "{values.chart}"\n'
+            "timeout: 15m"
+        ),
+        "c.yaml",
+    )
+    assert config.rules[0].wait == m.Wait(
+        m.FluxWait(
+            "HelmRelease",
+            "{service}",
+            "{project}-{stage}",
+            kustomization=m.KustomizationRef(name="apps", namespace="flux-system"),
+            chart_version="{values.chart}",
+        ),
+        timedelta(minutes=15),
+    )
+
+
+@pytest.mark.parametrize(
+    ("wait", "expected"),
+    [
+        (
+            "flux: {kind: HelmRelease, name: carts, namespace: dev}",
+            [
+                "c.yaml:19:13: rules[0].wait.flux.kustomization: required with kind HelmRelease: the Kustomization "
+                "that applies it"
+            ],
+        ),
+        (
+            "flux: {kind: Kustomization, name: carts, namespace: dev, chartVersion: '1.0'}",
+            ["c.yaml:19:78: rules[0].wait.flux.chartVersion: only allowed with kind HelmRelease"],
+        ),
+        (
+            "flux: {kind: Kustomization, name: carts, namespace: dev, kustomization: {name: a, namespace: b}}",
+            ["c.yaml:19:79: rules[0].wait.flux.kustomization: only allowed with kind HelmRelease"],
+        ),
+        (
+            "flux: {kind: GitRepository, name: carts, namespace: dev}",
+            ["c.yaml:19:20: rules[0].wait.flux.kind: must be Kustomization or HelmRelease"],
+        ),
+        (
+            "flux: {kind: HelmRelease, name: carts, namespace: dev, kustomization: {name: a}}",
+            ["c.yaml:19:77: rules[0].wait.flux.kustomization.namespace: required key is missing"],
+        ),
+        (
+            "flux: {kind: HelmRelease, name: carts, namespace: dev, kustomization: {name: a, namespace: b}, "
+            "chartVersion: '{chart}'}",
+            ["c.yaml:19:116: rules[0].wait.flux.chartVersion: template '{chart}' uses unknown field '{chart}'"],
+        ),
+        (
+            "argocd: {application: carts, api: grpc}",
+            ["c.yaml:19:41: rules[0].wait.argocd.api: must be kubernetes or rest"],
+        ),
+        (
+            "argocd: {application: carts, server: https://argocd.example.com}",
+            ["c.yaml:19:44: rules[0].wait.argocd.server: only allowed with api: rest"],
+        ),
+        (
+            "argocd: {application: carts, api: rest, tokenEnv: ARGOCD_TOKEN}",
+            ["c.yaml:19:15: rules[0].wait.argocd.server: required with api: rest"],
+        ),
+        (
+            "argocd: {application: carts, api: rest, server: https://argocd.example.com}",
+            ["c.yaml:19:15: rules[0].wait.argocd: api: rest needs exactly one of tokenEnv, tokenFile"],
+        ),
+        (
+            "argocd: {application: carts, api: rest, server: https://argocd.example.com, tokenEnv: A, tokenFile: /t}",
+            ["c.yaml:19:15: rules[0].wait.argocd: api: rest needs exactly one of tokenEnv, tokenFile"],
+        ),
+        (
+            "argocd: {application: carts, api: rest, server: 'https://admin:pw@argocd.example.com', tokenEnv: A}",
+            ["c.yaml:19:55: rules[0].wait.argocd.server: must be an https:// or http:// URL without credentials"],
+        ),
+        (
+            "argocd: {application: carts, api: rest, server: https://argocd.example.com, tokenEnv: 'my token'}",
+            ["c.yaml:19:93: rules[0].wait.argocd.tokenEnv: must be an environment variable name"],
+        ),
+        (
+            "argocd: {application: carts, sync: maybe, refresh: 1}",
+            [
+                "c.yaml:19:58: rules[0].wait.argocd.refresh: must be true or false",
+                "c.yaml:19:42: rules[0].wait.argocd.sync: must be true or false",
+            ],
+        ),
+        (
+            "argocd: {application: carts, sourceIndex: -1}",
+            [
+                "c.yaml:19:49: rules[0].wait.argocd.sourceIndex: must be a whole number, 0 or more (0 is the first "
+                "of spec.sources)"
+            ],
+        ),
+        (
+            "argocd: {application: carts, degradedGrace: soon}",
+            ["c.yaml:19:51: rules[0].wait.argocd.degradedGrace: 'soon' is not a duration"],
+        ),
+        (
+            "argocd: {namespace: argocd}",
+            ["c.yaml:19:15: rules[0].wait.argocd.application: required key is missing"],
+        ),
+        (
+            "argocd: {application: carts}\nnone: {}",
+            ["c.yaml:19:7: rules[0].wait: needs exactly one of: argocd, flux, none"],
+        ),
+    ],
+)
+def test_wait_mistakes_are_reported_exactly(wait: str, expected: list[str]) -> None:
+    found = problems(with_wait(wait))
+    assert len(found) == len(expected), found
+    for got, want in zip(found, expected, strict=True):
+        assert got.startswith(want), found
+
+
+def test_an_argocd_wait_through_the_kubernetes_api_has_defaults() -> None:
+    wait = parse_config(with_wait('argocd: {application: "{project}-{stage}-{service}"}'), "c.yaml").rules[0].wait
+    assert wait.target == m.ArgoWait(application="{project}-{stage}-{service}")
+    assert wait.target.api == "kubernetes" and wait.target.refresh and not wait.target.sync
+    assert wait.target.degraded_grace == timedelta(minutes=1)
+
+
+def test_an_argocd_wait_through_the_rest_api_reads_every_key() -> None:
+    wait = (
+        parse_config(
+            with_wait(
+                "argocd:\n"
+                '  application: "{project}-{stage}-{service}"\n'
+                "  namespace: apps\n"
+                "  api: rest\n"
+                "  server: https://argocd.example.com\n"
+                "  tokenFile: /var/run/secrets/argocd/token\n"
+                "  caFile: /etc/ssl/argocd-ca.crt\n"
+                '  project: "{project}"\n'
+                "  refresh: false\n"
+                "  sync: yes\n"
+                "  sourceIndex: 1\n"
+                "  degradedGrace: 2m30s"
+            ),
+            "c.yaml",
+        )
+        .rules[0]
+        .wait
+    )
+    assert wait.target == m.ArgoWait(
+        application="{project}-{stage}-{service}",
+        namespace="apps",
+        api="rest",
+        server="https://argocd.example.com",
+        token_file="/var/run/secrets/argocd/token",
+        ca_file="/etc/ssl/argocd-ca.crt",
+        project="{project}",
+        refresh=False,
+        sync=True,
+        source_index=1,
+        degraded_grace=timedelta(minutes=2, seconds=30),
+    )

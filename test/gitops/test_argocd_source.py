@@ -152,7 +152,7 @@ def test_application_parameters_and_values_object(newline: str) -> None:
 
 def test_multi_source_selection() -> None:
     assert app_rejected(MULTI, parameters={"image.tag": "2.0.0"}) == (
-        "Application 'orders' has 3 sources (with helm: 1, 2); pass source_index to choose one"
+        "Application 'orders' has 3 sources (with helm: 1, 2); choose one with argocdApplication.source"
     )
     new = set_application_helm(MULTI, parameters={"image.tag": "2.0.0"}, source_index=2)
     assert_only_targets_changed(MULTI, new, {(0, ("spec", "sources", 2, "helm", "parameters", 0, "value")): "2.0.0"})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from keptn_gitops_service.config.model import Author, NoAuth, SshAuth, TokenAuth
+from keptn_gitops_service.config.model import Author, NoAuth, Signing, SshAuth, TokenAuth
 from keptn_gitops_service.errors import GitError
-from keptn_gitops_service.gitops.git import Git, scrub, ssh_command
+from keptn_gitops_service.gitops.git import Git, scrub, signing_options, ssh_command
 
 SECRET = "ghp_SuperSecretToken123"
 
@@ -69,3 +69,18 @@ def test_ssh_command_quotes_paths_and_checks_host_keys() -> None:
 def test_scrub_removes_secrets_and_url_credentials() -> None:
     text = f"fatal: https://user:{SECRET}@host/x.git and {SECRET}"
     assert scrub(text, [SECRET]) == "fatal: https://***@host/x.git and ***"
+
+
+async def test_per_command_configuration_goes_before_the_command(tmp_path: Path) -> None:
+    runner = Git(auth=NoAuth(), author=Author(), helper_dir=tmp_path)
+    result = await runner.run("config", "--get", "user.signingkey", config={"user.signingkey": "/keys/signing"})
+    assert result.stdout.strip() == "/keys/signing"
+
+
+def test_signing_options_name_the_key_and_its_home_but_hold_no_secret() -> None:
+    ssh = signing_options(Signing("ssh", key_file="/keys/signing"))
+    assert ssh == ({"gpg.format": "ssh", "user.signingkey": "/keys/signing"}, {})
+    pgp = signing_options(Signing("openpgp", key_id="3AA5C34371567BD2", gnupg_home="/gnupg"))
+    assert pgp == ({"gpg.format": "openpgp", "user.signingkey": "3AA5C34371567BD2"}, {"GNUPGHOME": "/gnupg"})
+    with pytest.raises(GitError, match="unknown commit signing format 'x509'"):
+        signing_options(Signing("x509", key_file="/k"))

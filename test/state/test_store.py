@@ -10,32 +10,32 @@ from keptn_gitops_service.errors import StateError
 from keptn_gitops_service.state.store import Phase, SqliteStateStore
 
 
-def test_an_id_is_claimed_once_and_survives_a_restart(tmp_path: Path) -> None:
+async def test_an_id_is_claimed_once_and_survives_a_restart(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "s" / "state.sqlite3")
-    record, created = store.claim("id-1", "ctx", "sh.keptn.event.deployment.triggered", b"{}")
+    record, created = await store.claim("id-1", "ctx", "sh.keptn.event.deployment.triggered", b"{}")
     assert created and record.phase is Phase.RECEIVED
-    assert store.claim("id-1", "ctx", "sh.keptn.event.deployment.triggered", b"{}")[1] is False
-    store.advance("id-1", Phase.COMMITTED, commit="a" * 40)
-    store.close()
+    assert (await store.claim("id-1", "ctx", "sh.keptn.event.deployment.triggered", b"{}"))[1] is False
+    await store.advance("id-1", Phase.COMMITTED, commit="a" * 40)
+    await store.close()
     reopened = SqliteStateStore(tmp_path / "s" / "state.sqlite3")
-    again, created = reopened.claim("id-1", "ctx", "t", b"")
+    again, created = await reopened.claim("id-1", "ctx", "t", b"")
     assert not created and again.phase is Phase.COMMITTED and again.commit == "a" * 40 and again.payload == b"{}"
-    assert [r.triggered_id for r in reopened.unfinished()] == ["id-1"]
+    assert [r.triggered_id for r in await reopened.unfinished()] == ["id-1"]
 
 
-def test_phases_never_move_backwards_and_finished_is_not_unfinished(tmp_path: Path) -> None:
+async def test_phases_never_move_backwards_and_finished_is_not_unfinished(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "state.sqlite3")
-    store.claim("id", "ctx", "t", b"")
-    store.advance("id", Phase.FINISHED, commit="c", result="pass")
-    record = store.advance("id", Phase.STARTED)
+    await store.claim("id", "ctx", "t", b"")
+    await store.advance("id", Phase.FINISHED, commit="c", result="pass")
+    record = await store.advance("id", Phase.STARTED)
     assert (record.phase, record.commit, record.result) == (Phase.FINISHED, "c", "pass")
-    assert store.unfinished() == []
+    assert await store.unfinished() == []
 
 
-def test_unknown_ids_and_unusable_files_are_state_errors(tmp_path: Path) -> None:
+async def test_unknown_ids_and_unusable_files_are_state_errors(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "state.sqlite3")
     with pytest.raises(StateError, match="no state recorded for event nope"):
-        store.advance("nope", Phase.STARTED)
+        await store.advance("nope", Phase.STARTED)
     (tmp_path / "dir.sqlite3").mkdir()
     with pytest.raises(StateError, match="cannot open the state store"):
         SqliteStateStore(tmp_path / "dir.sqlite3")

@@ -31,7 +31,7 @@ async def test_probes_report_nats_and_the_state_store(tmp_path: Path, nats_url: 
         status, body = await asyncio.to_thread(get, probes.port, "/readyz")
         assert status == 200 and body["ready"] is True
         assert body["checks"]["nats"]["mode"] == "core" and body["checks"]["stateStore"] == {"ok": True}
-        loop.service.store.close()  # the state store becomes unusable
+        await loop.service.store.close()  # the state store becomes unusable
         status, body = await asyncio.to_thread(get, probes.port, "/readyz")
         assert status == 503 and body["checks"]["stateStore"]["ok"] is False
         assert "cannot read event" in body["checks"]["stateStore"]["error"]

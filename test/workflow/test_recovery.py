@@ -21,9 +21,9 @@ async def test_restart_while_waiting_resumes_exactly_once(tmp_path: Path, nats_u
         event = triggered("docker.io/keptnexamples/carts:0.20.0")
         await loop.publish(event)
         store = SqliteStateStore(tmp_path / "state" / "state.sqlite3")  # a second reader of the same file
-        while (record := store.get(event["id"])) is None or record.phase is not Phase.COMMITTED:
+        while (record := await store.get(event["id"])) is None or record.phase is not Phase.COMMITTED:
             await asyncio.sleep(0.01)
-        store.close()
+        await store.close()
         await loop.service.stop(grace=0)  # SIGTERM-like: in-flight work stays in the store
         assert [r["type"].rsplit(".", 1)[1] for r in loop.replies_to(event["id"])] == ["started"]
 
@@ -47,8 +47,10 @@ async def test_restart_after_receipt_sends_started_once_then_finishes(tmp_path: 
         await loop.service.stop(grace=0)
         event = triggered("docker.io/keptnexamples/carts:0.21.0")
         store = SqliteStateStore(tmp_path / "state" / "state.sqlite3")
-        store.claim(event["id"], event["shkeptncontext"], event["type"], to_structured(from_json(json.dumps(event))))
-        store.close()
+        await store.claim(
+            event["id"], event["shkeptncontext"], event["type"], to_structured(from_json(json.dumps(event)))
+        )
+        await store.close()
         loop.service = Service(loop.service.settings, loop.service.config)
         await loop.service.start()
         finished = await loop.finished(event["id"])

@@ -1,0 +1,95 @@
+"""No lost update: 200 deployments for 200 services at once, while another bot keeps pushing to the branch."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+from harness import start_loop, stop_loop, triggered
+from support import git, push_unrelated
+
+SERVICES = [f"svc{i:03d}" for i in range(200)]
+
+CONFIG = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - name: fleet
+    url: file://{remote}
+rules:
+  - match: {{project: sockshop}}
+    repository: fleet
+    updates:
+      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
+        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
+    wait: {{none: {{}}}}
+"""
+
+
+def overlay(service: str) -> str:
+    return (
+        f"# {service}: image tag set by keptn-gitops-service\n"
+        "resources: [deployment.yaml]\n"
+        "images:\n"
+        f"  - name: docker.io/keptnexamples/{service}\n"
+        '    newTag: 1.0.0 # {"$imagepolicy": "flux-system:' + service + ':tag"}\n'
+    )
+
+
+async def test_200_deployments_and_an_external_pusher_lose_nothing(tmp_path: Path, nats_url: str) -> None:
+    files = {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in SERVICES}
+    remote_path = tmp_path / "remote.git"
+    loop = await start_loop(tmp_path, nats_url, files=files, run_flux=False, config=CONFIG.format(remote=remote_path))
+    stop = threading.Event()
+    pushed: list[str] = []
+
+    def other_bot() -> None:
+        """A busy bot: a push every 0.2-1 s (image automation bots push every minute or so)."""
+        rng = random.Random(3)
+        work = tmp_path / "bot"
+        while not stop.wait(rng.uniform(0.2, 1.0)):
+            try:
+                push_unrelated(loop.remote, work, f"n{len(pushed)}")
+            except subprocess.CalledProcessError:  # it lost a race against us: start again from the new tip
+                git("fetch", "--quiet", "origin", cwd=work)
+                git("reset", "--quiet", "--hard", "origin/main", cwd=work)
+                continue
+            pushed.append(f"n{len(pushed)}")
+
+    bot = threading.Thread(target=other_bot)
+    bot.start()
+    try:
+        events = {s: triggered(f"docker.io/keptnexamples/{s}:2.0.{i}", service=s) for i, s in enumerate(SERVICES)}
+        for event in events.values():
+            event["id"] = str(uuid.uuid4())
+            await loop.publish(event)
+        finished = await asyncio.gather(*(loop.finished(e["id"], timeout=240) for e in events.values()))
+    finally:
+        stop.set()
+        await asyncio.to_thread(bot.join)
+        await stop_loop(loop)
+
+    assert pushed, "the other bot pushed nothing while we deployed"
+    tree = {s: git("show", f"main:apps/dev/{s}/kustomization.yaml", cwd=loop.remote) for s in SERVICES}
+    for i, (service, done) in enumerate(zip(SERVICES, finished, strict=True)):
+        assert done["data"]["result"] == "pass", done["data"]["message"]
+        assert tree[service] == overlay(service).replace("newTag: 1.0.0", f"newTag: 2.0.{i}")  # exactly once
+        commit = done["data"]["deployment"]["gitCommit"]
+        assert f"newTag: 2.0.{i} " in git("show", f"{commit}:apps/dev/{service}/kustomization.yaml", cwd=loop.remote)
+        carrying = git(
+            "log",
+            "--format=%H",
+            "--fixed-strings",
+            f"--grep=Keptn-Triggered-Id: {events[service]['id']}",
+            "main",
+            cwd=loop.remote,
+        )
+        assert carrying.split() == [commit]
+    for name in pushed:
+        assert git("show", f"main:other/{name}", cwd=loop.remote) == f"{name}\n"
+    ours = git("rev-list", "--count", "--author=keptn-gitops-service", "main", cwd=loop.remote)
+    assert 0 < int(ours) < len(SERVICES), "concurrent deployments were not batched"
