@@ -259,6 +259,7 @@ class WorkingClone:
     async def _ensure(self) -> None:
         options = self.repository.clone
         if (self.path / ".git").is_dir():
+            _remove_stale_locks(self.path / ".git")
             url = (await self.run("config", "--get", "remote.origin.url", check=False)).strip()
             clone_filter = (await self.run("config", "--get", "remote.origin.partialclonefilter", check=False)).strip()
             if url == self.repository.url and clone_filter == (options.filter or ""):
@@ -286,6 +287,14 @@ class WorkingClone:
         )
         tmp.rename(self.path)
         self._ready = True
+
+
+def _remove_stale_locks(git_dir: Path) -> None:
+    """Remove the lock files of a git that was killed mid-command (``index.lock``, ``refs/remotes/origin/main.lock``
+    …): while one exists, every later command that needs it fails until someone deletes it by hand. Called before
+    this process's first command in the clone, the clone's only user, so no git of ours can hold them."""
+    for lock in [*git_dir.glob("*.lock"), *(git_dir / "refs").rglob("*.lock")]:
+        lock.unlink(missing_ok=True)
 
 
 def _safe_name(name: str) -> str:

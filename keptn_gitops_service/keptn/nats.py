@@ -22,6 +22,7 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -34,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 KEPTN_STREAM = "keptn"
 PUBLISH_CONFIRM_TIMEOUT = 300.0
+DEDUPLICATION_HEADER = "Nats-Msg-Id"
 
 
 class NatsTransport:
@@ -102,24 +104,48 @@ class NatsTransport:
         )
 
     async def publish(self, event: KeptnEvent) -> None:
-        """Publish and wait until the server has it. While NATS is away the message waits in the client's
-        reconnect buffer and goes out after reconnecting — it is never published twice by us."""
+        """Publish and return once it is confirmed: with Keptn's stream, by the stream's acknowledgement that it
+        stored the reply (what the shipyard-controller reads; a server's PONG alone does not prove that: a server
+        shutting down confirms messages its JetStream no longer stores); without, by a PONG on the connection
+        that carried it.
+
+        While NATS is away the reply waits here (up to :data:`PUBLISH_CONFIRM_TIMEOUT`), not in the client's
+        reconnect buffer: nats-py's ``flush()`` returns at once while it reconnects, and a reply that only this
+        process holds must not be recorded as sent — a restart would lose it. Without a confirmation the reply
+        may or may not have arrived, so it is published again. A reply carries ``Nats-Msg-Id:
+        <type>/<triggeredid>``, so Keptn's ``keptn`` stream keeps one copy of such a repeat, and of a reply
+        re-sent on resume by a process killed after publishing it but before recording that (within the stream's
+        duplicate window, 2 minutes by default; core-NATS subscribers see both copies, docs/reliability.md)."""
         nc = self._require()
-        try:
-            await nc.publish(event.type, to_structured(event))
-        except (NatsError, OSError) as exc:
-            raise TransportError(f"cannot publish {event.type}: {exc.__class__.__name__}: {exc}") from None
+        body = to_structured(event)
+        headers = {DEDUPLICATION_HEADER: f"{event.type}/{event.triggeredid}"} if event.triggeredid else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PUBLISH_CONFIRM_TIMEOUT
+        problem = "NATS is not connected"
+        warned = False
         while True:
-            try:
-                await nc.flush(timeout=5)
-                return
-            except (NatsError, OSError, TimeoutError) as exc:
-                if loop.time() > deadline or nc.is_closed:
-                    raise TransportError(f"NATS did not confirm {event.type}: {exc.__class__.__name__}") from None
-                log.warning("NATS unavailable; the reply waits in the reconnect buffer", type=event.type)
-                await asyncio.sleep(1)
+            if nc.is_connected:
+                reconnects = nc.stats["reconnects"]
+                try:
+                    if self.mode == "jetstream":
+                        await nc.jetstream().publish(event.type, body, timeout=5, headers=headers)
+                        return
+                    await nc.publish(event.type, body, headers=headers)
+                    await nc.flush(timeout=5)
+                except NoRespondersError:  # the server took it, but no stream stores the subject (any more)
+                    return
+                except (NatsError, OSError, TimeoutError) as exc:
+                    problem = exc.__class__.__name__
+                else:
+                    if nc.is_connected and nc.stats["reconnects"] == reconnects:
+                        return
+                    problem = "the connection was re-established before the server confirmed"
+            if nc.is_closed or loop.time() > deadline:
+                raise TransportError(f"NATS did not confirm {event.type}: {problem}")
+            if not warned:
+                log.warning("NATS unavailable; the reply is sent once it is back", type=event.type, problem=problem)
+                warned = True
+            await asyncio.sleep(0.5)
 
     async def resubscribe(self, subjects: Sequence[str]) -> None:
         """Follow new subscriptions from the control plane: receive on ``subjects`` from now on."""

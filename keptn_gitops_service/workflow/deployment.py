@@ -127,6 +127,9 @@ class DeploymentWorkflow:
                 scope_from_data(event.data)  # raises the precise error
                 raise EventError("the event cannot be routed")  # pragma: no cover - scope_from_data raised
             trigger = parse_deployment_triggered(event.data)
+            # what the wait needs is checked before anything is written: a bad timeout must not deploy and fail
+            target = wait_target(rule, _context(event, trigger), event.id) if wait else None
+            timeout = wait_timeout(rule, trigger.properties, "data.deployment")
             # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
             if not commit:
                 commit = await self._commit(event, rule, trigger)
@@ -135,10 +138,7 @@ class DeploymentWorkflow:
             committed = self.clock.monotonic()
             # 4. wait until the GitOps controller has applied it
             outcome = await self.reconciler.wait(
-                wait_target(rule, _context(event, trigger), event.id) if wait else None,
-                commit=commit,
-                ancestry=RepositoryAncestry(self.writer, self.config, rule),
-                timeout=wait_timeout(rule, trigger.properties, "data.deployment"),
+                target, commit=commit, ancestry=RepositoryAncestry(self.writer, self.config, rule), timeout=timeout
             )
             verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
             metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)

@@ -96,13 +96,13 @@ class RollbackWorkflow:
                     message=_message(event, scope, [sha for sha, _ in history]),
                     trailer=(TRIGGERED_ID_TRAILER, event.id),
                 )
+                # checked before anything is written: a bad timeout must not roll back and fail
+                target = wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext), event.id)
+                timeout = wait_timeout(rule, _properties(event), "data.rollback")
                 commit = (await self.writer.write(change)).commit
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 outcome = await self.reconciler.wait(
-                    wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext), event.id),
-                    commit=commit,
-                    ancestry=RepositoryAncestry(self.writer, self.config, rule),
-                    timeout=wait_timeout(rule, _properties(event), "data.rollback"),
+                    target, commit=commit, ancestry=RepositoryAncestry(self.writer, self.config, rule), timeout=timeout
                 )
                 rolled = ", ".join(sha[:12] for sha, _ in history)
                 if outcome.succeeded:

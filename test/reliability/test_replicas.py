@@ -1,0 +1,122 @@
+"""Three replicas sharing the JetStream state store, killed at random (issue 8, part 3).
+
+Three service processes (``KEPTN_GITOPS_STATE_STORE=jetstream``, a 2 s lease) share Keptn's stream through one
+durable consumer and one key-value bucket. Every round deploys ``carts`` (waits for the SIMULATED Flux) and
+``orders`` (finishes after the push) — one deployment per service at a time, as Keptn's shipyard-controller
+sequences a service's deliveries — and in most rounds ``kill -9`` hits a random replica at a random moment. The
+killed replica comes back either as the same pod (same name and volume: it resumes its own records at start) or
+as a new pod (new name, new empty volume: a survivor takes its records over once their lease expires). In the end
+Keptn's stream must hold exactly one ``.started`` and one ``.finished`` for every trigger, and the remote exactly
+one commit per trigger. With the SQLite store instead, the new-pod restarts lose work and this test fails.
+
+CI: 6 rounds; ``KGS_SOAK=1``: 30.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from pathlib import Path
+
+import nats
+from reliability.rig import (
+    SOAK,
+    Cluster,
+    NatsServer,
+    Remote,
+    ServiceProcess,
+    create_keptn_stream,
+    publish_to_stream,
+    read_replies,
+    service_env,
+    write_config,
+)
+
+from keptn_gitops_service.demo.runner import shipyard_trigger
+
+ROUNDS = 30 if SOAK else 6
+LEASE = "2"
+
+
+def trigger(service: str, tag: str) -> dict[str, object]:
+    event = shipyard_trigger(f"docker.io/keptnexamples/{service}:{tag}")
+    event["data"]["service"] = service
+    return event
+
+
+async def test_three_replicas_killed_at_random_answer_every_trigger_exactly_once(tmp_path: Path) -> None:
+    rng = random.Random(20261121)
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    cluster: Cluster | None = None
+    replicas: list[ServiceProcess] = []
+    nc = None
+    try:
+        await create_keptn_stream(server.url)
+        remote = Remote(tmp_path)
+        cluster = Cluster(remote)
+        await cluster.start(tmp_path / "kubeconfig")
+        config = write_config(tmp_path / "gitops.yaml", remote.url)
+        for i in range(3):
+            root = tmp_path / f"replica-{i}"
+            root.mkdir()
+            env = service_env(root, server.url, config, tmp_path / "kubeconfig")
+            env |= {"KEPTN_GITOPS_STATE_STORE": "jetstream", "KEPTN_GITOPS_STATE_LEASE": LEASE}
+            env["K8S_POD_NAME"] = f"pod-{i}-0"
+            replicas.append(ServiceProcess(root, env))
+        await asyncio.gather(*(r.start() for r in replicas))
+        nc = await nats.connect(server.url)
+
+        ids: list[str] = []
+        kills = restarts_as_new_pod = 0
+        for round_ in range(ROUNDS):
+            events = [trigger("carts", f"1.{round_}.0"), trigger("orders", f"2.{round_}.0")]
+            for event in events:
+                await publish_to_stream(nc, event)
+                ids.append(str(event["id"]))
+            if rng.random() < 0.8:
+                await asyncio.sleep(rng.uniform(0.0, 0.6))
+                victim = rng.choice(replicas)
+                await victim.kill9()
+                kills += 1
+                if rng.random() < 0.5:  # a new pod, with a new empty volume: only a survivor can finish its work
+                    pod = f"pod-{replicas.index(victim)}-{victim.generation}"
+                    victim.env["K8S_POD_NAME"] = pod
+                    victim.env["KEPTN_GITOPS_STATE_DIR"] = str(victim.root / pod)
+                    restarts_as_new_pod += 1
+                await victim.start()
+            await until_finished(nc, [str(e["id"]) for e in events], replicas)
+
+        replies = await read_replies(nc)
+        commits = remote.commits_by_trigger()
+        for triggered_id in ids:
+            assert replies.kinds(triggered_id) == ["started", "finished"], (triggered_id, replies.kinds(triggered_id))
+            finished = replies.finished(triggered_id)
+            assert finished is not None and finished["data"]["result"] == "pass", finished
+            assert len(commits.get(triggered_id, [])) == 1, (triggered_id, commits.get(triggered_id))
+        assert kills >= ROUNDS // 2 and restarts_as_new_pod >= 1  # the seed does kill, both ways
+        print(f"\nreplicas: {ROUNDS} rounds, {len(ids)} triggers, {kills} kills ({restarts_as_new_pod} as new pods)")
+    finally:
+        for replica in replicas:
+            replica.stop_now()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        if cluster is not None:
+            await cluster.stop()
+        server.stop()
+
+
+async def until_finished(nc: nats.NATS, ids: list[str], replicas: list[ServiceProcess], timeout: float = 90) -> None:
+    """Until the stream holds a ``.finished`` for every id (the Flux simulation runs in this loop meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        replies = await read_replies(nc)
+        if all(replies.finished(i) is not None for i in ids):
+            return
+        if loop.time() > deadline:
+            tails = "\n---\n".join(r.log_tail(15) for r in replicas)
+            raise AssertionError(f"not finished within {timeout:.0f}s: {ids}\n{tails}")
+        await asyncio.sleep(0.1)
