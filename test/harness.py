@@ -73,6 +73,34 @@ class Loop:
         await self.service.transport.wait_idle()
 
 
+NO_WAIT_CONFIG = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - name: fleet
+    url: file://{remote}
+rules:
+  - match: {{project: sockshop}}
+    repository: fleet
+    updates:
+      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
+        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
+    wait: {{none: {{}}}}
+"""
+"""Every sockshop service, a kustomize overlay per service, finished right after the push (``.format(remote=)``)."""
+
+
+def overlay(service: str) -> str:
+    """A service's kustomize overlay at tag 1.0.0, with a Flux setter comment on the tag."""
+    return (
+        f"# {service}: image tag set by keptn-gitops-service\n"
+        "resources: [deployment.yaml]\n"
+        "images:\n"
+        f"  - name: docker.io/keptnexamples/{service}\n"
+        '    newTag: 1.0.0 # {"$imagepolicy": "flux-system:' + service + ':tag"}\n'
+    )
+
+
 def config_text(
     remote: Path,
     *,

@@ -17,8 +17,7 @@ import contextlib
 import json
 import os
 import ssl
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +28,7 @@ import structlog
 from keptn_gitops_service import metrics
 from keptn_gitops_service.errors import ArgoCdAccessDeniedError, ArgoCdAccessError, ReconcileError
 from keptn_gitops_service.reconcile.argocd import SyncRequest
-from keptn_gitops_service.reconcile.following import Object, ObjectFeed
+from keptn_gitops_service.reconcile.following import Object, ObjectCache, ObjectFeed
 
 log = structlog.get_logger(__name__)
 
@@ -156,20 +155,17 @@ class ArgoCdClient:
         raise ArgoCdAccessError(message)
 
 
-class ApplicationStream:
+class ApplicationStream(ObjectCache):
     """The live Applications of one namespace, from Argo CD's application stream (an :class:`ObjectFeed`).
 
     A (re)connected stream starts with an ``ADDED`` event per visible Application, so a reconnect re-syncs; drops,
     5xx and timeouts reconnect with bounded exponential backoff, 401/403 end the stream (:attr:`fatal`)."""
 
     def __init__(self, client: ArgoCdClient, app_namespace: str | None, *, max_backoff: float = 30.0) -> None:
+        super().__init__()
         self._client = client
         self.app_namespace = app_namespace
         self._max_backoff = max_backoff
-        self._objects: dict[str, Object] = {}
-        self._changed = asyncio.Event()
-        self._changed_by_name: dict[str, asyncio.Event] = {}
-        self._interest: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
         self.fatal: ReconcileError | None = None
         self.last_error = ""
@@ -185,34 +181,6 @@ class ApplicationStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-    def get(self, name: str) -> Object | None:
-        return self._objects.get(name)
-
-    def next_change(self, name: str | None = None) -> asyncio.Event:
-        if name is None:
-            return self._changed
-        return self._changed_by_name.setdefault(name, asyncio.Event())
-
-    @contextlib.contextmanager
-    def interest(self, name: str) -> Iterator[None]:
-        self._interest[name] += 1
-        try:
-            yield
-        finally:
-            self._interest[name] -= 1
-            if self._interest[name] <= 0:
-                del self._interest[name]
-                self._changed_by_name.pop(name, None)
-
-    def _notify(self, name: str | None) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-        names = list(self._changed_by_name) if name is None else [name]
-        for each in names:
-            event = self._changed_by_name.pop(each, None)
-            if event is not None:
-                event.set()
 
     async def _run(self) -> None:
         failures = 0

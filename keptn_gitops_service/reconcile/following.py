@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,6 +41,52 @@ class ObjectFeed(Protocol):
 
     def interest(self, name: str) -> AbstractContextManager[None]:
         """While the block runs, hints (webhooks) about ``name`` are acted upon."""
+
+
+class ObjectCache:
+    """What every feed keeps: the objects by name, change events (for anything and per name), and the names
+    waiters follow. Feeds call :meth:`_notify` after every change."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, Object] = {}
+        self._changed = asyncio.Event()
+        self._changed_by_name: dict[str, asyncio.Event] = {}
+        self._interest: Counter[str] = Counter()
+
+    def get(self, name: str) -> Object | None:
+        return self._objects.get(name)
+
+    def next_change(self, name: str | None = None) -> asyncio.Event:
+        """An event set at the next change (with ``name``: of that object only; a re-list or a fatal error counts
+        for every name). Take it *before* reading objects, so no change slips between."""
+        if name is None:
+            return self._changed
+        return self._changed_by_name.setdefault(name, asyncio.Event())
+
+    @contextlib.contextmanager
+    def interest(self, name: str) -> Iterator[None]:
+        """Declare that a waiter follows object ``name`` while the block runs: hints for it are acted upon."""
+        self._interest[name] += 1
+        try:
+            yield
+        finally:
+            self._interest[name] -= 1
+            if self._interest[name] <= 0:
+                del self._interest[name]
+                self._changed_by_name.pop(name, None)
+
+    def _notify(self, name: str | None = None) -> None:
+        """Wake the waiters of ``name`` (``None``: of every object) and those waiting for any change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if name is None:
+            woken = list(self._changed_by_name.values())
+            self._changed_by_name.clear()
+        else:
+            event = self._changed_by_name.pop(name, None)
+            woken = [event] if event is not None else []
+        for event in woken:
+            event.set()
 
 
 class Judge(ABC):

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from lightkube.types import PatchType
 
 from keptn_gitops_service import metrics
 from keptn_gitops_service.errors import KubernetesAccessDeniedError, KubernetesAccessError
+from keptn_gitops_service.reconcile.following import ObjectCache
 
 log = structlog.get_logger(__name__)
 
@@ -59,24 +59,21 @@ def load_client(kubeconfig: str | None = None) -> AsyncClient:
     return AsyncClient(config=config, field_manager="keptn-gitops-service")
 
 
-class SharedWatch:
+class SharedWatch(ObjectCache):
     """The live objects of one kind in one namespace."""
 
     def __init__(self, client: AsyncClient, kind: Kind, namespace: str, *, max_backoff: float = 30.0) -> None:
+        super().__init__()
         self._client = client
         self._res = create_namespaced_resource(kind.group, kind.version, kind.kind, kind.plural)
         self.kind = kind
         self.namespace = namespace
-        self._objects: dict[str, Object] = {}
-        self._changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._max_backoff = max_backoff
         self._task: asyncio.Task[None] | None = None
         self.fatal: KubernetesAccessError | None = None
         self.last_error: str = ""
         self.relists = 0
-        self._interest: Counter[str] = Counter()
-        self._changed_by_name: dict[str, asyncio.Event] = {}
         self._reads: dict[str, asyncio.Task[None]] = {}
         self._read_again: set[str] = set()
 
@@ -95,31 +92,6 @@ class SharedWatch:
                 await self._task
             self._task = None
 
-    def get(self, name: str) -> Object | None:
-        return self._objects.get(name)
-
-    def next_change(self, name: str | None = None) -> asyncio.Event:
-        """An event set at the next change (with ``name``: of that object only; a re-list or a fatal error counts
-        for every name). Take it *before* reading objects, so no change slips between."""
-        if name is None:
-            return self._changed
-        event = self._changed_by_name.get(name)
-        if event is None:
-            event = self._changed_by_name[name] = asyncio.Event()
-        return event
-
-    @contextlib.contextmanager
-    def interest(self, name: str) -> Iterator[None]:
-        """Declare that a waiter follows object ``name`` while the block runs: hints for it are acted upon."""
-        self._interest[name] += 1
-        try:
-            yield
-        finally:
-            self._interest[name] -= 1
-            if self._interest[name] <= 0:
-                del self._interest[name]
-                self._changed_by_name.pop(name, None)
-
     def nudge(self, name: str) -> bool:
         """Read object ``name`` now and wake its waiters; a no-op (``False``) unless a waiter follows it.
 
@@ -136,18 +108,6 @@ class SharedWatch:
 
     async def wait_synced(self) -> None:
         await self._synced.wait()
-
-    def _notify(self, name: str | None = None) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-        if name is None:
-            woken = list(self._changed_by_name.values())
-            self._changed_by_name.clear()
-        else:
-            event = self._changed_by_name.pop(name, None)
-            woken = [event] if event is not None else []
-        for event in woken:
-            event.set()
 
     def _store(self, body: Object, *, deleted: bool = False) -> None:
         """Keep ``body`` (or forget the object when ``deleted``) unless what we hold is newer; wake its waiters.

@@ -9,41 +9,18 @@ import threading
 import uuid
 from pathlib import Path
 
-from harness import start_loop, stop_loop, triggered
+from harness import NO_WAIT_CONFIG, overlay, start_loop, stop_loop, triggered
 from support import git, push_unrelated
 
 SERVICES = [f"svc{i:03d}" for i in range(200)]
-
-CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: file://{remote}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
-
-
-def overlay(service: str) -> str:
-    return (
-        f"# {service}: image tag set by keptn-gitops-service\n"
-        "resources: [deployment.yaml]\n"
-        "images:\n"
-        f"  - name: docker.io/keptnexamples/{service}\n"
-        '    newTag: 1.0.0 # {"$imagepolicy": "flux-system:' + service + ':tag"}\n'
-    )
 
 
 async def test_200_deployments_and_an_external_pusher_lose_nothing(tmp_path: Path, nats_url: str) -> None:
     files = {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in SERVICES}
     remote_path = tmp_path / "remote.git"
-    loop = await start_loop(tmp_path, nats_url, files=files, run_flux=False, config=CONFIG.format(remote=remote_path))
+    loop = await start_loop(
+        tmp_path, nats_url, files=files, run_flux=False, config=NO_WAIT_CONFIG.format(remote=remote_path)
+    )
     stop = threading.Event()
     pushed: list[str] = []
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Loop, start_loop, stop_loop, triggered
+from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
 from support import git, nats_server
 
 from keptn_gitops_service.clock import ManualClock
@@ -17,25 +17,6 @@ from keptn_gitops_service.settings import Settings
 from keptn_gitops_service.state.store import Phase
 
 LEASE = 30.0
-
-NO_WAIT = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: file://{remote}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
-
-
-def overlay(service: str) -> str:
-    return f"images:\n  - name: docker.io/keptnexamples/{service}\n    newTag: 1.0.0\n"
 
 
 @pytest.fixture
@@ -106,7 +87,7 @@ async def test_replicas_share_the_work_and_answer_each_trigger_once(tmp_path: Pa
         tmp_path,
         jetstream_url,
         files={f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services},
-        config=NO_WAIT.format(remote=tmp_path / "remote.git"),
+        config=NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git"),
         settings={"state_store": "jetstream", "k8s_pod_name": "a", "state_lease_seconds": LEASE},
     )
     others = [replica(loop, name, ManualClock()) for name in ("b", "c")]
@@ -123,7 +104,7 @@ async def test_replicas_share_the_work_and_answer_each_trigger_once(tmp_path: Pa
         for event in events:
             assert [r["type"].rsplit(".", 1)[1] for r in loop.replies_to(event["id"])] == ["started", "finished"]
         for service in services:
-            assert "newTag: 2.0.0\n" in git("show", f"main:apps/dev/{service}/kustomization.yaml", cwd=loop.remote)
+            assert "newTag: 2.0.0 " in git("show", f"main:apps/dev/{service}/kustomization.yaml", cwd=loop.remote)
             assert (
                 len(
                     git(
