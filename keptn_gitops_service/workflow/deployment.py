@@ -28,13 +28,13 @@ from keptn_gitops_service.keptn.data import (
     scope_from_data,
     started_data,
 )
-from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply, to_structured
+from keptn_gitops_service.keptn.events import KeptnEvent, make_reply, to_structured
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import file_edits
-from keptn_gitops_service.workflow.routing import find_rule, publish_finished
+from keptn_gitops_service.workflow.routing import find_rule, publish_finished, stored_trigger
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -91,7 +91,7 @@ class DeploymentWorkflow:
     async def resume(self, record: Record) -> Finished | None:
         """Finish a deployment a previous process left unfinished (crash, restart), continuing from its phase:
         ``.started`` is not sent twice, and the commit is found again by its trailer, never made twice."""
-        event = from_json(record.payload)
+        event = stored_trigger(record)
         if record.phase is Phase.FINISHED or event.task != "deployment":
             return None
         owner = self._owner(event)

@@ -14,10 +14,10 @@ from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_from_data, started_data
-from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
+from keptn_gitops_service.keptn.events import KeptnEvent, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.state.store import Phase, Record, StateStore
-from keptn_gitops_service.workflow.routing import claim_owned, publish_finished
+from keptn_gitops_service.workflow.routing import claim_owned, publish_finished, stored_trigger
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,7 @@ class ReleaseWorkflow:
     async def resume(self, record: Record) -> None:
         """Send whatever a previous process did not get to send for this release."""
         if record.phase is not Phase.FINISHED:
-            await self._answer(from_json(record.payload), started=record.phase is not Phase.RECEIVED)
+            await self._answer(stored_trigger(record), started=record.phase is not Phase.RECEIVED)
 
     async def _answer(self, event: KeptnEvent, *, started: bool) -> None:
         scope = scope_from_data(event.data)

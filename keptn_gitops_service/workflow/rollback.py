@@ -25,13 +25,13 @@ from keptn_gitops_service.errors import EditError, EventError, GitOpsServiceErro
 from keptn_gitops_service.gitops.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter
 from keptn_gitops_service.keptn.data import EventScope, echoed_result, finished_data, scope_from_data, started_data
-from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
+from keptn_gitops_service.keptn.events import KeptnEvent, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
-from keptn_gitops_service.workflow.routing import claim_owned, find_rule, publish_finished
+from keptn_gitops_service.workflow.routing import claim_owned, find_rule, publish_finished, stored_trigger
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -63,7 +63,7 @@ class RollbackWorkflow:
 
     async def resume(self, record: Record) -> Finished | None:
         """Finish a rollback a previous process left unfinished (the revert commit is found by its trailer)."""
-        event = from_json(record.payload)
+        event = stored_trigger(record)
         scope = scope_from_data(event.data)
         rule = find_rule(self.config, scope.project, scope.stage, scope.service)
         if record.phase is Phase.RECEIVED:

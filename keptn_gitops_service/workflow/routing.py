@@ -10,9 +10,9 @@ from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.data import EventScope, scope_from_data
-from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
+from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, KeptnEvent, from_json, to_structured
 from keptn_gitops_service.keptn.transport import Ack, EventSink
-from keptn_gitops_service.state.store import Phase, StateStore
+from keptn_gitops_service.state.store import Phase, Record, StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -58,3 +58,9 @@ async def publish_finished(
     await sink.publish(reply)
     await store.advance(trigger.id, Phase.FINISHED, commit=commit, result=result)
     return True
+
+
+def stored_trigger(record: Record) -> KeptnEvent:
+    """The trigger of a stored record. It passed the wire's size limit when it arrived; its stored re-encoding
+    may be a little larger, which must not make it impossible to resume."""
+    return from_json(record.payload, max_bytes=len(record.payload) + MAX_EVENT_BYTES)
