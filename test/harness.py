@@ -164,10 +164,12 @@ async def start_loop(
     loop._nc = await nats.connect(nats_url)
 
     async def record(msg: Any) -> None:
-        loop.replies.append(json.loads(msg.data))
+        if msg.subject.endswith((".started", ".finished")):
+            loop.replies.append(json.loads(msg.data))
 
-    await loop._nc.subscribe("sh.keptn.event.*.started", cb=record)
-    await loop._nc.subscribe("sh.keptn.event.*.finished", cb=record)
+    # one subscription, so replies are recorded in the order they were published (two subscriptions are
+    # dispatched by separate tasks and may interleave)
+    await loop._nc.subscribe("sh.keptn.event.*.*", cb=record)
     await loop._nc.flush()
     return loop
 

@@ -102,10 +102,11 @@ class KeptnBus:
         self._nc = await nats.connect(nats_url)
 
         async def record(msg: Any) -> None:
-            self.replies.append(json.loads(msg.data))
+            if msg.subject.endswith((".started", ".finished")):
+                self.replies.append(json.loads(msg.data))
 
-        for subject in ("sh.keptn.event.*.started", "sh.keptn.event.*.finished"):
-            await self._nc.subscribe(subject, cb=record)
+        # one subscription keeps the replies in publishing order (two would be dispatched by separate tasks)
+        await self._nc.subscribe("sh.keptn.event.*.*", cb=record)
         await self._nc.flush()
         return self
 
