@@ -138,7 +138,14 @@ def _deploy(args: argparse.Namespace) -> int:
         clock = SystemClock()
         reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), clock)
         store = SqliteStateStore(settings.state_dir / "state.sqlite3")
-        workflow = DeploymentWorkflow(config, GitWriter(settings.state_dir), reconciler, store, _ConsoleSink(), clock)
+        workflow = DeploymentWorkflow(
+            config,
+            GitWriter(settings.state_dir, git_timeout=settings.git_timeout_seconds),
+            reconciler,
+            store,
+            _ConsoleSink(),
+            clock,
+        )
         try:
             finished = await workflow.handle(event, wait=not args.no_wait)
         finally:

@@ -168,7 +168,7 @@ class Service:
         else:
             self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
         self.store: StateStore = _state_store(settings, self.clock)
-        self.writer = GitWriter(settings.state_dir)
+        self.writer = GitWriter(settings.state_dir, git_timeout=settings.git_timeout_seconds)
         self._hub: KubeHub | None = None
         self.reconciler = Reconciler(self._new_hub, self.clock)
         routes += webhook_routes(

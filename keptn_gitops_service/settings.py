@@ -66,6 +66,9 @@ class Settings:
     state_lease_seconds: float = 30.0
     """``KEPTN_GITOPS_STATE_LEASE``: seconds a replica's claim on a deployment lasts without renewal (renewed every
     third); after a crash its deployments are resumed by another replica within about 1.5 leases."""
+    git_timeout_seconds: float = 300.0
+    """``KEPTN_GITOPS_GIT_TIMEOUT``: seconds any one git command may take before it is killed and the deployment
+    ends errored/fail (a remote that accepts connections but never answers)."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
     picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
@@ -117,6 +120,7 @@ class Settings:
             k8s_namespace=env.get("K8S_NAMESPACE") or cls.k8s_namespace,
             k8s_pod_name=env.get("K8S_POD_NAME", ""),
             state_store=state_store,
+            git_timeout_seconds=_seconds(env.get("KEPTN_GITOPS_GIT_TIMEOUT", "300"), "KEPTN_GITOPS_GIT_TIMEOUT"),
             state_lease_seconds=_seconds(env.get("KEPTN_GITOPS_STATE_LEASE", "30"), "KEPTN_GITOPS_STATE_LEASE"),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),

@@ -27,7 +27,7 @@ from keptn_gitops_service import metrics
 from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.errors import EditConflictError, EditError, GitError, GitOpsServiceError
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
-from keptn_gitops_service.gitops.git import Git
+from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git
 from keptn_gitops_service.gitops.paths import resolve_in_repo
 from keptn_gitops_service.gitops.revert import scalar_changes
 from keptn_gitops_service.gitops.yamledit import get_scalar
@@ -98,6 +98,8 @@ class GitWriter:
 
     state_dir: Path
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    git_timeout: float = DEFAULT_TIMEOUT
+    """Seconds any one git command may take (a remote that accepts connections but never answers)."""
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     max_batch: int = 200
@@ -113,7 +115,12 @@ class GitWriter:
         """The (reused) working clone of ``repository``."""
         key = (repository.url, repository.branch)
         if key not in self._clones:
-            git = Git(auth=repository.auth, author=repository.author, helper_dir=self.state_dir / "git-home")
+            git = Git(
+                auth=repository.auth,
+                author=repository.author,
+                helper_dir=self.state_dir / "git-home",
+                timeout=self.git_timeout,
+            )
             self._clones[key] = WorkingClone(repository, self.state_dir / "clones", git)
         return self._clones[key]
 

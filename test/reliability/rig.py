@@ -596,7 +596,13 @@ def service_env(tmp: Path, nats_url: str, config: Path, kubeconfig: Path) -> dic
 
 @contextlib.asynccontextmanager
 async def rig(
-    tmp: Path, *, hooks: bool = False, timeout: str = "2m", port: int | None = None, store: str = "sqlite"
+    tmp: Path,
+    *,
+    hooks: bool = False,
+    timeout: str = "2m",
+    port: int | None = None,
+    store: str = "sqlite",
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Rig]:
     """Start NATS (JetStream, Keptn's stream), the remote, the SIMULATED cluster and the service (with its
     ``store``: ``sqlite`` or ``jetstream``, ``KEPTN_GITOPS_STATE_STORE``); stop them all."""
@@ -612,7 +618,11 @@ async def rig(
         kubeconfig = tmp / "kubeconfig"
         await cluster.start(kubeconfig)
         config = write_config(tmp / "gitops.yaml", remote.url, timeout=timeout)
-        env = {**service_env(tmp, server.url, config, kubeconfig), "KEPTN_GITOPS_STATE_STORE": store}
+        env = {
+            **service_env(tmp, server.url, config, kubeconfig),
+            "KEPTN_GITOPS_STATE_STORE": store,
+            **(extra_env or {}),
+        }
         if store == "jetstream":
             # A restarted process is a new replica (<hostname>-<pid>): it takes the dead one's deployments over when
             # their lease expires. A short lease keeps the trials short.
