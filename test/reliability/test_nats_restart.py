@@ -4,7 +4,6 @@ keeps delivering (issue 8, parts 4 and 5)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 
@@ -93,9 +92,11 @@ async def test_nats_outages_at_random_moments_of_a_busy_service(tmp_path: Path) 
     async with rig(tmp_path) as r:
         ids: list[str] = []
         for outage in range(OUTAGES):
-            ids += [await r.publish(("carts", "orders")[i % 2], f"3.{outage}.{i}") for i in range(4)]
-            # Not time logic: a seeded random moment inside the burst just published.
-            await asyncio.sleep(rng.uniform(0.0, 0.4))
+            burst = [await r.publish(("carts", "orders")[i % 2], f"3.{outage}.{i}") for i in range(4)]
+            ids += burst
+            # a seeded random moment inside the burst, picked by what happened: after 0-7 of its 8 replies
+            replies_seen = rng.randrange(8)
+            await r.until(lambda b=burst, k=replies_seen: sum(len(r.live.seen[i]) for i in b) >= k, "replies")
             r.nats.stop()
             r.nats.start()
             await reconnected(r)

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import nats
+from nats.aio.client import Client
 from reliability.rig import (
     SOAK,
     Cluster,
@@ -67,16 +70,20 @@ async def test_three_replicas_killed_at_random_answer_every_trigger_exactly_once
             replicas.append(ServiceProcess(root, env))
         await asyncio.gather(*(r.start() for r in replicas))
         nc = await nats.connect(server.url)
+        live = ReplyCounter()
+        await nc.subscribe("sh.keptn.event.*.*", cb=live.record)
 
         ids: list[str] = []
         kills = restarts_as_new_pod = 0
         for round_ in range(ROUNDS):
             events = [trigger("carts", f"1.{round_}.0"), trigger("orders", f"2.{round_}.0")]
+            round_ids = {str(e["id"]) for e in events}
             for event in events:
                 await publish_to_stream(nc, event)
                 ids.append(str(event["id"]))
             if rng.random() < 0.8:
-                await asyncio.sleep(rng.uniform(0.0, 0.6))
+                # the moment: after 0-3 of the round's 4 replies (started and finished of both triggers) were seen
+                await live.until_seen(round_ids, rng.randrange(4))
                 victim = rng.choice(replicas)
                 await victim.kill9()
                 kills += 1
@@ -108,7 +115,31 @@ async def test_three_replicas_killed_at_random_answer_every_trigger_exactly_once
         server.stop()
 
 
-async def until_finished(nc: nats.NATS, ids: list[str], replicas: list[ServiceProcess], timeout: float = 90) -> None:
+class ReplyCounter:
+    """Counts the replies seen on core NATS, to pick a kill moment by what has happened, not by the clock."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._changed = asyncio.Event()
+
+    async def record(self, msg: Any) -> None:
+        if msg.subject.endswith((".started", ".finished")):
+            self.seen.append(str(json.loads(msg.data).get("triggeredid")))
+            self._changed.set()
+
+    def count(self, ids: set[str]) -> int:
+        return sum(1 for i in self.seen if i in ids)
+
+    async def until_seen(self, ids: set[str], at_least: int, timeout: float = 90) -> None:
+        async def wait() -> None:
+            while self.count(ids) < at_least:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+
+async def until_finished(nc: Client, ids: list[str], replicas: list[ServiceProcess], timeout: float = 90) -> None:
     """Until the stream holds a ``.finished`` for every id (the Flux simulation runs in this loop meanwhile)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -109,11 +109,16 @@ async def test_the_owner_renews_its_lease_while_it_works(
     clock, a, b = replicas
     await a.claim("id", "ctx", TYPE, b"")
     for _ in range(9):  # three whole leases, in steps of a third
-        while clock.sleepers < 2:  # both renewers are asleep
-            await asyncio.sleep(0.001)
+        await renewers_asleep(clock)
         clock.advance(LEASE / 3)
-        await asyncio.sleep(0.05)  # let the renewal's round trip to the server finish
+    await renewers_asleep(clock)  # the last renewal's round trip to the server is done
     assert await b.unfinished() == [] and not await b.owns("id")
+
+
+async def renewers_asleep(clock: ManualClock) -> None:
+    """Until both replicas' renewal loops sleep on the clock again, i.e. their renewals are done."""
+    while clock.sleepers < 2:
+        await asyncio.sleep(0)
 
 
 async def test_ids_that_are_not_valid_keys_are_stored_too(
