@@ -78,11 +78,18 @@ def modern_event(shared_fixtures: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("algorithm", sorted(SIGNATURE_ALGORITHMS))
 def test_every_hash_flux_signs_or_verifies_with_is_accepted(algorithm: str, docs_event: bytes) -> None:
-    verify_signature(sign(docs_event, algorithm=algorithm), docs_event, SECRET)
+    signature = sign(docs_event, algorithm=algorithm)
+    verify_signature(signature, docs_event, SECRET)  # accepted: no WebhookAuthError
+    with pytest.raises(WebhookAuthError):  # and the same signature does not cover another body
+        verify_signature(signature, docs_event + b" ", SECRET)
 
 
 def test_uppercase_hex_is_the_same_signature(docs_event: bytes) -> None:
-    verify_signature(sign(docs_event).upper().replace("SHA256=", "sha256="), docs_event, SECRET)
+    upper = sign(docs_event).upper().replace("SHA256=", "sha256=")
+    assert upper != sign(docs_event)
+    verify_signature(upper, docs_event, SECRET)  # accepted: no WebhookAuthError
+    with pytest.raises(WebhookAuthError):  # while the same digits under another key are not
+        verify_signature(upper, docs_event, SECRET + b"x")
 
 
 @pytest.mark.parametrize(
