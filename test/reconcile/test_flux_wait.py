@@ -4,8 +4,6 @@ exist yet, Ready briefly Unknown, RBAC 403, 500s, the API server dropping watche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from keptn_gitops_service.clock import ManualClock, SystemClock
 from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
-from keptn_gitops_service.reconcile.kube import KubeHub, load_client
+from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 
 OURS, OLD = "a" * 40, "b" * 40
@@ -53,25 +51,6 @@ KS = {
     "metadata": {"name": "carts", "namespace": "sockshop-dev"},
     "spec": {"interval": "5m", "path": "./apps/dev/carts", "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
 }
-
-
-@pytest.fixture
-async def kube(tmp_path: Path) -> AsyncIterator[KubeApiServer]:
-    server = KubeApiServer(token="s3cret")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def hub(kube: KubeApiServer, tmp_path: Path) -> AsyncIterator[KubeHub]:
-    hub = KubeHub(load_client(str(kube.write_kubeconfig(tmp_path / "kubeconfig"))))
-    try:
-        yield hub
-    finally:
-        await hub.close()
 
 
 def start_wait(hub: KubeHub, timeout: float = 60, clock: Any = None) -> asyncio.Task[WaitOutcome]:

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +17,7 @@ import pytest
 from keptn_gitops_service.clock import ManualClock, SystemClock
 from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
-from keptn_gitops_service.reconcile.kube import KUSTOMIZATION, KubeHub, SharedWatch, load_client
+from keptn_gitops_service.reconcile.kube import KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 from keptn_gitops_service.web.probes import ProbeServer
 from keptn_gitops_service.web.webhooks import FLUX_PATH, Hint, webhook_routes
@@ -73,15 +72,6 @@ async def kube() -> AsyncIterator[KubeApiServer]:
     finally:
         server.resume_watches()
         await server.stop()
-
-
-@pytest.fixture
-async def hub(kube: KubeApiServer, tmp_path: Path) -> AsyncIterator[KubeHub]:
-    hub = KubeHub(load_client(str(kube.write_kubeconfig(tmp_path / "kubeconfig"))))
-    try:
-        yield hub
-    finally:
-        await hub.close()
 
 
 def set_status(kube: KubeApiServer, body: dict[str, Any], name: str = NAME) -> None:
