@@ -1,4 +1,4 @@
-"""``keptn-gitops-service``: run | deploy | config check | demo (PRODUCT.md §2.1)."""
+"""``keptn-gitops-service``: run | deploy | config check | demo."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Process settings from the environment, with Keptn/go-utils names and defaults (PRODUCT.md §2.2)."""
+"""Process settings from the environment, with Keptn/go-utils names and defaults."""
 
 from __future__ import annotations
 

@@ -10,17 +10,16 @@ import pytest
 from harness import Loop, start_loop, stop_loop
 from support import nats_server
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstream"
 
 # test/e2e builds and runs a real control plane with the Flux controllers: ./scripts/e2e runs it, with this set.
 collect_ignore = [] if os.environ.get("KEPTN_GITOPS_E2E") == "1" else ["e2e"]
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """``../shared/fixtures`` (real upstream samples; read-only)."""
-    if not FIXTURES.is_dir():
-        raise RuntimeError(f"the shared fixtures are missing: expected them at {FIXTURES}")
+def upstream_fixtures() -> Path:
+    """``test/fixtures/upstream``: verbatim upstream samples (Keptn, Flux, Argo CD, Kargo), each folder with its
+    sources and licence; read-only."""
     return FIXTURES
 
 

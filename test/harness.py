@@ -28,7 +28,7 @@ TOPICS = (
 
 
 def triggered(image: str = "docker.io/keptnexamples/carts:0.13.1", **data: Any) -> dict[str, Any]:
-    """A deployment.triggered exactly as the shipyard-controller publishes it (fixtures/keptn/derived/03), with
+    """A deployment.triggered exactly as the shipyard-controller publishes it (upstream keptn/derived/03), with
     ``data`` keys replaced by ``data``."""
     event = shipyard_trigger(image)
     event["data"].update(data)

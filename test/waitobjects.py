@@ -1,4 +1,4 @@
-"""Flux and Argo CD objects shaped like the upstream fixtures (../shared/fixtures/gitops), for the wait tests."""
+"""Flux and Argo CD objects shaped like the upstream fixtures (test/fixtures/upstream/gitops), for the wait tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The configuration file's schema as immutable, documented dataclasses (PRODUCT.md §2.3).
+"""The configuration file's schema as immutable, documented dataclasses.
 
 The loader (:mod:`.loader`) is the only producer of these objects; everything else reads them.
 Strings that are templates (see :mod:`.templates`) stay unrendered here — rendering needs an event.

@@ -1,6 +1,6 @@
 """Templates over an event: ``"apps/{stage}/{service}/values.yaml"``, ``"{image.tag}"``.
 
-Fields (PRODUCT.md §2.3): ``project stage service image image.name image.tag image.digest shkeptncontext``,
+Fields: ``project stage service image image.name image.tag image.digest shkeptncontext``,
 ``values.<dotted.path>`` (from ``configurationChange.values``) and ``labels.<key>``. ``{{`` and ``}}`` are
 literal braces. Parsing is separate from rendering so the config loader can reject unknown fields before any
 event arrives; rendering takes a resolver so this module knows nothing about events.

@@ -5,8 +5,8 @@ This is **not** Argo CD. Both parts work on the ``argoproj.io/v1alpha1`` Applica
 Kubernetes API and through Argo CD's API, and drive them either with :class:`SimulatedArgoCD` or by writing
 statuses itself.
 
-:class:`ArgoCdApiServer` speaks the wire protocol of Argo CD's API server (``server/application/application.go``,
-reference/gitops.md §2.3) closely enough for our REST client: ``Authorization: Bearer``; ``GET
+:class:`ArgoCdApiServer` speaks the wire protocol of Argo CD's API server (``server/application/application.go``)
+ closely enough for our REST client: ``Authorization: Bearer``; ``GET
 /api/v1/applications/{name}`` with ``appNamespace``, ``project`` and ``refresh`` (which sets the refresh annotation
 and answers once the controller removed it); ``POST /api/v1/applications/{name}/sync`` (sets ``operation`` like
 ``SetAppOperation``, refuses a second operation and a revision other than ``targetRevision`` under auto-sync);

@@ -3,7 +3,7 @@
 This is **not** Flux.  :class:`SimulatedFlux` plays the two controllers against a
 :class:`~keptn_gitops_service.demo.kubeapi.KubeApiServer` so that code watching Flux objects through the
 real Kubernetes API sees the same status shapes and transitions that real Flux v2 produces
-(``docs``: shared reference ``gitops.md`` §1.1-§1.3, §1.5):
+(source-controller's and kustomize-controller's ``docs/spec``):
 
 * ``GitRepository``: the branch/tag/commit/name ref is resolved in a local bare repository (the "remote");
   ``status.artifact.revision`` is ``main@sha1:<sha>`` (or legacy ``main/<sha>``), ``Ready=True/Succeeded``

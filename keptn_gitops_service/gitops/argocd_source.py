@@ -1,6 +1,6 @@
 """Argo CD write-back with a minimal diff: Helm settings of an ``Application`` and ``.argocd-source-<app>.yaml``.
 
-Two targets (gitops.md §4.2):
+Two targets:
 
 * :func:`set_application_helm` edits an ``argoproj.io/v1alpha1`` ``Application`` kept in Git (app-of-apps):
   existing ``helm.parameters[].value`` entries and ``helm.valuesObject`` scalars of ``spec.source`` or of

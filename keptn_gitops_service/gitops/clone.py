@@ -1,4 +1,4 @@
-"""One working clone per repository, reused across deployments (PRODUCT.md §2.5).
+"""One working clone per repository, reused across deployments.
 
 Every write starts from the remote tip (``fetch`` + ``reset --hard`` + ``clean``), so a crashed or failed
 attempt can never leak into the next commit, and the remote is only changed by a complete commit.
@@ -24,7 +24,7 @@ from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.errors import GitError
 from keptn_gitops_service.gitops.git import Git, last_lines, signing_options
 
-# Kargo's classification of a rejected push (pkg/controller/git/work_tree.go), see reference/gitops.md §4.3.
+# Kargo's classification of a rejected push (pkg/controller/git/work_tree.go).
 _NON_FAST_FORWARD = re.compile(
     r"(?m)^\s*!\s+\[(?:remote )?rejected\].+\((?:non-fast-forward|fetch first|cannot lock ref.*"
     r"|incorrect old value provided)\)\s*$"

@@ -2,7 +2,7 @@
 
 A ``helm.toolkit.fluxcd.io/v2`` (or ``v2beta1``/``v2beta2``) ``HelmRelease`` names its chart in
 ``spec.chart.spec`` (``chart``, ``version``, ``sourceRef``) and carries inline Helm values in ``spec.values``
-(fixture ``flux/image_policy_setter_markers.yaml``, first document; gitops.md §4.1 notes that Flux's own
+(fixture ``flux/image_policy_setter_markers.yaml``, first document; Flux's own
 image automation writes into these values through markers). Flux rewrites such files whole; here each
 scalar is changed through :mod:`.yamledit`, so everything else stays byte for byte and every edit is re-parsed
 and checked.

@@ -2,7 +2,7 @@
 
 This is what kustomize's image transformer does to rendered manifests (``api/filters/imagetag``: every container
 whose image names the repository gets the new reference) and what a Flux full-reference marker on an ``image:``
-line does (gitops.md §4.1), done here on the files themselves: each ``image`` scalar is replaced through
+line does, done here on the files themselves: each ``image`` scalar is replaced through
 :func:`.yamledit.set_scalar`, so comments, quoting, ``---`` separators and CRLF survive byte for byte and every
 edit passes the re-parse safety net.
 

@@ -1,6 +1,6 @@
 """Set the scalars that carry a Flux ``$imagepolicy`` setter marker or our own ``keptn`` marker.
 
-Flux image-automation (gitops.md §4.1; fixture ``flux/image_policy_setter_markers.yaml``, copied from the Flux
+Flux image-automation (fixture ``flux/image_policy_setter_markers.yaml``, copied from the Flux
 image-update guide; code ``internal/update/setters.go``) defines four setters per ImagePolicy ``ns:name`` and
 finds them through a trailing comment on the value's line::
 
@@ -9,7 +9,7 @@ finds them through a trailing comment on the value's line::
     tag: 5.0.0  # {"$imagepolicy": "flux-system:podinfo:tag"}                                   tag
     digest: sha256:ec01... # {"$imagepolicy": "flux-system:podinfo:digest"}                     digest
 
-Flux rewrites whole files through kyaml (gitops.md §4.1, "Consequences reported by users"); here every marked
+Flux rewrites whole files through kyaml; here every marked
 scalar is changed with :func:`.yamledit.set_scalar`, so only its characters move, the comment stays byte for
 byte, and each edit passes yamledit's re-parse safety net.
 

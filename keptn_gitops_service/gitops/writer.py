@@ -2,7 +2,7 @@
 
 One :class:`GitWriter` serves the whole process: one working clone per repository, one lock per
 (repository, branch) so our own deployments never race each other, and a bounded, jittered retry when
-someone else pushed first (reference/gitops.md §4.4: fetch → re-apply → commit → push beats rebase for
+someone else pushed first (fetch → re-apply → commit → push beats rebase for
 single-scalar edits, because re-applying re-validates the edit against what is now there).
 
 Concurrent :meth:`GitWriter.write` calls for one (repository, branch) are batched: while one push is under

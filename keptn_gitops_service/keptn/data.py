@@ -324,6 +324,6 @@ def echoed_result(data: Mapping[str, Any]) -> Result:
     """The ``result`` for ``release.finished``/``rollback.finished``: helm-service echoes the trigger's
     ``data.result`` [helm-service:controller/release_handler.go, rollback_handler.go]; when that is not
     pass/warning/fail (typically empty) we send ``pass`` instead of an empty result, which the
-    shipyard-controller would count as ``fail`` (reference §6 checklist)."""
+    shipyard-controller would count as ``fail``."""
     value = data.get("result")
     return Result(value) if isinstance(value, str) and value in set(Result) else Result.PASS

@@ -1,4 +1,4 @@
-"""Keptn through the distributor sidecar, the way helm-service runs (reference/keptn-protocol.md §3.2).
+"""Keptn through the distributor sidecar, the way helm-service runs.
 
 In: the distributor POSTs each matching event to ``http://127.0.0.1:8080/`` — structured CloudEvents JSON (with
 ``data.temporaryData.distributor.subscriptionID``), or binary mode (``ce-*`` headers, data as the body) from

@@ -1,6 +1,6 @@
 """Keptn CloudEvents: decode both wire shapes, encode structured CloudEvents 1.0, build replies.
 
-Two JSON shapes reach a Keptn service (reference ``keptn-protocol.md`` §1.1):
+Two JSON shapes reach a Keptn service:
 
 * structured CloudEvents JSON written by cloudevents/sdk-go (shipyard-controller, distributor, helm-service),
   with ``datacontenttype`` and the Keptn extensions as top-level keys;

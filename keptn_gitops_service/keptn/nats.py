@@ -2,7 +2,7 @@
 
 [go-utils:pkg/sdk/connector/nats/nats.go] ``QueueSubscribe(subject, queueGroup)`` and ``Publish(*event.Type,
 json)``. Beyond go-utils: when Keptn's NATS keeps its ``keptn`` JetStream stream (Keptn ≥ 0.14, created by the
-shipyard-controller on ``sh.keptn.>``, reference/keptn-protocol.md §3.1), triggers are read through durable pull
+shipyard-controller on ``sh.keptn.>``), triggers are read through durable pull
 consumers of our own, acknowledged only once the handler has persisted them — so triggers published while the
 service was down or restarting are still answered. Without the stream, the core queue subscription is used
 (at most once, like every go-utils service). Each message is handled in its own task. nats-py's exceptions

@@ -1,8 +1,8 @@
-"""Keptn's uniform registration, like go-utils' sdk (reference/keptn-protocol.md §3.3 and §3.4).
+"""Keptn's uniform registration, like go-utils' sdk.
 
 When ``KEPTN_API_ENDPOINT``/``KEPTN_API_TOKEN`` are set the service registers itself
 (``POST <api>/controlPlane/v1/uniform/registration`` with ``x-token``; body ``models.Integration`` as in
-fixtures/keptn/derived/10), pings every 5 s (``PUT .../{id}/ping``, whose answer carries the current
+test/fixtures/upstream/keptn/derived/10), pings every 5 s (``PUT .../{id}/ping``, whose answer carries the current
 subscriptions — edited in Keptn's Bridge), follows those subscriptions (subjects and project/stage/service
 filters), and reports errored tasks to ``/v1/log``. Control-plane outages never stop the service: it keeps its
 last known subscriptions and retries.
@@ -61,7 +61,7 @@ class Identity:
 
 
 def registration_body(identity: Identity, topics: Sequence[str]) -> dict[str, Any]:
-    """``models.Integration`` for the first registration (fixtures/keptn/derived/10)."""
+    """``models.Integration`` for the first registration (test/fixtures/upstream/keptn/derived/10)."""
     return {
         "id": "",
         "name": identity.name,

@@ -1,4 +1,4 @@
-"""The decision rules for an Argo CD Application, as pure functions of the object (reference/gitops.md §0, §2).
+"""The decision rules for an Argo CD Application, as pure functions of the object (Argo CD's Application status).
 
 The verdict is the revision-aware version of ``argocd app wait --sync --health --operation`` (argoproj/argo-cd
 @37ee009 ``cmd/argocd/commands/app.go`` ``checkAppWaitConditions``) combined with Kargo's Application health

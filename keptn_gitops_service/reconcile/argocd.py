@@ -1,5 +1,5 @@
-"""Wait until Argo CD has synced our commit (or a descendant) and reports the Application Healthy (reference/gitops.md
-§2), through the Kubernetes API or through Argo CD's REST API (:mod:`.argocd_rest`).
+"""Wait until Argo CD has synced our commit (or a descendant) and reports the Application Healthy, through the
+Kubernetes API or through Argo CD's REST API (:mod:`.argocd_rest`).
 
 The verdict is :func:`~.argo_rules.application_verdict` on every change of the Application. Around it, the wait
 asks Argo CD to refresh at once (instead of its 3-minute poll) and, when configured, to sync our commit with

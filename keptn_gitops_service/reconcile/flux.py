@@ -1,4 +1,4 @@
-"""Wait until Flux has applied our commit (or a descendant) through a Kustomization (PRODUCT.md §2.6)."""
+"""Wait until Flux has applied our commit (or a descendant) through a Kustomization."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The decision rules for a Flux Kustomization, as a pure function of its status (reference/gitops.md §0, §1.3).
+"""The decision rules for a Flux Kustomization, as a pure function of its status (kustomize-controller's spec docs).
 
 Applied: ``lastAppliedRevision`` is our commit or a descendant, ``Ready=True`` (reason
 ``ReconciliationSucceeded``) whose ``observedGeneration`` equals ``metadata.generation``, not reconciling, and

@@ -1,4 +1,4 @@
-"""The decision rules for a Flux HelmRelease, as a pure function of the object (reference/gitops.md §0, §1.4).
+"""The decision rules for a Flux HelmRelease, as a pure function of the object (helm-controller's spec docs).
 
 Helm state is keyed by chart version and values digest, never by Git SHA: tie the HelmRelease to our commit
 through its parent Kustomization (:func:`~keptn_gitops_service.reconcile.flux_rules.kustomization_verdict`),
@@ -28,7 +28,7 @@ from typing import Any
 from keptn_gitops_service.reconcile.flux_rules import condition
 from keptn_gitops_service.reconcile.outcome import Observation, Verdict
 
-#: ``Ready=False`` reasons that mean the release of the current generation failed (reference/gitops.md §1.4).
+#: ``Ready=False`` reasons that mean the release of the current generation failed (helm-controller's spec docs).
 #: ``DependencyNotReady``, ``Progressing`` and controller-internal reasons are waited out instead.
 FAILURE_REASONS = frozenset(
     {

@@ -1,4 +1,4 @@
-"""Wait until Flux has released our commit through a HelmRelease (reference/gitops.md §1.4).
+"""Wait until Flux has released our commit through a HelmRelease (helm-controller's spec docs).
 
 Helm state is keyed by chart version and values digest, never by Git SHA, so the commit is tied to the release in
 two steps. First the parent Kustomization must have applied the commit or a descendant

@@ -1,7 +1,7 @@
 """Flux revision strings: ``main@sha1:<sha>`` (source-controller ≥ v0.35) and legacy ``main/<sha>``.
 
 Same grammar as fluxcd/pkg ``git/utils.go`` (``SplitRevision``/``ExtractHashFromRevision``), see
-reference/gitops.md §1.1. We only ever compare the extracted SHA.
+source-controller ``docs/spec/v1/gitrepositories.md``, Artifact revision. We only ever compare the extracted SHA.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The values templates are rendered with, taken from one triggered event (PRODUCT.md §2.3)."""
+"""The values templates are rendered with, taken from one triggered event."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``deployment.triggered`` → GitOps commit → reconciled → ``deployment.finished`` (PRODUCT.md §1).
+"""``deployment.triggered`` → GitOps commit → reconciled → ``deployment.finished``.
 
 :meth:`DeploymentWorkflow.handle` reads as the five steps: receive, start, write, wait, finish. Every owned
 trigger gets exactly one ``.started`` followed by exactly one ``.finished`` — errors included — and a
@@ -228,7 +228,7 @@ class DeploymentWorkflow:
         partial: Mapping[str, Any] | None = None,
     ) -> None:
         if block is None:
-            # helm-service's zero block on errors (fixtures/keptn/derived/07), plus the commit when one was made
+            # helm-service's zero block on errors (upstream keptn/derived/07), plus the commit when one was made
             block = {"deploymentstrategy": "", "deploymentURIsLocal": None, "deploymentNames": None}
             if finished.commit:
                 block["gitCommit"] = finished.commit

@@ -1,4 +1,4 @@
-"""Which rule owns an event: the first whose globs match project, stage and service (PRODUCT.md §2.3)."""
+"""Which rule owns an event: the first whose globs match project, stage and service."""
 
 from __future__ import annotations
 

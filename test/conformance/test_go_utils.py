@@ -2,8 +2,8 @@
 
 A Go program (``go/main.go``) plays the shipyard-controller: it builds the ``.triggered`` event with go-utils'
 types, publishes it on NATS as structured CloudEvents JSON (subject = type) and decodes our ``.started`` and
-``.finished`` with go-utils, checking what the shipyard-controller relies on (keptn-protocol.md §3.6) and the
-helm-service-shaped payload (§2.2, §6). The service runs in-process against a real nats-server, a bare git
+``.finished`` with go-utils, checking what the shipyard-controller relies on and the
+helm-service-shaped payload. The service runs in-process against a real nats-server, a bare git
 remote and the simulated Kubernetes API + Flux (``harness.start_loop``).
 """
 

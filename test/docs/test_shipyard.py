@@ -25,8 +25,8 @@ def shipyards() -> list[dict[str, object]]:
     return found
 
 
-def test_the_docs_shipyards_follow_keptns_schema_and_use_our_tasks(shared_fixtures: Path) -> None:
-    schema = json.loads((shared_fixtures / "keptn" / "spec-schemas-shipyard.json").read_text())
+def test_the_docs_shipyards_follow_keptns_schema_and_use_our_tasks(upstream_fixtures: Path) -> None:
+    schema = json.loads((upstream_fixtures / "keptn" / "spec-schemas-shipyard.json").read_text())
     documents = shipyards()
     assert documents, "the docs show no shipyard"
     for shipyard in documents:

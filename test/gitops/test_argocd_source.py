@@ -241,8 +241,8 @@ def test_application_rejections(text: str, kwargs: dict[str, Any], message: str)
     assert app_rejected(text, **kwargs) == message
 
 
-def test_upstream_application_without_helm_is_refused(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "argocd/application_status_synced_succeeded.yaml")
+def test_upstream_application_without_helm_is_refused(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "argocd/application_status_synced_succeeded.yaml")
     assert app_rejected(text, parameters={"image.tag": "1.0.0"}) == (
         "Application 'velero-test' spec.source has no Helm parameter 'image.tag' in helm.parameters; parameters "
         "are changed, never added"
@@ -252,12 +252,12 @@ def test_upstream_application_without_helm_is_refused(shared_fixtures: Path) -> 
 # ------------------------------------------------------------------------------------------ .argocd-source file
 
 
-def test_new_files_in_argocd_image_updater_format(shared_fixtures: Path) -> None:
+def test_new_files_in_argocd_image_updater_format(upstream_fixtures: Path) -> None:
     helm = set_argocd_source_file(None, helm_parameters={"baz": "baz"})
-    upstream = go_raw_string(shared_fixtures, "argocd-source_helm_expected.go.txt")
+    upstream = go_raw_string(upstream_fixtures, "argocd-source_helm_expected.go.txt")
     assert helm == upstream.replace("forcestring: false", "forcestring: true")
     kustomize = set_argocd_source_file(None, kustomize_image=parse_image("ghcr.io/acme/carts:1.10"))
-    upstream = go_raw_string(shared_fixtures, "argocd-source_kustomize_expected.go.txt")
+    upstream = go_raw_string(upstream_fixtures, "argocd-source_kustomize_expected.go.txt")
     assert kustomize == "kustomize:\n  images:\n  - ghcr.io/acme/carts:1.10\n"
     assert upstream.startswith("kustomize:\n  images:\n  - baz\n")
     sorted_params = set_argocd_source_file("", helm_parameters={"image.tag": "1.10", "image.name": "carts"})
@@ -275,11 +275,11 @@ def test_a_comment_only_file_keeps_its_comments_and_newlines() -> None:
     assert new == "# managed by keptn\r\n# do not edit\r\nkustomize:\r\n  images:\r\n  - carts:1.0\r\n"
 
 
-def test_upstream_files_are_updated_in_place(shared_fixtures: Path) -> None:
-    helm = go_raw_string(shared_fixtures, "argocd-source_helm_expected.go.txt")
+def test_upstream_files_are_updated_in_place(upstream_fixtures: Path) -> None:
+    helm = go_raw_string(upstream_fixtures, "argocd-source_helm_expected.go.txt")
     new = set_argocd_source_file(helm, helm_parameters={"baz": "qux"})
     assert new == "helm:\n  parameters:\n  - name: baz\n    value: qux\n    forcestring: true\n"
-    kustomize = go_raw_string(shared_fixtures, "argocd-source_kustomize_expected.go.txt")
+    kustomize = go_raw_string(upstream_fixtures, "argocd-source_kustomize_expected.go.txt")
     new = set_argocd_source_file(kustomize, kustomize_image=parse_image("foo:1.0"))
     assert new == "kustomize:\n  images:\n  - baz\n  - foo:1.0\n  - bar\n"
     new = set_argocd_source_file(kustomize, kustomize_image=parse_image("docker.io/library/qux:2"))

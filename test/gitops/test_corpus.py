@@ -1,6 +1,6 @@
 """Every edit strategy over one corpus, property-based: only the target scalars' bytes change.
 
-The corpus is every YAML file of ``../shared/fixtures/gitops`` (Flux, Argo CD, argocd-image-updater and Kargo
+The corpus is every YAML file of ``test/fixtures/upstream/gitops`` (Flux, Argo CD, argocd-image-updater and Kargo
 samples; the ``.argocd-source`` files argocd-image-updater's tests expect) plus hand-written files in the styles that
 break re-serialising tools (block scalars, flow collections, comments on every line, ``---`` and ``...``, odd
 indentation, anchors and aliases, every quoting style, a BOM), each also with CRLF line ends.
@@ -37,7 +37,7 @@ from keptn_gitops_service.gitops.manifests import set_container_images
 from keptn_gitops_service.gitops.markers import set_marked_values
 from keptn_gitops_service.gitops.yamledit import set_scalar
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gitops"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream" / "gitops"
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"
 STR = "tag:yaml.org,2002:str"
 
@@ -771,7 +771,7 @@ def test_argocd_source_file_in_place(name: str, data: st.DataObject) -> None:
 
 
 def test_the_corpus_has_every_kind_of_file() -> None:
-    assert FIXTURES.is_dir(), f"the shared fixtures are missing: {FIXTURES}"
+    assert FIXTURES.is_dir(), f"the upstream fixtures are missing: {FIXTURES}"
     upstream = [name for name in CORPUS if "/" in name and "(CRLF)" not in name]
     assert len(upstream) >= 30, upstream
     kinds = {doc.get("kind") for text in CORPUS.values() for doc in _docs(text) if isinstance(doc, dict)}

@@ -54,8 +54,8 @@ def rejected(text: str, **kwargs: Any) -> str:
 # ------------------------------------------------------------------------------------------ upstream fixtures
 
 
-def test_chart_version_and_values_of_an_upstream_helmrelease(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/argocd_lua_testdata_helmrelease_healthy.yaml")
+def test_chart_version_and_values_of_an_upstream_helmrelease(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/argocd_lua_testdata_helmrelease_healthy.yaml")
     new = set_helmrelease(text, chart_version="6.5.4", values={"replicaCount": "3"})
     assert_only_targets_changed(
         text,
@@ -65,8 +65,8 @@ def test_chart_version_and_values_of_an_upstream_helmrelease(shared_fixtures: Pa
     assert "      version: '6.5.4'\n" in new
 
 
-def test_values_in_the_flux_marker_fixture(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
+def test_values_in_the_flux_marker_fixture(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
     new = set_helmrelease(text, values={"image.tag": "5.0.3", "image.repository": "ghcr.io/acme/podinfo"})
     assert_only_targets_changed(
         text,
@@ -82,8 +82,8 @@ def test_values_in_the_flux_marker_fixture(shared_fixtures: Path) -> None:
     )
 
 
-def test_a_missing_version_is_inserted_after_chart(shared_fixtures: Path) -> None:
-    template = read(shared_fixtures, "flux/flux2_trace_hr_ks_gitrepo.yaml.tmpl")
+def test_a_missing_version_is_inserted_after_chart(upstream_fixtures: Path) -> None:
+    template = read(upstream_fixtures, "flux/flux2_trace_hr_ks_gitrepo.yaml.tmpl")
     text = template.replace("{{ .fluxns }}", "flux-system").replace("{{ .ns }}", "default")
     new = set_helmrelease(text, chart_version="6.3.6")
     assert new == text.replace("      chart: podinfo\n", "      chart: podinfo\n      version: 6.3.6\n", 1)
@@ -209,8 +209,8 @@ def test_other_documents_are_not_helmreleases() -> None:
     version=st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?(-[a-z0-9.]{1,8})?(\+[a-z0-9]{1,8})?", fullmatch=True),
     replicas=st.integers(min_value=0, max_value=10_000),
 )
-def test_property_only_version_and_values_change(shared_fixtures: Path, version: str, replicas: int) -> None:
-    text = read(shared_fixtures, "flux/argocd_lua_testdata_helmrelease_healthy.yaml")
+def test_property_only_version_and_values_change(upstream_fixtures: Path, version: str, replicas: int) -> None:
+    text = read(upstream_fixtures, "flux/argocd_lua_testdata_helmrelease_healthy.yaml")
     new = set_helmrelease(text, chart_version=version, values={"replicaCount": str(replicas)})
     targets: dict[tuple[int, Keys], Any] = {
         (0, ("spec", "chart", "spec", "version")): version,

@@ -172,8 +172,8 @@ def test_crlf_and_no_trailing_newline() -> None:
     )
 
 
-def test_upstream_flux_markers_kustomization(shared_fixtures: Path) -> None:
-    text = (shared_fixtures / "gitops/flux/image_policy_setter_markers.yaml").read_bytes().decode("utf-8")
+def test_upstream_flux_markers_kustomization(upstream_fixtures: Path) -> None:
+    text = (upstream_fixtures / "gitops/flux/image_policy_setter_markers.yaml").read_bytes().decode("utf-8")
     new = set_kustomize_image(text, "ghcr.io/stefanprodan/podinfo", parse_image("ghcr.io/stefanprodan/podinfo:5.0.3"))
     # only the root-level kustomize images list (document 2) changes, not the Flux Kustomization's spec.images
     assert changed_lines(text, new) == [

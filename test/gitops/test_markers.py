@@ -84,8 +84,8 @@ def rejected(text: str, image: str = "docker.io/keptnexamples/carts:0.14.0", **k
 # ------------------------------------------------------------------------------------------ upstream fixture
 
 
-def test_flux_fixture_markers_are_found(shared_fixtures: Path) -> None:
-    markers = find_markers(read(shared_fixtures, "flux/image_policy_setter_markers.yaml"))
+def test_flux_fixture_markers_are_found(upstream_fixtures: Path) -> None:
+    markers = find_markers(read(upstream_fixtures, "flux/image_policy_setter_markers.yaml"))
     assert [(m.document, m.path, m.field) for m in markers] == [
         (0, "spec.values.image.repository", "name"),
         (0, "spec.values.image.tag", "tag"),
@@ -100,8 +100,8 @@ def test_flux_fixture_markers_are_found(shared_fixtures: Path) -> None:
     )
 
 
-def test_flux_fixture_new_tag_and_digest(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
+def test_flux_fixture_new_tag_and_digest(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
     new = set_marked_values(text, parse_image(f"{PODINFO}:5.0.3@{DIGEST}"))
     assert changed_lines(text, new) == [
         (
@@ -133,8 +133,8 @@ def test_flux_fixture_new_tag_and_digest(shared_fixtures: Path) -> None:
     )
 
 
-def test_flux_fixture_policy_moves_the_repository(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml").replace("\n", "\r\n")
+def test_flux_fixture_policy_moves_the_repository(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml").replace("\n", "\r\n")
     image = parse_image(f"ghcr.io/acme/podinfo:6.0.0@{DIGEST}")
     assert rejected(text, str(image)) == (
         f"none of the 7 '$imagepolicy' markers is for 'ghcr.io/acme/podinfo:6.0.0@{DIGEST}' "
@@ -157,8 +157,8 @@ def test_flux_fixture_policy_moves_the_repository(shared_fixtures: Path) -> None
     )
 
 
-def test_flux_fixture_digest_marker_needs_a_digest(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
+def test_flux_fixture_digest_marker_needs_a_digest(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
     assert rejected(text, f"{PODINFO}:5.0.3") == (
         "the '$imagepolicy' marker 'flux-system:podinfo:digest' at line 11 needs a digest, but the image "
         f"'{PODINFO}:5.0.3' has none"
@@ -169,8 +169,8 @@ def test_flux_fixture_digest_marker_needs_a_digest(shared_fixtures: Path) -> Non
     )
 
 
-def test_unchanged_values_return_the_text_as_is(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
+def test_unchanged_values_return_the_text_as_is(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
     assert set_marked_values(text, parse_image(f"{PODINFO}:5.0.0@{OLD_DIGEST}")) is text
 
 
@@ -332,8 +332,8 @@ def test_ambiguous_paths_are_refused_by_the_safety_net() -> None:
     tag=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}", fullmatch=True),
     crlf=st.booleans(),
 )
-def test_property_only_marked_scalars_change(shared_fixtures: Path, tag: str, crlf: bool) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
+def test_property_only_marked_scalars_change(upstream_fixtures: Path, tag: str, crlf: bool) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
     text = text.replace("\n", "\r\n") if crlf else text
     new = set_marked_values(text, ImageRef(PODINFO, tag, DIGEST))
     targets: dict[tuple[int, Keys], Any] = {

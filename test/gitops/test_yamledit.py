@@ -518,12 +518,12 @@ def test_insert_mapping_sequence_follows_the_documents_sequence_indentation() ->
 # -------------------------------------------------------------------------------------------- upstream files
 
 
-def read(shared_fixtures: Path, name: str) -> str:
-    return (shared_fixtures / "gitops" / name).read_bytes().decode("utf-8")
+def read(upstream_fixtures: Path, name: str) -> str:
+    return (upstream_fixtures / "gitops" / name).read_bytes().decode("utf-8")
 
 
-def test_flux_setter_markers_survive(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
+def test_flux_setter_markers_survive(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
     new = set_scalar(text, "spec.values.image.tag", "5.0.1", document=0)
     assert changed_lines(text, new) == [
         (
@@ -541,8 +541,8 @@ def test_flux_setter_markers_survive(shared_fixtures: Path) -> None:
     assert len(list(yaml.safe_load_all(new))) == len(list(yaml.safe_load_all(text))) == 4
 
 
-def test_kargo_yaml_update_step_value(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "kargo/steps_yaml_update.yaml")
+def test_kargo_yaml_update_step_value(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "kargo/steps_yaml_update.yaml")
     path = "steps[uses=yaml-update].config.updates[key=image.tag].value"
     assert get_scalar(text, path) == '${{ imageFrom("my/image").Tag }}'
     new = set_scalar(text, path, "1.2.3")
@@ -550,8 +550,8 @@ def test_kargo_yaml_update_step_value(shared_fixtures: Path) -> None:
     assert new.endswith("# Render manifests to ./out, commit, push, etc...\n")
 
 
-def test_kargo_stage_with_comments_between_items(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "kargo/stage_promotion_git_push_argocd_update.yaml")
+def test_kargo_stage_with_comments_between_items(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "kargo/stage_promotion_git_push_argocd_update.yaml")
     path = "spec.promotionTemplate.spec.steps[uses=argocd-update].config.apps[name=my-app].sources[0].repoURL"
     new = set_scalar(text, path, "https://github.com/example/other.git")
     assert changed_lines(text, new) == [
@@ -567,8 +567,8 @@ def test_kargo_stage_with_comments_between_items(shared_fixtures: Path) -> None:
     )
 
 
-def test_argocd_image_updater_double_quotes_stay(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "argocd-image-updater/imageupdater_cr_pr_helmvalues.yaml")
+def test_argocd_image_updater_double_quotes_stay(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "argocd-image-updater/imageupdater_cr_pr_helmvalues.yaml")
     path = "spec.applicationRefs[namePattern=my-app].images[alias=nginx].imageName"
     new = set_scalar(text, path, "nginx:1.27.0")
     assert changed_lines(text, new) == [
@@ -576,8 +576,8 @@ def test_argocd_image_updater_double_quotes_stay(shared_fixtures: Path) -> None:
     ]
 
 
-def test_helmrelease_history_selectors(shared_fixtures: Path) -> None:
-    text = read(shared_fixtures, "flux/helmrelease_status_history.yaml")
+def test_helmrelease_history_selectors(upstream_fixtures: Path) -> None:
+    text = read(upstream_fixtures, "flux/helmrelease_status_history.yaml")
     assert get_scalar(text, "status.history[version=1].chartVersion") == "6.6.0+cdd538a0167e"
     new = set_scalar(text, "status.history[version=2].chartVersion", "6.6.2+0cc9a8446c95")
     assert changed_lines(text, new) == [
@@ -605,11 +605,11 @@ def crlf(text: str) -> str:
     return text.replace("\n", "\r\n")
 
 
-def corpus(shared_fixtures: Path) -> list[Target]:
-    flux = read(shared_fixtures, "flux/image_policy_setter_markers.yaml")
-    kargo = read(shared_fixtures, "kargo/steps_git_clone_kustomize_set_image.yaml")
-    updater = read(shared_fixtures, "argocd-image-updater/imageupdater_cr_pr_helmvalues.yaml")
-    history = read(shared_fixtures, "flux/helmrelease_status_history.yaml")
+def corpus(upstream_fixtures: Path) -> list[Target]:
+    flux = read(upstream_fixtures, "flux/image_policy_setter_markers.yaml")
+    kargo = read(upstream_fixtures, "kargo/steps_git_clone_kustomize_set_image.yaml")
+    updater = read(upstream_fixtures, "argocd-image-updater/imageupdater_cr_pr_helmvalues.yaml")
+    history = read(upstream_fixtures, "flux/helmrelease_status_history.yaml")
     return [
         Target("flux-tag", flux, "spec.values.image.tag", 0, ("spec", "values", "image", "tag")),
         Target("flux-crlf", crlf(flux), "spec.images[0].newTag", 1, ("spec", "images", 0, "newTag")),
@@ -661,8 +661,8 @@ TAGS = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}", fullmatch=True)
 @pytest.mark.parametrize("index", range(11))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=TAGS)
-def test_property_only_the_target_scalar_changes(shared_fixtures: Path, index: int, value: str) -> None:
-    target = corpus(shared_fixtures)[index]
+def test_property_only_the_target_scalar_changes(upstream_fixtures: Path, index: int, value: str) -> None:
+    target = corpus(upstream_fixtures)[index]
     text = target.text
     old_value = get_scalar(text, target.path, document=target.document)
     assert old_value is not None

@@ -40,15 +40,15 @@ BAD_START = "is not a valid Keptn name: it must start with a lowercase letter"
 
 
 @pytest.fixture(scope="module")
-def derived(shared_fixtures: Path) -> Callable[[str], dict[str, Any]]:
+def derived(upstream_fixtures: Path) -> Callable[[str], dict[str, Any]]:
     """The raw JSON of a derived/ wire sample."""
-    return lambda name: dict(json.loads((shared_fixtures / "keptn" / "derived" / name).read_bytes()))
+    return lambda name: dict(json.loads((upstream_fixtures / "keptn" / "derived" / name).read_bytes()))
 
 
 @pytest.fixture(scope="module")
-def spec(shared_fixtures: Path) -> Callable[[str], dict[str, Any]]:
+def spec(upstream_fixtures: Path) -> Callable[[str], dict[str, Any]]:
     """The raw JSON of a keptn/spec cloudevents.md example."""
-    return lambda name: dict(json.loads((shared_fixtures / "keptn" / "spec-cloudevents-md" / name).read_bytes()))
+    return lambda name: dict(json.loads((upstream_fixtures / "keptn" / "spec-cloudevents-md" / name).read_bytes()))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_deployment_trigger_errors(changes: dict[str, Any], message: str) -> Non
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Reply data vs helm-service (derived/05-07) and reference §7 omitempty rules
+# Reply data vs helm-service (derived/05-07) and go-utils' omitempty rules
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -377,7 +377,7 @@ def test_deployment_block_full() -> None:
 
 
 def test_deployment_block_omitempty() -> None:
-    """Reference §7: deploymentURIsLocal and deploymentNames always; deploymentURIsPublic when non-empty."""
+    """go-utils' omitempty: deploymentURIsLocal and deploymentNames always; deploymentURIsPublic when non-empty."""
     block = deployment_block("user_managed", [], [], "")
     assert block == {
         "deploymentstrategy": "user_managed",

@@ -1,6 +1,6 @@
-"""Golden tests of keptn_gitops_service.keptn.events against the real wire samples in shared/fixtures/keptn.
+"""Golden tests of keptn_gitops_service.keptn.events against the real wire samples in test/fixtures/upstream/keptn.
 
-derived/*.json are wire examples per hop (reference keptn-protocol.md §1, §4); spec-cloudevents-md/*.json are
+derived/*.json are wire examples per hop; spec-cloudevents-md/*.json are
 the keptn/spec examples. Parametrized over the directories, so a new sample is covered automatically.
 """
 
@@ -35,7 +35,7 @@ from keptn_gitops_service.keptn.events import (
     to_structured,
 )
 
-# Same directory as the ``shared_fixtures`` fixture (test/conftest.py); needed at collection time for
+# Same directory as the ``upstream_fixtures`` fixture (test/conftest.py); needed at collection time for
 # parametrizing. test_sample_lists_match_fixture_dir checks that both agree.
 _KEPTN = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "keptn"
 DERIVED_FILES = sorted(p.name for p in (_KEPTN / "derived").glob("*.json"))
@@ -57,23 +57,23 @@ RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
 
 
 def is_event_sample(name: str) -> bool:
-    """derived/10-12 are uniform-registration bodies (reference §3.4), not events."""
+    """derived/10-12 are uniform-registration bodies, not events."""
     return "uniform-registration" not in name
 
 
 @pytest.fixture(scope="module")
-def derived(shared_fixtures: Path) -> Callable[[str], bytes]:
-    return lambda name: (shared_fixtures / "keptn" / "derived" / name).read_bytes()
+def derived(upstream_fixtures: Path) -> Callable[[str], bytes]:
+    return lambda name: (upstream_fixtures / "keptn" / "derived" / name).read_bytes()
 
 
 @pytest.fixture(scope="module")
-def spec(shared_fixtures: Path) -> Callable[[str], bytes]:
-    return lambda name: (shared_fixtures / "keptn" / "spec-cloudevents-md" / name).read_bytes()
+def spec(upstream_fixtures: Path) -> Callable[[str], bytes]:
+    return lambda name: (upstream_fixtures / "keptn" / "spec-cloudevents-md" / name).read_bytes()
 
 
-def test_sample_lists_match_fixture_dir(shared_fixtures: Path) -> None:
-    assert shared_fixtures / "keptn" == _KEPTN
-    assert sorted(p.name for p in (shared_fixtures / "keptn" / "derived").glob("*.json")) == DERIVED_FILES
+def test_sample_lists_match_fixture_dir(upstream_fixtures: Path) -> None:
+    assert upstream_fixtures / "keptn" == _KEPTN
+    assert sorted(p.name for p in (upstream_fixtures / "keptn" / "derived").glob("*.json")) == DERIVED_FILES
     assert len([n for n in DERIVED_FILES if is_event_sample(n)]) >= 9
     assert len(SPEC_DELIVERY_FILES) >= 11
 
@@ -344,7 +344,7 @@ def test_reply_type_errors(triggered: str, kind: str, message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Encoding: reference §7 (field names, omitempty, time)
+# Encoding: go-utils' field names, omitempty, time
 # ------------------------------------------------------------------------------------------------------------
 
 

@@ -10,15 +10,15 @@ from keptn_gitops_service.keptn.uniform import Identity, Subscription, parse_sub
 DERIVED = "keptn/derived"
 
 
-def test_registration_body_has_the_shape_of_the_sdk(shared_fixtures: Path) -> None:
-    expected = json.loads((shared_fixtures / DERIVED / "10-POST-v1-uniform-registration.body.json").read_text())
+def test_registration_body_has_the_shape_of_the_sdk(upstream_fixtures: Path) -> None:
+    expected = json.loads((upstream_fixtures / DERIVED / "10-POST-v1-uniform-registration.body.json").read_text())
     identity = Identity("my-deploy-service", "keptn", "node-1", "my-deploy-service-6d9f7c-abcde", "1.0.0")
     assert registration_body(identity, ["sh.keptn.event.deployment.triggered"]) == expected
 
 
-def test_subscriptions_come_from_the_ping_answer(shared_fixtures: Path) -> None:
+def test_subscriptions_come_from_the_ping_answer(upstream_fixtures: Path) -> None:
     answer = json.loads(
-        (shared_fixtures / DERIVED / "12-PUT-v1-uniform-registration-ID-ping.response.json").read_text()
+        (upstream_fixtures / DERIVED / "12-PUT-v1-uniform-registration-ID-ping.response.json").read_text()
     )
     assert parse_subscriptions(answer) == (
         Subscription("sh.keptn.event.deployment.triggered", id="b1c9d6a2-8e7f-4c1d-9a0b-2f3e4d5c6b7a"),

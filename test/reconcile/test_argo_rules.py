@@ -1,4 +1,4 @@
-"""Argo CD Application verdicts on statuses shaped like the upstream fixtures (reference/gitops.md §2)."""
+"""Argo CD Application verdicts on statuses shaped like the upstream fixtures (Argo CD's application status)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ def ours_or_descendant(revision: str) -> bool:
     return revision in (SHA, NEWER)
 
 
-def fixture_app(shared_fixtures: Path) -> dict[str, Any]:
+def fixture_app(upstream_fixtures: Path) -> dict[str, Any]:
     """application_status_synced_succeeded.yaml (argo-cd controller/testdata/diff-cache.yaml). Its sync.revision
     is the test placeholder ``rev1`` while syncResult/history say ea87599…; a live controller writes the resolved
     SHA there (controller/state.go CompareAppState), so this helper sets sync.revision = syncResult.revision."""
     app = dict(
-        yaml.safe_load((shared_fixtures / "gitops" / "argocd" / "application_status_synced_succeeded.yaml").read_text())
+        yaml.safe_load(
+            (upstream_fixtures / "gitops" / "argocd" / "application_status_synced_succeeded.yaml").read_text()
+        )
     )
     assert app["status"]["sync"]["revision"] == "rev1"
     assert app["status"]["operationState"]["syncResult"]["revision"] == SHA
@@ -53,8 +55,8 @@ def judge(app: dict[str, Any], **kwargs: Any) -> Observation:
     return application_verdict(app, **options)
 
 
-def test_fixture_synced_succeeded_passes(shared_fixtures: Path) -> None:
-    obs = judge(fixture_app(shared_fixtures))
+def test_fixture_synced_succeeded_passes(upstream_fixtures: Path) -> None:
+    obs = judge(fixture_app(upstream_fixtures))
     assert obs.verdict is Verdict.SUCCEEDED
     assert obs.summary == (
         "Application argo-cd/velero-test: sync Synced to ea8759964626, health Healthy, "
@@ -62,16 +64,16 @@ def test_fixture_synced_succeeded_passes(shared_fixtures: Path) -> None:
     )
 
 
-def test_fixture_placeholder_revision_is_not_our_commit(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_fixture_placeholder_revision_is_not_our_commit(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"]["revision"] = "rev1"
     obs = judge(app)
     assert obs.verdict is Verdict.IN_PROGRESS
     assert obs.summary.endswith("; waiting for Argo CD to sync our commit or a newer one")
 
 
-def test_a_newer_commit_from_someone_else_applied_before_ours_is_seen(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_a_newer_commit_from_someone_else_applied_before_ours_is_seen(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"]["revision"] = NEWER
     app["status"]["operationState"]["syncResult"]["revision"] = NEWER
     asked: list[str] = []
@@ -86,16 +88,16 @@ def test_a_newer_commit_from_someone_else_applied_before_ours_is_seen(shared_fix
     assert judge(app, commit_matches=lambda r: r == SHA).verdict is Verdict.IN_PROGRESS
 
 
-def test_an_older_revision_is_in_progress(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_an_older_revision_is_in_progress(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"]["revision"] = OLDER
     assert judge(app).verdict is Verdict.IN_PROGRESS
 
 
-def test_stale_health_right_after_a_sync(shared_fixtures: Path) -> None:
+def test_stale_health_right_after_a_sync(upstream_fixtures: Path) -> None:
     """reconciledAt < finishedAt: the health loop has not run since the operation finished (akuity/kargo#2196);
     the fixture's equal timestamps are the boundary that counts as reconciled."""
-    app = fixture_app(shared_fixtures)
+    app = fixture_app(upstream_fixtures)
     app["status"]["reconciledAt"] = "2024-03-05T07:33:03Z"
     obs = judge(app)
     assert obs.verdict is Verdict.IN_PROGRESS
@@ -106,24 +108,24 @@ def test_stale_health_right_after_a_sync(shared_fixtures: Path) -> None:
     assert judge(app).verdict is Verdict.SUCCEEDED
 
 
-def test_stale_degraded_health_does_not_fail_either(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_stale_degraded_health_does_not_fail_either(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["reconciledAt"] = "2024-03-05T07:30:00Z"
     app["status"]["health"] = {"status": "Degraded", "lastTransitionTime": "2024-03-05T07:00:00Z"}
     assert judge(app, now=FINISHED + timedelta(hours=1)).verdict is Verdict.IN_PROGRESS
 
 
-def test_pending_operation(shared_fixtures: Path) -> None:
+def test_pending_operation(upstream_fixtures: Path) -> None:
     """A requested operation (top-level ``operation``) makes the old operationState and health irrelevant."""
-    app = fixture_app(shared_fixtures)
+    app = fixture_app(upstream_fixtures)
     app["operation"] = sync_operation(NEWER, shkeptncontext="ctx", triggeredid="tid")
     obs = judge(app)
     assert obs.verdict is Verdict.IN_PROGRESS
     assert obs.summary.endswith("; a sync operation is requested but has not started")
 
 
-def test_running_operation(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_running_operation(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     ops = app["status"]["operationState"]
     ops.update(phase="Running", message="one or more tasks are running")
     del ops["finishedAt"]
@@ -133,10 +135,10 @@ def test_running_operation(shared_fixtures: Path) -> None:
     assert obs.summary.endswith("; the operation has not finished")
 
 
-def test_succeeded_phase_without_finished_at_is_not_trusted(shared_fixtures: Path) -> None:
+def test_succeeded_phase_without_finished_at_is_not_trusted(upstream_fixtures: Path) -> None:
     """The inconsistent terminal state argoproj/argo-cd#29636 reports after a controller restart (phase
     Succeeded, no finishedAt): like ``argocd app wait``, only finishedAt ends an operation."""
-    app = fixture_app(shared_fixtures)
+    app = fixture_app(upstream_fixtures)
     del app["status"]["operationState"]["finishedAt"]
     obs = judge(app)
     assert obs.verdict is Verdict.IN_PROGRESS
@@ -144,8 +146,8 @@ def test_succeeded_phase_without_finished_at_is_not_trusted(shared_fixtures: Pat
 
 
 @pytest.mark.parametrize("phase", ["Failed", "Error"])
-def test_failed_sync_of_our_revision_fails_with_the_operation_message(shared_fixtures: Path, phase: str) -> None:
-    app = fixture_app(shared_fixtures)
+def test_failed_sync_of_our_revision_fails_with_the_operation_message(upstream_fixtures: Path, phase: str) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"].update(revision=OLDER, status="OutOfSync")
     app["status"]["operationState"].update(
         phase=phase,
@@ -161,8 +163,8 @@ def test_failed_sync_of_our_revision_fails_with_the_operation_message(shared_fix
     )
 
 
-def test_failed_sync_of_an_older_revision_is_not_ours(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_failed_sync_of_an_older_revision_is_not_ours(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"]["revision"] = OLDER
     app["status"]["operationState"]["phase"] = "Failed"
     app["status"]["operationState"]["syncResult"]["revision"] = OLDER
@@ -175,8 +177,8 @@ def test_failed_sync_of_an_older_revision_is_not_ours(shared_fixtures: Path) -> 
     assert obs.summary.endswith("; waiting for a successful sync operation")
 
 
-def test_failed_phases_are_those_of_the_on_sync_failed_trigger(shared_fixtures: Path) -> None:
-    text = (shared_fixtures / "gitops" / "argocd" / "notifications_trigger_on-sync-failed.yaml").read_text()
+def test_failed_phases_are_those_of_the_on_sync_failed_trigger(upstream_fixtures: Path) -> None:
+    text = (upstream_fixtures / "gitops" / "argocd" / "notifications_trigger_on-sync-failed.yaml").read_text()
     trigger = yaml.safe_load(text)[0]
     assert trigger["oncePer"] == "app.status.operationState?.syncResult?.revision"
     listed = re.search(r"phase in \[([^\]]*)\]", trigger["when"])
@@ -192,8 +194,8 @@ def test_failed_phases_are_those_of_the_on_sync_failed_trigger(shared_fixtures: 
         ("InvalidSpecError", "application destination server 'https://x' and namespace 'y' do not match"),
     ],
 )
-def test_error_conditions_fail_with_their_message(shared_fixtures: Path, kind: str, message: str) -> None:
-    app = fixture_app(shared_fixtures)
+def test_error_conditions_fail_with_their_message(upstream_fixtures: Path, kind: str, message: str) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["conditions"] = [
         {"type": "OrphanedResourceWarning", "message": "1 orphaned resource"},
         {"type": kind, "message": message, "lastTransitionTime": "2024-03-05T07:33:04Z"},
@@ -204,16 +206,16 @@ def test_error_conditions_fail_with_their_message(shared_fixtures: Path, kind: s
     assert obs.summary.endswith(f", conditions OrphanedResourceWarning, {kind}")
 
 
-def test_warning_conditions_do_not_fail(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_warning_conditions_do_not_fail(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["conditions"] = [{"type": "SharedResourceWarning", "message": "shared with app x"}]
     assert judge(app).verdict is Verdict.SUCCEEDED
 
 
-def test_error_conditions_wait_for_a_requested_refresh(shared_fixtures: Path) -> None:
+def test_error_conditions_wait_for_a_requested_refresh(upstream_fixtures: Path) -> None:
     """A ComparisonError of the broken commit we are fixing forward: while our refresh request is pending the
     condition may predate our commit (sync.revision is only the unresolved targetRevision then)."""
-    app = fixture_app(shared_fixtures)
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"].update(revision="test-lla", status="Unknown")
     app["status"]["conditions"] = [{"type": "ComparisonError", "message": "Failed to load target state: boom"}]
     app["metadata"]["annotations"].update(refresh_patch()["metadata"]["annotations"])
@@ -227,10 +229,10 @@ def test_error_conditions_wait_for_a_requested_refresh(shared_fixtures: Path) ->
     assert judge(app).verdict is Verdict.FAILED
 
 
-def test_no_operation_state_at_all(shared_fixtures: Path) -> None:
+def test_no_operation_state_at_all(upstream_fixtures: Path) -> None:
     """Legacy/odd objects: an Application synced by auto-sync without ever recording an operation, and one
     without reconciledAt; only sync and health count then."""
-    app = fixture_app(shared_fixtures)
+    app = fixture_app(upstream_fixtures)
     del app["status"]["operationState"]
     del app["status"]["reconciledAt"]
     obs = judge(app)
@@ -261,23 +263,23 @@ def test_no_status_at_all() -> None:
         ("Synced", "Unknown", "health unknown"),
     ],
 )
-def test_still_in_progress(shared_fixtures: Path, sync_status: str, health: str, why: str) -> None:
-    app = fixture_app(shared_fixtures)
+def test_still_in_progress(upstream_fixtures: Path, sync_status: str, health: str, why: str) -> None:
+    app = fixture_app(upstream_fixtures)
     app["status"]["sync"]["status"] = sync_status
     app["status"]["health"] = {"status": health}
     assert judge(app, now=NOW + timedelta(hours=1)).verdict is Verdict.IN_PROGRESS, why
 
 
-def degraded(shared_fixtures: Path, since: str | None) -> dict[str, Any]:
-    app = fixture_app(shared_fixtures)
+def degraded(upstream_fixtures: Path, since: str | None) -> dict[str, Any]:
+    app = fixture_app(upstream_fixtures)
     app["status"]["health"] = {"status": "Degraded", "message": 'Deployment "test-lla" exceeded its progress deadline'}
     if since:
         app["status"]["health"]["lastTransitionTime"] = since
     return app
 
 
-def test_degraded_within_and_after_the_grace_period(shared_fixtures: Path) -> None:
-    app = degraded(shared_fixtures, "2024-03-05T07:33:10Z")
+def test_degraded_within_and_after_the_grace_period(upstream_fixtures: Path) -> None:
+    app = degraded(upstream_fixtures, "2024-03-05T07:33:10Z")
     since = datetime(2024, 3, 5, 7, 33, 10, tzinfo=UTC)
     assert judge(app, now=since + timedelta(seconds=60)).verdict is Verdict.IN_PROGRESS
     obs = judge(app, now=since + timedelta(seconds=61))
@@ -291,8 +293,8 @@ def test_degraded_within_and_after_the_grace_period(shared_fixtures: Path) -> No
     )
 
 
-def test_degraded_since_the_caller_first_saw_it_when_health_has_no_transition_time(shared_fixtures: Path) -> None:
-    app = degraded(shared_fixtures, None)
+def test_degraded_since_the_caller_first_saw_it_when_health_has_no_transition_time(upstream_fixtures: Path) -> None:
+    app = degraded(upstream_fixtures, None)
     seen = FINISHED + timedelta(seconds=30)
     assert judge(app, now=seen + timedelta(seconds=30), degraded_since=seen).verdict is Verdict.IN_PROGRESS
     assert judge(app, now=seen + timedelta(seconds=90), degraded_since=seen).verdict is Verdict.FAILED
@@ -304,27 +306,27 @@ def test_degraded_since_the_caller_first_saw_it_when_health_has_no_transition_ti
     assert judge(app, now=late, degraded_since=seen).verdict is Verdict.IN_PROGRESS
 
 
-def test_degraded_clock_starts_when_our_sync_finished(shared_fixtures: Path) -> None:
+def test_degraded_clock_starts_when_our_sync_finished(upstream_fixtures: Path) -> None:
     """Health was already Degraded (the previous version) long before our operation finished."""
-    app = degraded(shared_fixtures, "2024-03-05T06:00:00Z")
+    app = degraded(upstream_fixtures, "2024-03-05T06:00:00Z")
     assert judge(app, now=FINISHED + timedelta(seconds=59)).verdict is Verdict.IN_PROGRESS
     assert judge(app, now=FINISHED + timedelta(seconds=61)).verdict is Verdict.FAILED
 
 
-def test_degraded_on_another_revision_never_fails(shared_fixtures: Path) -> None:
-    app = degraded(shared_fixtures, "2024-03-05T07:33:04Z")
+def test_degraded_on_another_revision_never_fails(upstream_fixtures: Path) -> None:
+    app = degraded(upstream_fixtures, "2024-03-05T07:33:04Z")
     app["status"]["sync"]["revision"] = OLDER
     assert judge(app, now=FINISHED + timedelta(hours=1)).verdict is Verdict.IN_PROGRESS
 
 
-def test_degraded_does_not_fail_while_a_refresh_is_pending(shared_fixtures: Path) -> None:
-    app = degraded(shared_fixtures, "2024-03-05T07:33:04Z")
+def test_degraded_does_not_fail_while_a_refresh_is_pending(upstream_fixtures: Path) -> None:
+    app = degraded(upstream_fixtures, "2024-03-05T07:33:04Z")
     app["metadata"]["annotations"].update(refresh_patch(hard=True)["metadata"]["annotations"])
     assert judge(app, now=FINISHED + timedelta(hours=1)).verdict is Verdict.IN_PROGRESS
 
 
-def test_naive_now_is_utc(shared_fixtures: Path) -> None:
-    app = degraded(shared_fixtures, "2024-03-05T07:33:04Z")
+def test_naive_now_is_utc(upstream_fixtures: Path) -> None:
+    app = degraded(upstream_fixtures, "2024-03-05T07:33:04Z")
     assert judge(app, now=datetime(2024, 3, 5, 7, 34, 0)).verdict is Verdict.IN_PROGRESS
     assert judge(app, now=datetime(2024, 3, 5, 7, 34, 10)).verdict is Verdict.FAILED
 
@@ -332,10 +334,10 @@ def test_naive_now_is_utc(shared_fixtures: Path) -> None:
 CHART = "1.2.3"
 
 
-def multi_source(shared_fixtures: Path) -> dict[str, Any]:
+def multi_source(upstream_fixtures: Path) -> dict[str, Any]:
     """The fixture turned into a two-source Application: a Helm chart (revision = chart version) and the GitOps
     repository with the values (``ref: values``), the shape of argo-cd's multi-source docs."""
-    app = fixture_app(shared_fixtures)
+    app = fixture_app(upstream_fixtures)
     git = copy.deepcopy(app["spec"].pop("source"))
     chart = {"repoURL": "https://charts.example.com", "chart": "velero", "targetRevision": CHART}
     app["spec"]["sources"] = [chart, {**git, "ref": "values"}]
@@ -347,8 +349,8 @@ def multi_source(shared_fixtures: Path) -> dict[str, Any]:
     return app
 
 
-def test_multi_source_counts_the_source_given_by_index(shared_fixtures: Path) -> None:
-    app = multi_source(shared_fixtures)
+def test_multi_source_counts_the_source_given_by_index(upstream_fixtures: Path) -> None:
+    app = multi_source(upstream_fixtures)
     obs = judge(app, source_index=1)
     assert obs.verdict is Verdict.SUCCEEDED
     assert "sync Synced to 1.2.3, ea8759964626" in obs.summary
@@ -359,43 +361,43 @@ def test_multi_source_counts_the_source_given_by_index(shared_fixtures: Path) ->
     assert judge(app, source_index=1).verdict is Verdict.IN_PROGRESS
 
 
-def test_multi_source_all_sources_from_our_repository(shared_fixtures: Path) -> None:
-    app = multi_source(shared_fixtures)
+def test_multi_source_all_sources_from_our_repository(upstream_fixtures: Path) -> None:
+    app = multi_source(upstream_fixtures)
     app["status"]["sync"]["revisions"] = [SHA, NEWER]
     assert judge(app).verdict is Verdict.SUCCEEDED
     app["status"]["sync"]["revisions"] = [OLDER, NEWER]
     assert judge(app).verdict is Verdict.IN_PROGRESS
 
 
-def test_multi_source_failed_sync_of_our_source(shared_fixtures: Path) -> None:
-    app = multi_source(shared_fixtures)
+def test_multi_source_failed_sync_of_our_source(upstream_fixtures: Path) -> None:
+    app = multi_source(upstream_fixtures)
     app["status"]["operationState"].update(phase="Failed", message="ComparisonError: values file not found")
     assert judge(app, source_index=1).verdict is Verdict.FAILED
     app["status"]["operationState"]["syncResult"]["revisions"] = [CHART, OLDER]
     assert judge(app, source_index=1).verdict is Verdict.IN_PROGRESS
 
 
-def test_multi_source_status_shorter_than_the_index(shared_fixtures: Path) -> None:
+def test_multi_source_status_shorter_than_the_index(upstream_fixtures: Path) -> None:
     """Right after a source was added the status still lists the old sources only."""
-    app = multi_source(shared_fixtures)
+    app = multi_source(upstream_fixtures)
     app["status"]["sync"]["revisions"] = [CHART]
     assert judge(app, source_index=1).verdict is Verdict.IN_PROGRESS
 
 
 @pytest.mark.parametrize("index", [2, -1])
-def test_source_index_out_of_range_is_a_configuration_failure(shared_fixtures: Path, index: int) -> None:
-    obs = judge(multi_source(shared_fixtures), source_index=index)
+def test_source_index_out_of_range_is_a_configuration_failure(upstream_fixtures: Path, index: int) -> None:
+    obs = judge(multi_source(upstream_fixtures), source_index=index)
     assert obs.verdict is Verdict.FAILED
     assert obs.summary.startswith(f"source index {index} is out of range: the Application has 2 source(s). ")
 
 
-def test_single_source_index_zero(shared_fixtures: Path) -> None:
-    assert judge(fixture_app(shared_fixtures), source_index=0).verdict is Verdict.SUCCEEDED
-    assert judge(fixture_app(shared_fixtures), source_index=1).verdict is Verdict.FAILED
+def test_single_source_index_zero(upstream_fixtures: Path) -> None:
+    assert judge(fixture_app(upstream_fixtures), source_index=0).verdict is Verdict.SUCCEEDED
+    assert judge(fixture_app(upstream_fixtures), source_index=1).verdict is Verdict.FAILED
 
 
-def test_empty_revisions_are_never_passed_to_commit_matches(shared_fixtures: Path) -> None:
-    app = multi_source(shared_fixtures)
+def test_empty_revisions_are_never_passed_to_commit_matches(upstream_fixtures: Path) -> None:
+    app = multi_source(upstream_fixtures)
     app["status"]["sync"]["revisions"] = ["", SHA]
     seen: list[str] = []
 
@@ -431,8 +433,8 @@ def test_sync_operation_multi_source_needs_a_source_count(index: int, count: int
         sync_operation(SHA, shkeptncontext="c", triggeredid="t", source_index=index, source_count=count)
 
 
-def test_sync_operation_copies_sync_options_and_retry_from_the_sync_policy(shared_fixtures: Path) -> None:
-    policy = fixture_app(shared_fixtures)["spec"]["syncPolicy"]
+def test_sync_operation_copies_sync_options_and_retry_from_the_sync_policy(upstream_fixtures: Path) -> None:
+    policy = fixture_app(upstream_fixtures)["spec"]["syncPolicy"]
     op = sync_operation(SHA, shkeptncontext="c", triggeredid="t", sync_policy=policy)
     assert op["sync"]["syncOptions"] == policy["syncOptions"]
     assert op["retry"] == {"backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}, "limit": 10}
@@ -440,10 +442,10 @@ def test_sync_operation_copies_sync_options_and_retry_from_the_sync_policy(share
     assert "Prune=false" not in policy["syncOptions"]
 
 
-def test_sync_operation_shape_matches_the_fixture_operation(shared_fixtures: Path) -> None:
+def test_sync_operation_shape_matches_the_fixture_operation(upstream_fixtures: Path) -> None:
     """The fixture's recorded operation has the same keys our body uses (initiatedBy.username, sync.revision,
     sync.syncOptions, retry)."""
-    recorded = fixture_app(shared_fixtures)["status"]["operationState"]["operation"]
+    recorded = fixture_app(upstream_fixtures)["status"]["operationState"]["operation"]
     ours = sync_operation(
         SHA, shkeptncontext="c", triggeredid="t", sync_policy={"syncOptions": ["A=b"], "retry": {"limit": 1}}
     )
@@ -465,8 +467,8 @@ def test_refresh_patch_with_timestamp() -> None:
     }
 
 
-def test_describe_is_one_line(shared_fixtures: Path) -> None:
-    app = degraded(shared_fixtures, None)
+def test_describe_is_one_line(upstream_fixtures: Path) -> None:
+    app = degraded(upstream_fixtures, None)
     app["status"]["health"]["message"] = "line one\nline two"
     assert describe_application(app).count("\n") == 0
     assert "health Degraded (line one line two)" in describe_application(app)
@@ -476,8 +478,8 @@ def never(_: str) -> bool:
     raise AssertionError("not asked")
 
 
-def test_pending_operation_is_decided_without_asking_git(shared_fixtures: Path) -> None:
-    app = fixture_app(shared_fixtures)
+def test_pending_operation_is_decided_without_asking_git(upstream_fixtures: Path) -> None:
+    app = fixture_app(upstream_fixtures)
     app["operation"] = {"sync": {"revision": SHA}}
     check: Callable[[str], bool] = never
     assert judge(app, commit_matches=check).verdict is Verdict.IN_PROGRESS

@@ -1,5 +1,5 @@
 """The Argo CD wait through the Kubernetes API (Application objects watched with the real lightkube client against the
-Kubernetes-API test server), with statuses shaped like the upstream fixture (reference/gitops.md §2)."""
+Kubernetes-API test server), with statuses shaped like the upstream fixture (Argo CD's application status)."""
 
 from __future__ import annotations
 

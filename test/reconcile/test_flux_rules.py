@@ -1,4 +1,4 @@
-"""Flux Kustomization verdicts on statuses shaped like the upstream fixtures (reference/gitops.md §1.3)."""
+"""Flux Kustomization verdicts on statuses shaped like the upstream fixtures (kustomize-controller's spec docs)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def kustomization_in(text: str) -> dict[str, Any]:
     return dict(docs[0])
 
 
-def load(shared_fixtures: Path, name: str) -> dict[str, Any]:
-    return kustomization_in((shared_fixtures / "gitops" / "flux" / name).read_text())
+def load(upstream_fixtures: Path, name: str) -> dict[str, Any]:
+    return kustomization_in((upstream_fixtures / "gitops" / "flux" / name).read_text())
 
 
 def ks(*conditions: dict[str, Any], generation: int = 3, applied: str = "", attempted: str = "") -> dict[str, Any]:
@@ -93,10 +93,10 @@ def test_stalled_is_terminal() -> None:
     assert kustomization_verdict(ks(stalled), applied_ours=False, attempted_ours=False).verdict is Verdict.FAILED
 
 
-def test_upstream_failed_describe_fixture(shared_fixtures: Path) -> None:
+def test_upstream_failed_describe_fixture(upstream_fixtures: Path) -> None:
     """kustomization_failed_describe.txt: Reconciling/ProgressingWithRetry + Ready False/ArtifactFailed, legacy
     ``master/<sha>`` revisions, applied == attempted == ours (the path was removed in that commit)."""
-    text = (shared_fixtures / "gitops" / "flux" / "kustomization_failed_describe.txt").read_text()
+    text = (upstream_fixtures / "gitops" / "flux" / "kustomization_failed_describe.txt").read_text()
     assert "ArtifactFailed" in text and f"master/{SHA}" in text
     obj = ks(
         cond("Reconciling", "True", "ProgressingWithRetry", f"Fetching manifests for revision master/{SHA}"),
@@ -116,10 +116,10 @@ def test_upstream_failed_describe_fixture(shared_fixtures: Path) -> None:
         ("argocd_lua_testdata_kustomization_degraded.yaml", Verdict.FAILED),
     ],
 )
-def test_argocd_health_testdata(shared_fixtures: Path, name: str, verdict: Verdict) -> None:
+def test_argocd_health_testdata(upstream_fixtures: Path, name: str, verdict: Verdict) -> None:
     """The testdata has no metadata.generation: use the one its Ready condition observed (controller caught up),
     and check that a newer generation (a spec change not yet reconciled) is never a pass."""
-    obj = load(shared_fixtures, name)
+    obj = load(upstream_fixtures, name)
     ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
     obj["metadata"]["generation"] = ready["observedGeneration"]
     got = kustomization_verdict(obj, applied_ours=True, attempted_ours=True).verdict
@@ -128,8 +128,8 @@ def test_argocd_health_testdata(shared_fixtures: Path, name: str, verdict: Verdi
     assert kustomization_verdict(obj, applied_ours=True, attempted_ours=True).verdict is Verdict.IN_PROGRESS
 
 
-def test_flux2_cli_testdata_ready_kustomization(shared_fixtures: Path) -> None:
-    text = (shared_fixtures / "gitops" / "flux" / "flux2_kustomization_ready.yaml.tmpl").read_text()
+def test_flux2_cli_testdata_ready_kustomization(upstream_fixtures: Path) -> None:
+    text = (upstream_fixtures / "gitops" / "flux" / "flux2_kustomization_ready.yaml.tmpl").read_text()
     obj = kustomization_in(text.replace("{{ .ns }}", "flux-system").replace("{{ .fluxns }}", "flux-system"))
     sha = revision_sha(obj["status"]["lastAppliedRevision"])
     assert sha

@@ -1,4 +1,4 @@
-"""Flux HelmRelease verdicts on statuses shaped like the upstream fixtures (reference/gitops.md §1.4)."""
+"""Flux HelmRelease verdicts on statuses shaped like the upstream fixtures (helm-controller's spec docs)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ DIGEST = "sha256:e15c415d62760896bd8bec192a44c5716dc224db9e0fc609b9ac14718f8f9e5
 OTHER_DIGEST = "sha256:2598fd0e8c65bae746c6686a61c2b2709f47ba8ed5c36450ae1c30aea9c88e9f"
 
 
-def flux_file(shared_fixtures: Path, name: str) -> str:
-    return (shared_fixtures / "gitops" / "flux" / name).read_text()
+def flux_file(upstream_fixtures: Path, name: str) -> str:
+    return (upstream_fixtures / "gitops" / "flux" / name).read_text()
 
 
 def helmrelease_in(text: str) -> dict[str, Any]:
@@ -92,8 +92,8 @@ def replace_condition(hr: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
     return hr
 
 
-def test_ready_describe_fixture_passes(shared_fixtures: Path) -> None:
-    text = flux_file(shared_fixtures, "helmrelease_ready_describe.txt")
+def test_ready_describe_fixture_passes(upstream_fixtures: Path) -> None:
+    text = flux_file(upstream_fixtures, "helmrelease_ready_describe.txt")
     for value in (
         DIGEST,
         "Chart Version:   6.5.3",
@@ -123,10 +123,10 @@ def test_ready_unknown_at_the_start_of_every_reconcile_is_neither_success_nor_fa
     assert helmrelease_verdict(closing, expected_chart_version="6.5.3").verdict is Verdict.SUCCEEDED
 
 
-def test_testfailed_and_stalled_describe_fixture_fails_with_both_reasons(shared_fixtures: Path) -> None:
+def test_testfailed_and_stalled_describe_fixture_fails_with_both_reasons(upstream_fixtures: Path) -> None:
     """helmrelease_testfailed_stalled_describe.txt: Stalled/RetriesExceeded, Ready False/TestFailed with a
     two-line message, Released True; the summary must stay on one line."""
-    text = flux_file(shared_fixtures, "helmrelease_testfailed_stalled_describe.txt")
+    text = flux_file(upstream_fixtures, "helmrelease_testfailed_stalled_describe.txt")
     failed = (
         "Helm test failed for release podinfo/podinfo.v1 with chart podinfo@6.5.3: 1 error occurred:\n"
         "* pod podinfo-fault-test-a0tew failed"
@@ -158,20 +158,20 @@ def test_testfailed_and_stalled_describe_fixture_fails_with_both_reasons(shared_
     assert obs.summary.startswith("Flux failed to release the HelmRelease: TestFailed: Helm test failed for release")
 
 
-def degraded_testdata(shared_fixtures: Path) -> dict[str, Any]:
+def degraded_testdata(upstream_fixtures: Path) -> dict[str, Any]:
     """argocd_lua_testdata_helmrelease_degraded.yaml: UpgradeFailed (Kyverno admission denial) → RollbackSucceeded,
     Reconciling ProgressingWithRetry. The testdata has no metadata.generation, status.observedGeneration or
     lastAttemptedGeneration; the test sets what helm-controller writes while it retries: generation 5 (the
     conditions' observedGeneration), attempted 5, observedGeneration still 4."""
-    hr = helmrelease_in(flux_file(shared_fixtures, "argocd_lua_testdata_helmrelease_degraded.yaml"))
+    hr = helmrelease_in(flux_file(upstream_fixtures, "argocd_lua_testdata_helmrelease_degraded.yaml"))
     assert {c["observedGeneration"] for c in hr["status"]["conditions"]} == {5}
     hr["metadata"]["generation"] = 5
     hr["status"].update(observedGeneration=4, lastAttemptedGeneration=5)
     return hr
 
 
-def test_rollback_after_upgrade_failed_fails_fast_with_the_root_cause(shared_fixtures: Path) -> None:
-    obs = helmrelease_verdict(degraded_testdata(shared_fixtures))
+def test_rollback_after_upgrade_failed_fails_fast_with_the_root_cause(upstream_fixtures: Path) -> None:
+    obs = helmrelease_verdict(degraded_testdata(upstream_fixtures))
     assert obs.verdict is Verdict.FAILED
     assert obs.summary.startswith(
         "Flux failed to release the HelmRelease: RollbackSucceeded: Helm rollback to previous release "
@@ -182,9 +182,9 @@ def test_rollback_after_upgrade_failed_fails_fast_with_the_root_cause(shared_fix
     assert "\n" not in obs.summary
 
 
-def test_failure_of_a_generation_not_yet_attempted_is_not_ours(shared_fixtures: Path) -> None:
+def test_failure_of_a_generation_not_yet_attempted_is_not_ours(upstream_fixtures: Path) -> None:
     """Our commit bumped the spec to generation 6; the rollback conditions are still those of generation 5."""
-    hr = degraded_testdata(shared_fixtures)
+    hr = degraded_testdata(upstream_fixtures)
     hr["metadata"]["generation"] = 6
     obs = helmrelease_verdict(hr)
     assert obs.verdict is Verdict.IN_PROGRESS
@@ -197,18 +197,18 @@ def test_failure_of_a_generation_not_yet_attempted_is_not_ours(shared_fixtures: 
     assert helmrelease_verdict(hr).verdict is Verdict.FAILED
 
 
-def test_missing_last_attempted_generation_falls_back_to_the_ready_condition(shared_fixtures: Path) -> None:
-    hr = degraded_testdata(shared_fixtures)
+def test_missing_last_attempted_generation_falls_back_to_the_ready_condition(upstream_fixtures: Path) -> None:
+    hr = degraded_testdata(upstream_fixtures)
     del hr["status"]["lastAttemptedGeneration"]
     assert helmrelease_verdict(hr).verdict is Verdict.FAILED
     hr["metadata"]["generation"] = 6
     assert helmrelease_verdict(hr).verdict is Verdict.IN_PROGRESS
 
 
-def test_progressing_testdata_is_in_progress(shared_fixtures: Path) -> None:
+def test_progressing_testdata_is_in_progress(upstream_fixtures: Path) -> None:
     """argocd_lua_testdata_helmrelease_progressing.yaml: Running 'upgrade' action, Ready Unknown. Generation 3
     (its conditions) is being reconciled, the previous reconcile finished generation 2."""
-    hr = helmrelease_in(flux_file(shared_fixtures, "argocd_lua_testdata_helmrelease_progressing.yaml"))
+    hr = helmrelease_in(flux_file(upstream_fixtures, "argocd_lua_testdata_helmrelease_progressing.yaml"))
     hr["metadata"]["generation"] = 3
     hr["status"].update(observedGeneration=2, lastAttemptedGeneration=3)
     obs = helmrelease_verdict(hr)
@@ -216,11 +216,11 @@ def test_progressing_testdata_is_in_progress(shared_fixtures: Path) -> None:
     assert "Ready=Unknown (Progressing: Running 'upgrade' action with timeout of 5m0s)" in obs.summary
 
 
-def test_healthy_testdata_needs_a_release_history(shared_fixtures: Path) -> None:
+def test_healthy_testdata_needs_a_release_history(upstream_fixtures: Path) -> None:
     """argocd_lua_testdata_helmrelease_healthy.yaml is Healthy to Argo CD's Lua check (Ready and Released True)
     but carries no status.history, so the release cannot be checked: in progress until a snapshot is there (the
     test adds the podinfo 6.5.4 release its message names)."""
-    hr = helmrelease_in(flux_file(shared_fixtures, "argocd_lua_testdata_helmrelease_healthy.yaml"))
+    hr = helmrelease_in(flux_file(upstream_fixtures, "argocd_lua_testdata_helmrelease_healthy.yaml"))
     hr["metadata"]["generation"] = 2
     hr["status"]["observedGeneration"] = 2
     obs = helmrelease_verdict(hr)
@@ -234,11 +234,11 @@ def test_healthy_testdata_needs_a_release_history(shared_fixtures: Path) -> None
     assert helmrelease_verdict(hr, expected_chart_version="6.5.4").verdict is Verdict.SUCCEEDED
 
 
-def history_hr(shared_fixtures: Path) -> dict[str, Any]:
+def history_hr(upstream_fixtures: Path) -> dict[str, Any]:
     """helmrelease_status_history.yaml (docs "History example": OCI chart 6.6.1+0cc9a8446c95 deployed over
     6.6.0+cdd538a0167e); the example has only status.history, the test adds a settled Ready=True and the digest
     Flux last attempted."""
-    hr = helmrelease_in(flux_file(shared_fixtures, "helmrelease_status_history.yaml"))
+    hr = helmrelease_in(flux_file(upstream_fixtures, "helmrelease_status_history.yaml"))
     hr["metadata"].update(name="podinfo", namespace="podinfo", generation=2)
     hr["status"].update(
         observedGeneration=2,
@@ -260,8 +260,8 @@ def history_hr(shared_fixtures: Path) -> dict[str, Any]:
         ("6.6.10", Verdict.IN_PROGRESS),
     ],
 )
-def test_chart_version_with_digest_suffix(shared_fixtures: Path, expected: str, verdict: Verdict) -> None:
-    obs = helmrelease_verdict(history_hr(shared_fixtures), expected_chart_version=expected)
+def test_chart_version_with_digest_suffix(upstream_fixtures: Path, expected: str, verdict: Verdict) -> None:
+    obs = helmrelease_verdict(history_hr(upstream_fixtures), expected_chart_version=expected)
     assert obs.verdict is verdict, obs.summary
     if verdict is Verdict.IN_PROGRESS:
         assert obs.summary.endswith(f"; waiting for chart version {expected} (released: 6.6.1+0cc9a8446c95)")
@@ -274,17 +274,17 @@ def test_chart_version_matches() -> None:
     assert not chart_version_matches("6.6.1", "")
 
 
-def test_values_digest(shared_fixtures: Path) -> None:
-    hr = history_hr(shared_fixtures)
+def test_values_digest(upstream_fixtures: Path) -> None:
+    hr = history_hr(upstream_fixtures)
     assert helmrelease_verdict(hr, expected_values_digest=DIGEST).verdict is Verdict.SUCCEEDED
     obs = helmrelease_verdict(hr, expected_values_digest=OTHER_DIGEST)
     assert obs.verdict is Verdict.IN_PROGRESS
     assert obs.summary.endswith(f"; waiting for values digest {OTHER_DIGEST} (released: {DIGEST})")
 
 
-def test_values_flux_attempted_are_not_the_released_ones(shared_fixtures: Path) -> None:
+def test_values_flux_attempted_are_not_the_released_ones(upstream_fixtures: Path) -> None:
     """lastAttemptedConfigDigest moved on (new values) but history[0] is still the release of the old values."""
-    hr = history_hr(shared_fixtures)
+    hr = history_hr(upstream_fixtures)
     hr["status"]["lastAttemptedConfigDigest"] = OTHER_DIGEST
     obs = helmrelease_verdict(hr)
     assert obs.verdict is Verdict.IN_PROGRESS
@@ -292,8 +292,8 @@ def test_values_flux_attempted_are_not_the_released_ones(shared_fixtures: Path) 
 
 
 @pytest.mark.parametrize("state", ["failed", "pending-upgrade", "superseded"])
-def test_latest_release_must_be_deployed(shared_fixtures: Path, state: str) -> None:
-    hr = history_hr(shared_fixtures)
+def test_latest_release_must_be_deployed(upstream_fixtures: Path, state: str) -> None:
+    hr = history_hr(upstream_fixtures)
     hr["status"]["history"][0]["status"] = state
     obs = helmrelease_verdict(hr)
     assert obs.verdict is Verdict.IN_PROGRESS
@@ -391,10 +391,10 @@ def test_suspended_is_in_progress_with_a_note() -> None:
     assert obs.summary.endswith(" (suspended)")
 
 
-def test_flux2_trace_fixture_with_a_pre_v2_status_is_never_a_pass(shared_fixtures: Path) -> None:
+def test_flux2_trace_fixture_with_a_pre_v2_status_is_never_a_pass(upstream_fixtures: Path) -> None:
     """flux2_trace_hr_ks_gitrepo.yaml.tmpl: apiVersion v2 but the v2beta1-era status (lastAppliedRevision,
     lastAttemptedValuesChecksum, Ready ReconciliationSucceeded, no history, no generations)."""
-    text = flux_file(shared_fixtures, "flux2_trace_hr_ks_gitrepo.yaml.tmpl")
+    text = flux_file(upstream_fixtures, "flux2_trace_hr_ks_gitrepo.yaml.tmpl")
     hr = helmrelease_in(text.replace("{{ .ns }}", "default").replace("{{ .fluxns }}", "flux-system"))
     assert hr["status"]["lastAppliedRevision"] == "6.3.5"
     obs = helmrelease_verdict(hr, expected_chart_version="6.3.5")

@@ -1,5 +1,5 @@
 """The HelmRelease wait through the real lightkube client against the Kubernetes-API test server: the parent
-Kustomization ties the release to our commit, then helm-controller's status decides (reference/gitops.md §1.4)."""
+Kustomization ties the release to our commit, then helm-controller's status decides (helm-controller's spec docs)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The webhook endpoints: Flux ``generic-hmac`` signatures over the exact body, both metadata key styles, Argo CD's
 shared-secret header, and the 401/413/400 answers — through the real aiohttp server the service runs.
 
-Payloads: the notification-controller docs' generic event (``fixtures/gitops/flux/notification_generic_event.json``:
+Payloads: the notification-controller docs' generic event (``upstream/gitops/flux/notification_generic_event.json``:
 the pre-v1.5 prefixed key ``kustomize.toolkit.fluxcd.io/revision``) sent byte for byte, and the modern shape built
 from the upstream structs: ``fluxcd/pkg apis/event/v1beta1.Event`` (involvedObject, severity, timestamp, message,
 reason, metadata, reportingController, reportingInstance) with metadata as notification-controller ≥ v1.5 sends it
@@ -52,15 +52,17 @@ def go_json(obj: Any) -> bytes:
 
 
 @pytest.fixture
-def docs_event(shared_fixtures: Path) -> bytes:
-    return (shared_fixtures / "gitops" / "flux" / "notification_generic_event.json").read_bytes()
+def docs_event(upstream_fixtures: Path) -> bytes:
+    return (upstream_fixtures / "gitops" / "flux" / "notification_generic_event.json").read_bytes()
 
 
 @pytest.fixture
-def modern_event(shared_fixtures: Path) -> dict[str, Any]:
+def modern_event(upstream_fixtures: Path) -> dict[str, Any]:
     """A Kustomization success as notification-controller ≥ v1.5 posts it (prefix stripped, Alert metadata merged)."""
-    docs = json.loads((shared_fixtures / "gitops" / "flux" / "notification_generic_event.json").read_bytes())
-    alert = json.loads((shared_fixtures / "gitops" / "flux" / "notification_alert_metadata_payload.json").read_bytes())
+    docs = json.loads((upstream_fixtures / "gitops" / "flux" / "notification_generic_event.json").read_bytes())
+    alert = json.loads(
+        (upstream_fixtures / "gitops" / "flux" / "notification_alert_metadata_payload.json").read_bytes()
+    )
     return {
         "involvedObject": docs["involvedObject"],
         "severity": "info",
@@ -157,11 +159,11 @@ def test_the_modern_event_with_the_stripped_revision_key(modern_event: dict[str,
     assert hint.revision == f"main@sha1:{SHA}" and hint.reason == "ReconciliationSucceeded"
 
 
-def test_a_helmrelease_event_with_helm_controllers_prefixed_key(shared_fixtures: Path) -> None:
-    """helm-controller's metadata (fixtures/gitops/flux/helmrelease_event.yaml annotations) as pre-v1.5 sends it."""
+def test_a_helmrelease_event_with_helm_controllers_prefixed_key(upstream_fixtures: Path) -> None:
+    """helm-controller's metadata (upstream helmrelease_event.yaml annotations) as pre-v1.5 sends it."""
     import yaml
 
-    k8s_event = yaml.safe_load((shared_fixtures / "gitops" / "flux" / "helmrelease_event.yaml").read_text())
+    k8s_event = yaml.safe_load((upstream_fixtures / "gitops" / "flux" / "helmrelease_event.yaml").read_text())
     event = {
         "involvedObject": k8s_event["involvedObject"],
         "severity": "info",

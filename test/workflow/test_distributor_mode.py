@@ -1,5 +1,5 @@
 """KEPTN_TRANSPORT=distributor: events arrive as HTTP POSTs from a distributor sidecar (structured like
-fixtures/keptn/derived/04, or binary mode), replies go to the sidecar's /event, retried while it is not ready."""
+upstream keptn/derived/04, or binary mode), replies go to the sidecar's /event, retried while it is not ready."""
 
 from __future__ import annotations
 
@@ -87,11 +87,11 @@ async def finished(distributor: FakeDistributor, triggered_id: str) -> dict[str,
 
 
 async def test_a_structured_post_from_the_distributor_is_answered_through_its_event_endpoint(
-    loop: Loop, distributor: FakeDistributor, shared_fixtures: Path
+    loop: Loop, distributor: FakeDistributor, upstream_fixtures: Path
 ) -> None:
     event = json.loads(
         (
-            shared_fixtures / "keptn/derived/04-HTTP-POST-to-service.deployment.triggered.from-distributor.json"
+            upstream_fixtures / "keptn/derived/04-HTTP-POST-to-service.deployment.triggered.from-distributor.json"
         ).read_text()
     )
     event["id"] = str(uuid.uuid4())

@@ -23,7 +23,7 @@ def jetstream_url(tmp_path: Path) -> Iterator[str]:
 
 
 async def create_keptn_stream(url: str) -> None:
-    """What Keptn's shipyard-controller does on start-up (reference/keptn-protocol.md §3.1)."""
+    """What Keptn's shipyard-controller does on start-up (it creates its durable consumer on ``sh.keptn.>``)."""
     nc = await nats.connect(url)
     try:
         await nc.jetstream().add_stream(StreamConfig(name="keptn", subjects=["sh.keptn.>"]))

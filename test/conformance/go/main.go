@@ -5,7 +5,7 @@
 // It publishes a task ".triggered" event on NATS exactly as the shipyard-controller does (a cloudevents
 // sdk-go Event marshalled as structured JSON, NATS subject = event type), listens for the ".started" and
 // ".finished" replies, decodes them with go-utils and checks everything the shipyard-controller relies on
-// (keptn-protocol.md §3.6) plus the helm-service-compatible payload (§2, §6).
+// plus the helm-service-compatible payload.
 //
 // It prints a JSON summary on stdout. Every failed check is also printed on stderr as "FAIL <name>: <detail>".
 // Exit status: 0 when all checks pass, 1 when any fails, 2 on a usage or setup error.
@@ -208,7 +208,7 @@ func triggeredEvent(o options) (cloudevents.Event, error) {
 			Deployment:          keptnv2.DeploymentTriggeredData{DeploymentStrategy: o.strategy},
 		}
 	case "release":
-		// what §3.5 merges into a release trigger after a passed deployment task
+		// what shipyard-controller merges into a release trigger after a passed deployment task
 		task = keptnv2.ReleaseTaskName
 		common.Status = keptnv2.StatusSucceeded
 		common.Result = keptnv2.ResultType(o.incomingResult)
@@ -225,7 +225,7 @@ func triggeredEvent(o options) (cloudevents.Event, error) {
 			},
 		}
 	case "rollback":
-		// a rollback sequence triggered by <stage>.delivery.finished with result fail (reference §5)
+		// a rollback sequence triggered by <stage>.delivery.finished with result fail
 		task = keptnv2.RollbackTaskName
 		common.Status = keptnv2.StatusErrored
 		common.Result = keptnv2.ResultType(o.incomingResult)
@@ -311,7 +311,7 @@ func decodeReply(c *checker, label string, r *reply) (models.KeptnContextExtende
 	return keptnEvent, true
 }
 
-// checkCommon checks the envelope and EventData of a reply (§1.1, §3.6) and returns the decoded EventData.
+// checkCommon checks the envelope and EventData of a reply and returns the decoded EventData.
 func checkCommon(c *checker, o options, label string, r *reply, ev models.KeptnContextExtendedCE,
 	triggered cloudevents.Event) keptnv2.EventData {
 	c.add(label+" shkeptncontext", ev.Shkeptncontext == o.keptnContext, "got %q, want %q",
@@ -364,7 +364,7 @@ func stringList(v interface{}) ([]string, bool) {
 	return out, true
 }
 
-// checkDeployment checks the deployment block of a deployment.finished (§2.2, §6 step 8) with go-utils.
+// checkDeployment checks the deployment block of a deployment.finished with go-utils.
 // An errored/failed deployment ends the sequence, so nothing downstream reads its block; like helm-service
 // (derived/07) it may then be the zero DeploymentFinishedData, and only its shape is checked.
 func checkDeployment(c *checker, finished *reply, ev models.KeptnContextExtendedCE,
@@ -381,7 +381,7 @@ func checkDeployment(c *checker, finished *reply, ev models.KeptnContextExtended
 	out.DeploymentURIsLocal = fd.Deployment.DeploymentURIsLocal
 	out.DeploymentURIsPublic = fd.Deployment.DeploymentURIsPublic
 
-	// release.triggered.deployment.deploymentstrategy is parsed like this by helm-service (§6)
+	// release.triggered.deployment.deploymentstrategy is parsed like this by helm-service
 	strategy, err := keptn.GetDeploymentStrategy(fd.Deployment.DeploymentStrategy)
 	if err == nil {
 		out.ParsedDeploymentStrategy = strategy.String()
