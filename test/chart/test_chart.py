@@ -3,6 +3,7 @@ check what matters in it (security, least privilege, transport, the service's ow
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -26,17 +27,21 @@ NAMESPACE = "keptn"
 # The chart's kubeVersion floor and the newest Kubernetes kubernetes-validate knows.
 VALIDATE_AGAINST = ("1.25", "1.37")
 
-# name -> values files (in test/chart/values/), each rendered on top of the chart's values.yaml.
+# name -> values files (in test/chart/values/), each rendered on top of the chart's values.yaml. The chart's own
+# values have no rule and do not render (test_default_values_refuse_to_render_without_a_rule); the Flux-only setup
+# (flux.yaml) is the base of the shapes that are about something else.
 SCENARIOS: dict[str, tuple[str, ...]] = {
-    "default": (),
-    "distributor": ("distributor.yaml",),
-    "cluster-wide": ("cluster-wide.yaml",),
-    "namespaced": ("namespaced.yaml",),
-    "persistence": ("persistence.yaml",),
-    "observability": ("observability.yaml",),
+    "flux": ("flux.yaml",),
+    "argocd": ("argocd.yaml",),
+    "argocd-rest": ("argocd-rest.yaml",),
+    "distributor": ("flux.yaml", "distributor.yaml"),
+    "cluster-wide": ("flux.yaml", "cluster-wide.yaml"),
+    "namespaced": ("flux.yaml", "namespaced.yaml"),
+    "persistence": ("flux.yaml", "persistence.yaml"),
+    "observability": ("flux.yaml", "observability.yaml"),
     "full-config": ("full-config.yaml",),
-    "webhooks": ("webhooks.yaml",),
-    "replicas": ("replicas.yaml",),
+    "webhooks": ("flux.yaml", "webhooks.yaml"),
+    "replicas": ("flux.yaml", "replicas.yaml"),
 }
 FULLNAME = f"{RELEASE}-keptn-gitops-service"
 CONFIG_PATH = "/etc/keptn-gitops-service/config.yaml"
@@ -45,14 +50,16 @@ DEFAULT_TOPICS = (
     "sh.keptn.event.deployment.triggered,sh.keptn.event.rollback.triggered,sh.keptn.event.release.triggered"
 )
 
-# Exactly what the service needs on the Kubernetes API: read what it waits on, patch only to ask for a reconcile
+# Exactly what each wait needs on the Kubernetes API: read what it waits on, patch only to ask for a reconcile
 # (GitRepositories and HelmReleases: reconcile.fluxcd.io/requestedAt; Applications: the refresh annotation, a sync).
-LEAST_PRIVILEGE = {
+KUSTOMIZATION_WAIT = {
     ("kustomize.toolkit.fluxcd.io", "kustomizations"): {"get", "list", "watch"},
-    ("helm.toolkit.fluxcd.io", "helmreleases"): {"get", "list", "watch", "patch"},
-    ("source.toolkit.fluxcd.io", "gitrepositories"): {"get", "list", "watch", "patch"},
-    ("argoproj.io", "applications"): {"get", "list", "watch", "patch"},
+    ("source.toolkit.fluxcd.io", "gitrepositories"): {"patch"},
 }
+HELMRELEASE_WAIT = {("helm.toolkit.fluxcd.io", "helmreleases"): {"get", "list", "watch", "patch"}}
+ARGOCD_WAIT = {("argoproj.io", "applications"): {"get", "list", "watch", "patch"}}
+ARGOCD_READ_ONLY = {("argoproj.io", "applications"): {"get", "list", "watch"}}
+FLUX_NAMESPACES = ["sockshop-dev", "sockshop-production"]  # flux.yaml's rbac.namespaces
 STANDARD_LABELS = {
     "app.kubernetes.io/name": "keptn-gitops-service",
     "app.kubernetes.io/instance": RELEASE,
@@ -71,7 +78,7 @@ def _values_args(values: tuple[str | Path, ...], sets: tuple[str, ...]) -> list[
     return args
 
 
-def template(helm: Helm, values: tuple[str | Path, ...] = (), sets: tuple[str, ...] = ()) -> Any:
+def template(helm: Helm, values: tuple[str | Path, ...] = ("flux.yaml",), sets: tuple[str, ...] = ()) -> Any:
     return helm.run(
         "template",
         RELEASE,
@@ -161,6 +168,15 @@ def values_file(name: str) -> Obj:
     return data
 
 
+def objects(proc: Any) -> list[Obj]:
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def roles_by_namespace(objs: list[Obj]) -> dict[str, dict[tuple[str, str], set[str]]]:
+    return {r["metadata"]["namespace"]: rules_as_sets(r["rules"]) for r in of_kind(objs, "Role")}
+
+
 # ---- lint and schema validation of every scenario ----
 
 
@@ -238,16 +254,43 @@ def test_chart_metadata_matches_the_package() -> None:
     assert f"version = {chart['appVersion']}\n" in setup_cfg, "Chart appVersion and setup.cfg version differ"
 
 
-# ---- the default installation ----
+# ---- the chart's own values: no rule, no installation ----
 
 
-def test_default_renders_exactly_the_namespaced_objects(render: Any) -> None:
-    kinds = sorted(o["kind"] for o in render("default"))
-    assert kinds == ["ConfigMap", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+def test_default_values_refuse_to_render_without_a_rule(helm: Helm) -> None:
+    """Out of the box the chart would otherwise claim every trigger of every project next to helm-service."""
+    proc = template(helm, values=())
+    assert proc.returncode != 0, proc.stdout
+    assert "config.rules is empty" in proc.stderr, proc.stderr
+    assert "Set config.repositories and config.rules in your values" in proc.stderr
+    # helm lint reports a template's fail() and still passes the chart (chart repositories lint the defaults)
+    lint = helm.run("lint", "--strict", str(CHART), "--kube-version", helm.kube_version)
+    assert "Fail: config.rules is empty" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert defaults["config"]["rules"] == [] and defaults["config"]["repositories"] == []
+
+
+def test_rules_without_repositories_are_refused(helm: Helm, tmp_path: Path) -> None:
+    config = values_file("flux.yaml")["config"]
+    config["repositories"] = []
+    values = tmp_path / "no-repositories.yaml"
+    values.write_text(yaml.safe_dump({"config": config}), encoding="utf-8")
+    proc = template(helm, ("flux.yaml", values))
+    assert proc.returncode != 0 and "config.repositories is empty" in proc.stderr, proc.stderr
+
+
+# ---- a Flux-only installation ----
+
+
+def test_flux_renders_exactly_the_namespaced_objects(render: Any) -> None:
+    kinds = sorted(o["kind"] for o in render("flux"))
+    assert kinds == sorted(
+        ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"] + ["Role", "RoleBinding"] * 2
+    )
 
 
 def test_service_runs_the_run_command_with_the_mounted_config(render: Any) -> None:
-    objs = render("default")
+    objs = render("flux")
     container = service_container(objs)
     assert [*container["command"], *container["args"]] == ["keptn-gitops-service", "run", "--config", CONFIG_PATH]
     mount = mounts(container)[CONFIG_PATH]
@@ -259,7 +302,7 @@ def test_service_runs_the_run_command_with_the_mounted_config(render: Any) -> No
 
 
 def test_direct_nats_mode_is_the_default(render: Any) -> None:
-    objs = render("default")
+    objs = render("flux")
     assert list(containers(objs)) == ["keptn-gitops-service"], "no distributor sidecar by default"
     values = env_values(service_container(objs))
     assert values["KEPTN_TRANSPORT"] == "nats"
@@ -278,16 +321,14 @@ def test_keptn_api_and_image_digest_in_direct_mode(helm: Helm) -> None:
         "keptnApi.existingSecret=keptn-api",
         f"image.digest={digest}",
     )
-    proc = template(helm, sets=sets)
-    assert proc.returncode == 0, proc.stderr
-    container = service_container([doc for doc in yaml.safe_load_all(proc.stdout) if doc])
+    container = service_container(objects(template(helm, sets=sets)))
     assert container["image"] == f"ghcr.io/keptn-contrib/keptn-gitops-service@{digest}"
     variables = env(container)
     assert variables["KEPTN_API_ENDPOINT"]["value"] == "http://api-gateway-nginx.keptn/api"
     assert variables["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "keptn-api", "key": "keptn-api-token"}
 
 
-@pytest.mark.parametrize("scenario", ["default", "distributor"])
+@pytest.mark.parametrize("scenario", ["flux", "distributor"])
 def test_pod_facts_come_from_the_downward_api(render: Any, scenario: str) -> None:
     expected = {
         "K8S_NAMESPACE": "metadata.namespace",
@@ -322,7 +363,7 @@ def test_restricted_security_context(render: Any, scenario: str) -> None:
 
 
 def test_probes_and_http_port(render: Any) -> None:
-    objs = render("default")
+    objs = render("flux")
     container = service_container(objs)
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -339,8 +380,23 @@ def test_resources_are_set(render: Any) -> None:
         assert resources["limits"]["memory"], container["name"]
 
 
-def test_state_dir_is_an_empty_dir_without_persistence(render: Any) -> None:
-    objs = render("default")
+def test_state_survives_helm_upgrade_by_default(render: Any) -> None:
+    """In-flight deployments are recorded in the state directory: by default it is a claim the release keeps, and the
+    old pod lets go of the ReadWriteOnce volume before the new one starts."""
+    objs = render("flux")
+    claim = one(objs, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == f"{FULLNAME}-state"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "storageClassName" not in claim["spec"], "the cluster's default StorageClass"
+    state = mounts(service_container(objs))[STATE_DIR]
+    assert volumes(objs)[state["name"]]["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    assert one(objs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert env_values(service_container(objs))["KEPTN_GITOPS_STATE_DIR"] == STATE_DIR
+
+
+def test_state_dir_is_an_empty_dir_without_persistence(helm: Helm) -> None:
+    objs = objects(template(helm, sets=("persistence.enabled=false",)))
     state = mounts(service_container(objs))[STATE_DIR]
     assert volumes(objs)[state["name"]] == {"name": state["name"], "emptyDir": {}}
     assert not of_kind(objs, "PersistentVolumeClaim")
@@ -348,7 +404,7 @@ def test_state_dir_is_an_empty_dir_without_persistence(render: Any) -> None:
 
 
 def test_service_account_is_used_and_bound(render: Any) -> None:
-    objs = render("default")
+    objs = render("flux")
     account = one(objs, "ServiceAccount")["metadata"]["name"]
     assert pod_spec(objs)["serviceAccountName"] == account == FULLNAME
     assert pod_spec(objs)["automountServiceAccountToken"] is True
@@ -357,16 +413,12 @@ def test_service_account_is_used_and_bound(render: Any) -> None:
 # ---- config.yaml ----
 
 
-@pytest.mark.parametrize("scenario", ["default", "full-config"])
+@pytest.mark.parametrize("scenario", ["flux", "argocd", "argocd-rest", "full-config"])
 def test_rendered_config_loads_with_the_services_own_loader(render: Any, scenario: str) -> None:
     text = rendered_config(render(scenario))
     config = parse_config(text, f"configmap[{scenario}]")
     assert config.rules and config.repositories
-    values = (
-        values_file(SCENARIOS[scenario][0])
-        if SCENARIOS[scenario]
-        else yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
-    )
+    values = values_file(SCENARIOS[scenario][0])
     assert yaml.safe_load(text) == values["config"], "config.yaml must be .Values.config verbatim"
 
 
@@ -399,7 +451,7 @@ def test_tokens_come_from_the_git_secret_and_ssh_keys_are_mounted(render: Any) -
 
 
 def test_no_credentials_without_auth(render: Any) -> None:
-    objs = render("default")
+    objs = render("flux")
     assert not [e for e in env(service_container(objs)).values() if "secretKeyRef" in e.get("valueFrom", {})]
     assert not [v for v in volumes(objs).values() if "secret" in v]
 
@@ -420,7 +472,7 @@ def test_distributor_sidecar_is_configured_like_helm_service(render: Any) -> Non
     assert values["PUBSUB_RECIPIENT_PORT"] == "8080"
     assert values["PUBSUB_GROUP"] == "keptn-gitops-service"
     assert values["PROJECT_FILTER"] == "sockshop"
-    assert values["K8S_DEPLOYMENT_NAME"] == "keptn-gitops-service"
+    assert values["K8S_DEPLOYMENT_NAME"] == FULLNAME == one(objs, "Deployment")["metadata"]["name"]
     assert values["KEPTN_API_ENDPOINT"] == "http://api-gateway-nginx.keptn/api"
     token = env(distributor)["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert token == {"name": "keptn-api-token", "key": "keptn-api-token"}
@@ -433,41 +485,90 @@ def test_distributor_mode_switches_the_service_transport(render: Any) -> None:
     assert not {"NATS_URL", "PUBSUB_TOPIC", "PUBSUB_GROUP", "KEPTN_API_ENDPOINT"} & set(values)
 
 
-# ---- RBAC ----
+# ---- RBAC: exactly what the configured waits need, where they need it ----
 
 
-def test_namespaced_rbac_is_exactly_least_privilege_in_the_release_namespace(render: Any) -> None:
-    objs = render("default")
-    role = one(objs, "Role")
-    assert role["metadata"]["namespace"] == NAMESPACE
-    assert rules_as_sets(role["rules"]) == LEAST_PRIVILEGE
-    binding = one(objs, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULLNAME}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    assert not of_kind(objs, "ClusterRole") and not of_kind(objs, "ClusterRoleBinding")
-
-
-def test_rbac_gets_a_role_per_listed_namespace(render: Any) -> None:
-    objs = render("namespaced")
-    wanted = values_file("namespaced.yaml")["rbac"]["namespaces"]
-    roles = of_kind(objs, "Role")
-    bindings = of_kind(objs, "RoleBinding")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(wanted)
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(wanted)
-    for role in roles:
-        assert rules_as_sets(role["rules"]) == LEAST_PRIVILEGE
-    for binding in bindings:
+def _bound_to_the_service_account(objs: list[Obj], kind: str) -> None:
+    for binding in of_kind(objs, f"{kind}Binding"):
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": FULLNAME}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
 
 
-def test_cluster_wide_rbac(render: Any) -> None:
+def test_flux_rbac_reads_kustomizations_and_pokes_git_repositories_where_they_are(render: Any) -> None:
+    objs = render("flux")
+    assert roles_by_namespace(objs) == {namespace: KUSTOMIZATION_WAIT for namespace in FLUX_NAMESPACES}
+    assert sorted(b["metadata"]["namespace"] for b in of_kind(objs, "RoleBinding")) == FLUX_NAMESPACES
+    _bound_to_the_service_account(objs, "Role")
+    assert not of_kind(objs, "ClusterRole") and not of_kind(objs, "ClusterRoleBinding")
+
+
+def test_argocd_rbac_patches_applications_only_where_the_service_refreshes_or_syncs(render: Any) -> None:
+    objs = render("argocd")
+    assert roles_by_namespace(objs) == {"argocd": ARGOCD_WAIT, "apps-readonly": ARGOCD_READ_ONLY}
+    _bound_to_the_service_account(objs, "Role")
+
+
+def test_argocd_rest_needs_no_kubernetes_permission(render: Any) -> None:
+    kinds = {o["kind"] for o in render("argocd-rest")}
+    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+def test_full_config_grants_each_wait_kind_where_its_objects_live(render: Any) -> None:
+    objs = render("full-config")
+    roles = roles_by_namespace(objs)
+    everything = {**KUSTOMIZATION_WAIT, **HELMRELEASE_WAIT, **ARGOCD_WAIT}
+    # written literally in the waits: the HelmRelease's Kustomization (flux-system) and the Applications (argocd)
+    assert roles["flux-system"] == KUSTOMIZATION_WAIT
+    assert roles["argocd"] == ARGOCD_WAIT
+    # templated ({project}-{stage}): every configured kind in each namespace of rbac.namespaces
+    for namespace in values_file("full-config.yaml")["rbac"]["namespaces"]:
+        assert roles[namespace] == everything, namespace
+    assert len(roles) == 5
+
+
+def test_rbac_namespaces_add_roles_with_every_configured_wait(render: Any) -> None:
+    objs = render("namespaced")
+    wanted = values_file("namespaced.yaml")["rbac"]["namespaces"]
+    roles = roles_by_namespace(objs)
+    assert sorted(roles) == sorted(wanted)
+    for rules in roles.values():
+        assert rules == KUSTOMIZATION_WAIT
+    _bound_to_the_service_account(objs, "Role")
+
+
+def test_cluster_wide_rbac_has_the_same_rules(render: Any) -> None:
     objs = render("cluster-wide")
     assert not of_kind(objs, "Role") and not of_kind(objs, "RoleBinding")
-    role = one(objs, "ClusterRole")
-    assert rules_as_sets(role["rules"]) == LEAST_PRIVILEGE
-    binding = one(objs, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    assert rules_as_sets(one(objs, "ClusterRole")["rules"]) == KUSTOMIZATION_WAIT
+    one(objs, "ClusterRoleBinding")
+    _bound_to_the_service_account(objs, "ClusterRole")
+
+
+def test_a_templated_namespace_needs_rbac_namespaces_or_cluster_wide(helm: Helm) -> None:
+    proc = template(helm, sets=("rbac.namespaces=null",))
+    assert proc.returncode != 0, proc.stdout
+    assert "config.rules[0].wait.flux.namespace: the namespace is a template" in proc.stderr, proc.stderr
+    assert "list the namespaces it renders to in rbac.namespaces" in proc.stderr
+    assert template(helm, sets=("rbac.namespaces=null", "rbac.clusterWide=true")).returncode == 0
+    assert template(helm, sets=("rbac.namespaces=null", "rbac.create=false")).returncode == 0
+
+
+def test_a_literal_namespace_gets_its_role_without_listing_it(helm: Helm) -> None:
+    sets = ("rbac.namespaces=null", "config.rules[0].wait.flux.namespace=shop")
+    # --set on a list item replaces the list: give the whole rule
+    rule = values_file("flux.yaml")["config"]["rules"][0]
+    flat = (
+        f"config.rules[0].match.project={rule['match']['project']}",
+        "config.rules[0].repository=fleet",
+        "config.rules[0].updates[0].file=apps/kustomization.yaml",
+        "config.rules[0].updates[0].kustomizeImage.name=docker.io/keptnexamples/carts",
+        "config.rules[0].wait.flux.kind=HelmRelease",
+        "config.rules[0].wait.flux.name=carts",
+        "config.rules[0].wait.flux.kustomization.name=apps",
+        "config.rules[0].wait.flux.kustomization.namespace=flux-system",
+    )
+    objs = objects(template(helm, sets=sets + flat))
+    assert roles_by_namespace(objs) == {"shop": HELMRELEASE_WAIT, "flux-system": KUSTOMIZATION_WAIT}
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -528,8 +629,8 @@ def test_service_monitor_scrapes_the_http_port(render: Any) -> None:
 
 
 def test_optional_objects_are_off_by_default(render: Any) -> None:
-    kinds = {o["kind"] for o in render("default")}
-    assert not kinds & {"NetworkPolicy", "ServiceMonitor", "PersistentVolumeClaim"}
+    kinds = {o["kind"] for o in render("flux")}
+    assert not kinds & {"NetworkPolicy", "ServiceMonitor", "Secret"}
 
 
 # ---- what the chart refuses to render ----
@@ -557,7 +658,10 @@ def test_optional_objects_are_off_by_default(render: Any) -> None:
             ],
             "must be a file under git.mountPath",
         ),
-        (["persistence.enabled=true", "replicaCount=2"], "replicaCount must be 1"),
+        (
+            ["replicaCount=2", "stateStore=jetstream"],
+            "replicaCount must be 1 (for replicas, set persistence.enabled=false",
+        ),
         (["replicaCount=3"], "replicaCount > 1 needs stateStore: jetstream"),
         (["stateStore=redis"], "stateStore"),
         (["config.rules[0].wait.timeout=10 minutes"], "does not match pattern"),
@@ -565,9 +669,9 @@ def test_optional_objects_are_off_by_default(render: Any) -> None:
         (["config.kind=Config"], "config/kind"),
         (
             [
-                "config.rules[0].repository=fleet",
-                "config.rules[0].match.project=x",
-                "config.rules[0].updates[0].file=a",
+                "config.rules[1].repository=fleet",
+                "config.rules[1].match.project=x",
+                "config.rules[1].updates[0].file=a",
             ],
             "missing properties 'yamlPath', 'value'",
         ),
@@ -597,11 +701,11 @@ def test_broken_values_are_refused_with_a_clear_message(helm: Helm, sets: list[s
 
 
 def test_unknown_config_keys_are_refused(helm: Helm, tmp_path: Path) -> None:
-    config = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["config"]
+    config = values_file("flux.yaml")["config"]
     config["rules"][0]["wiat"] = {"none": {}}
     values = tmp_path / "typo.yaml"
     values.write_text(yaml.safe_dump({"config": config}), encoding="utf-8")
-    proc = template(helm, (values,))
+    proc = template(helm, ("flux.yaml", values))
     assert proc.returncode != 0
     assert "additional properties 'wiat' not allowed" in proc.stderr, proc.stderr
 
@@ -613,21 +717,31 @@ def test_unknown_config_keys_are_refused(helm: Helm, tmp_path: Path) -> None:
     ("values", "expected", "absent"),
     [
         (
-            (),
-            ["direct NATS at nats://keptn-nats:4222", "namespaces: keptn", "an emptyDir", "WARNING"],
-            ["distributor sidecar"],
+            ("flux.yaml",),
+            [
+                "direct NATS at nats://keptn-nats:4222",
+                "Roles in namespaces: sockshop-dev, sockshop-production",
+                "kustomizations.kustomize.toolkit.fluxcd.io: get, list, watch",
+                "gitrepositories.source.toolkit.fluxcd.io: patch",
+                "PersistentVolumeClaim gitops-keptn-gitops-service-state",
+            ],
+            ["distributor sidecar", "applications", "Keptn API", "an emptyDir"],
         ),
         (
-            ("distributor.yaml", "namespaced.yaml", "persistence.yaml", "full-config.yaml"),
+            ("flux.yaml", "distributor.yaml", "namespaced.yaml", "full-config.yaml"),
             [
                 "Keptn distributor sidecar (docker.io/keptn/distributor:1.4.4)",
-                "namespaces: flux-system, sockshop-dev, sockshop-production",
-                "PersistentVolumeClaim gitops-keptn-gitops-service-state",
+                "Keptn API: http://api-gateway-nginx.keptn/api",
+                "Roles in namespaces: argocd, flux-system, helm-dev, sockshop-dev, sockshop-production",
+                "helmreleases.helm.toolkit.fluxcd.io: get, list, watch, patch",
+                "applications.argoproj.io: get, list, watch, patch",
             ],
             ["WARNING", "direct NATS"],
         ),
+        (("argocd-rest.yaml",), ["none (the waits are none or Argo CD's REST API)"], ["Roles in namespaces: argocd"]),
+        (("flux.yaml", "persistence.yaml"), ["(kept across upgrades and restarts; strategy Recreate)"], []),
     ],
-    ids=["default", "distributor-persistence-full-config"],
+    ids=["flux", "distributor-full-config", "argocd-rest", "persistence"],
 )
 def test_notes_describe_the_installation(
     helm: Helm, tmp_path: Path, values: tuple[str, ...], expected: list[str], absent: list[str]
@@ -667,10 +781,9 @@ def test_webhook_secrets_come_from_the_secret_and_are_optional(render: Any, helm
     }
     assert variables["ARGOCD_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "argocd-token"
     assert variables["ARGOCD_WEBHOOK_HEADER"]["value"] == "Authorization"
-    assert not {"FLUX_WEBHOOK_SECRET", "ARGOCD_WEBHOOK_SECRET"} & set(env(service_container(render("default"))))
-    proc = template(helm, ("webhooks.yaml",), ("webhooks.argocdTokenKey=",))
-    assert proc.returncode == 0, proc.stderr
-    variables = env(service_container([doc for doc in yaml.safe_load_all(proc.stdout) if doc]))
+    assert not {"FLUX_WEBHOOK_SECRET", "ARGOCD_WEBHOOK_SECRET"} & set(env(service_container(render("flux"))))
+    proc = template(helm, ("flux.yaml", "webhooks.yaml"), ("webhooks.argocdTokenKey=",))
+    variables = env(service_container(objects(proc)))
     assert "FLUX_WEBHOOK_SECRET" in variables and "ARGOCD_WEBHOOK_SECRET" not in variables
     proc = template(helm, sets=("webhooks.argocdHeader=X Bad",))
     assert proc.returncode != 0 and "argocdHeader" in proc.stderr
@@ -683,4 +796,120 @@ def test_replicas_share_the_jetstream_state_store(render: Any) -> None:
     assert variables["KEPTN_GITOPS_STATE_STORE"]["value"] == "jetstream"
     assert variables["KEPTN_GITOPS_STATE_LEASE"]["value"] == "20"
     assert variables["K8S_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # the lease owner
-    assert env_values(service_container(render("default")))["KEPTN_GITOPS_STATE_STORE"] == "sqlite"
+    assert env_values(service_container(render("flux")))["KEPTN_GITOPS_STATE_STORE"] == "sqlite"
+
+
+# ---- Keptn's value names: remoteControlPlane.* ----
+
+
+def test_remote_control_plane_runs_the_distributor_against_the_keptn_api(helm: Helm) -> None:
+    """helm-service's chart values: the distributor polls the remote control plane's API; the token becomes a
+    Secret, never a literal in the pod spec."""
+    sets = (
+        "remoteControlPlane.enabled=true",
+        "remoteControlPlane.api.protocol=https",
+        "remoteControlPlane.api.hostname=keptn.example.org",
+        "remoteControlPlane.api.token=s3cr3t-token",
+        "remoteControlPlane.api.apiValidateTls=false",
+    )
+    objs = objects(template(helm, sets=sets))
+    pods = containers(objs)
+    assert list(pods) == ["keptn-gitops-service", "distributor"]
+    assert env_values(pods["keptn-gitops-service"])["KEPTN_TRANSPORT"] == "distributor"
+    distributor = env(pods["distributor"])
+    assert distributor["KEPTN_API_ENDPOINT"]["value"] == "https://keptn.example.org/api"
+    assert distributor["HTTP_SSL_VERIFY"]["value"] == "false"
+    secret_name = f"{FULLNAME}-keptn-api"
+    ref = {"name": secret_name, "key": "keptn-api-token"}
+    assert distributor["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"] == ref
+    secret = one(objs, "Secret")
+    assert secret["metadata"]["name"] == secret_name
+    assert base64.b64decode(secret["data"]["keptn-api-token"]).decode() == "s3cr3t-token"
+    assert "s3cr3t-token" not in json.dumps(one(objs, "Deployment"))
+    assert distributor["K8S_DEPLOYMENT_NAME"]["value"] == FULLNAME
+
+
+def test_remote_control_plane_token_from_an_existing_secret(helm: Helm) -> None:
+    sets = (
+        "remoteControlPlane.enabled=true",
+        "remoteControlPlane.api.hostname=keptn.example.org:8443",
+        "keptnApi.existingSecret=keptn-api",
+    )
+    objs = objects(template(helm, sets=sets))
+    distributor = env(containers(objs)["distributor"])
+    assert distributor["KEPTN_API_ENDPOINT"]["value"] == "https://keptn.example.org:8443/api"
+    assert distributor["HTTP_SSL_VERIFY"]["value"] == "true"
+    ref = {"name": "keptn-api", "key": "keptn-api-token"}
+    assert distributor["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"] == ref
+    assert not of_kind(objs, "Secret")
+
+
+def test_auto_detect_uses_the_keptn_of_the_release_namespace(helm: Helm) -> None:
+    """job-executor-service's remoteControlPlane.autoDetect: Keptn's API gateway and its keptn-api-token Secret."""
+    objs = objects(template(helm, sets=("remoteControlPlane.autoDetect.enabled=true",)))
+    assert list(containers(objs)) == ["keptn-gitops-service"], "same cluster: the service registers itself"
+    variables = env(service_container(objs))
+    assert variables["KEPTN_API_ENDPOINT"]["value"] == f"http://api-gateway-nginx.{NAMESPACE}/api"
+    ref = {"name": "keptn-api-token", "key": "keptn-api-token"}
+    assert variables["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"] == ref
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("remoteControlPlane.enabled=true",), "needs remoteControlPlane.api.hostname"),
+        (
+            ("remoteControlPlane.enabled=true", "remoteControlPlane.api.hostname=keptn.example.org"),
+            "needs the Keptn API token",
+        ),
+        (
+            ("remoteControlPlane.autoDetect.enabled=true", "remoteControlPlane.autoDetect.namespace=keptn-cp"),
+            "install the chart into keptn-cp",
+        ),
+        (("remoteControlPlane.api.apiValidateTls=false",), "honoured by the Keptn distributor sidecar only"),
+        (
+            ("remoteControlPlane.api.protocol=ftp",),
+            "/remoteControlPlane/api/protocol': value must be one of 'http', 'https'",
+        ),
+    ],
+    ids=["no-hostname", "no-token", "auto-detect-elsewhere", "tls-off-in-direct-mode", "bad-protocol"],
+)
+def test_remote_control_plane_mistakes_are_refused(helm: Helm, sets: tuple[str, ...], message: str) -> None:
+    proc = template(helm, sets=sets)
+    assert proc.returncode != 0, proc.stdout
+    assert message in proc.stderr, proc.stderr
+
+
+def test_deployment_name_comes_from_the_release(helm: Helm, render: Any) -> None:
+    assert env_values(service_container(render("flux")))["K8S_DEPLOYMENT_NAME"] == FULLNAME
+    proc = helm.run(
+        "template",
+        "keptn-gitops-service",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        helm.kube_version,
+        *_values_args(("flux.yaml",), ()),
+    )
+    deployment = one(objects(proc), "Deployment")
+    assert deployment["metadata"]["name"] == "keptn-gitops-service"
+    assert env_values(service_container([deployment]))["K8S_DEPLOYMENT_NAME"] == "keptn-gitops-service"
+
+
+def test_chart_text_stands_on_its_own() -> None:
+    """The chart ships alone: its README, values and schema cite no document outside it."""
+    for path in sorted(CHART.rglob("*")):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            for cited in ("PRODUCT.md", "reference/", "../shared"):
+                assert cited not in text, f"{path.relative_to(ROOT)} cites {cited}"
+
+
+@pytest.mark.parametrize("doc", [ROOT / "README.md", CHART / "README.md"], ids=["README.md", "chart/README.md"])
+def test_install_docs_build_and_push_the_tag_the_chart_expects(doc: Path) -> None:
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))["appVersion"]
+    text = doc.read_text(encoding="utf-8")
+    assert f"docker build -t <registry>/keptn-gitops-service:{version} ." in text
+    assert f"docker push <registry>/keptn-gitops-service:{version}" in text
+    assert "not publish" in text, "say that the image is not published by this project"

@@ -2,7 +2,8 @@
 
 * every relative link points to an existing file (and, for a ``#fragment`` into Markdown, to an existing heading);
 * every YAML block that claims to be our configuration (``apiVersion: gitops.keptn-contrib/v1``) loads with the
-  real loader;
+  real loader, except an example of a broken file, marked ``invalid`` in its info string (```` ```yaml file=x.yaml
+  invalid ````): that one must not load;
 * every ``keptn-gitops-service <subcommand>`` (or ``python -m keptn_gitops_service <subcommand>``) written in a
   shell block or inline code exists in the CLI parser, with the options it is given.
 """
@@ -42,6 +43,7 @@ class Block:
     line: int
     info: str
     body: str
+    invalid: bool = False
 
 
 def _rel(path: Path) -> str:
@@ -51,7 +53,13 @@ def _rel(path: Path) -> str:
 def _blocks(doc: Path) -> list[Block]:
     text = doc.read_text(encoding="utf-8")
     return [
-        Block(doc, text.count("\n", 0, m.start()) + 1, m.group("info").strip().split(" ")[0].lower(), m.group("body"))
+        Block(
+            doc,
+            text.count("\n", 0, m.start()) + 1,
+            m.group("info").strip().split(" ")[0].lower(),
+            m.group("body"),
+            "invalid" in m.group("info").split(),
+        )
         for m in _FENCE.finditer(text)
     ]
 
@@ -139,6 +147,10 @@ def test_there_are_config_examples_to_check() -> None:
 
 @pytest.mark.parametrize("block", _config_blocks(), ids=lambda b: f"{_rel(b.doc)}:{b.line}")
 def test_config_examples_load(block: Block) -> None:
+    if block.invalid:
+        with pytest.raises(ConfigError):
+            parse_config(block.body, f"{_rel(block.doc)}:{block.line}")
+        return
     try:
         parse_config(block.body, f"{_rel(block.doc)}:{block.line}")
     except ConfigError as exc:
