@@ -125,6 +125,7 @@ def _uniform_client(settings: Settings, interval: float) -> UniformClient | None
         node=settings.k8s_node_name,
         pod=settings.k8s_pod_name,
         version=__version__,
+        deployment=settings.k8s_deployment_name,
     )
     return UniformClient(
         settings.keptn_api_endpoint, settings.keptn_api_token, identity, settings.topics, interval=interval

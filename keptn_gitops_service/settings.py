@@ -57,6 +57,9 @@ class Settings:
     k8s_pod_name: str = ""
     """``K8S_POD_NAME``: reported at registration, and the name this replica holds its state-store leases under
     (``<hostname>-<pid>`` when unset)."""
+    k8s_deployment_name: str = ""
+    """``K8S_DEPLOYMENT_NAME``: reported at registration as the Deployment that runs the service (go-utils' sdk
+    reads the same variable); the service's name when unset."""
     k8s_node_name: str = "keptn-node"
     """``K8S_NODE_NAME``: reported at registration (the control plane derives the integration id from it)."""
     state_store: str = "sqlite"
@@ -123,6 +126,7 @@ class Settings:
             git_timeout_seconds=_seconds(env.get("KEPTN_GITOPS_GIT_TIMEOUT", "300"), "KEPTN_GITOPS_GIT_TIMEOUT"),
             state_lease_seconds=_seconds(env.get("KEPTN_GITOPS_STATE_LEASE", "30"), "KEPTN_GITOPS_STATE_LEASE"),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
+            k8s_deployment_name=env.get("K8S_DEPLOYMENT_NAME", ""),
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),
             argocd_webhook_secret=_secret(env, "ARGOCD_WEBHOOK_SECRET"),
             argocd_webhook_header=_header(env.get("ARGOCD_WEBHOOK_HEADER") or DEFAULT_ARGOCD_WEBHOOK_HEADER),

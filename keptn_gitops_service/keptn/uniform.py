@@ -58,6 +58,8 @@ class Identity:
     node: str
     pod: str
     version: str
+    deployment: str = ""
+    """The Deployment that runs us (``K8S_DEPLOYMENT_NAME``); ``name`` when unknown."""
 
 
 def registration_body(identity: Identity, topics: Sequence[str]) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def registration_body(identity: Identity, topics: Sequence[str]) -> dict[str, An
             "kubernetesmetadata": {
                 "namespace": identity.namespace,
                 "podname": identity.pod,
-                "deploymentname": identity.name,
+                "deploymentname": identity.deployment or identity.name,
             },
             "lastseen": "0001-01-01T00:00:00Z",
         },

@@ -33,3 +33,10 @@ def test_filters_match_like_go_utils_eventmatcher() -> None:
     assert not sub.matches("sh.keptn.event.release.triggered", data)
     assert not sub.matches("sh.keptn.event.deployment.triggered", {**data, "stage": "dev"})
     assert Subscription("sh.keptn.event.deployment.triggered").matches("sh.keptn.event.deployment.triggered", {})
+
+
+def test_registration_names_the_deployment_that_runs_us() -> None:
+    """K8S_DEPLOYMENT_NAME (the chart sets it from the release) is what the Bridge shows as the deployment."""
+    identity = Identity("keptn-gitops-service", "keptn", "node-1", "pod-1", "1.0.0", deployment="my-release-gitops")
+    body = registration_body(identity, ["sh.keptn.event.deployment.triggered"])
+    assert body["metadata"]["kubernetesmetadata"]["deploymentname"] == "my-release-gitops"
