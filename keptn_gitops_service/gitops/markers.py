@@ -46,6 +46,7 @@ import yaml
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
 from keptn_gitops_service.gitops.yamledit import Index, Key, PathSegment, format_path, set_scalar
+from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = ["FLUX_MARKER_KEY", "KEPTN_MARKER_KEY", "MarkedScalar", "find_markers", "set_marked_values"]
 
@@ -98,7 +99,7 @@ class _AliasNode(yaml.Node):
         self.anchor = anchor
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(LimitedLoader):
     """The pure-Python composer, additionally recording every comment (index of ``#``) and every alias.
 
     PyYAML's scanner drops comments in ``scan_to_next_token`` and after a block scalar header; both skip only
