@@ -94,9 +94,10 @@ class MarkedScalar:
 class _AliasNode(yaml.Node):
     """Where an alias (``*name``) occurs; PyYAML's composer would hand back the anchored node itself."""
 
-    def __init__(self, anchor: str, start_mark: Any, end_mark: Any) -> None:
+    def __init__(self, anchor: str, target: yaml.Node | None, start_mark: Any, end_mark: Any) -> None:
         super().__init__("", None, start_mark, end_mark)
         self.anchor = anchor
+        self.target = target  # what the YAML limits count (yamllimits.measure)
 
 
 class _Loader(LimitedLoader):
@@ -132,7 +133,7 @@ class _Loader(LimitedLoader):
         event = self.peek_event()  # type: ignore[no-untyped-call]
         node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
-            return _AliasNode(str(event.anchor), event.start_mark, event.end_mark)
+            return _AliasNode(str(event.anchor), node, event.start_mark, event.end_mark)
         return node
 
 
