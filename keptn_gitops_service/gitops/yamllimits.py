@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from keptn_gitops_service.errors import EditTimeoutError, YamlLimitError
+from keptn_gitops_service.errors import EditError, EditTimeoutError, YamlLimitError
 
 __all__ = ["DEFAULT_LIMITS", "LimitedLoader", "YamlLimits", "check_deadline", "check_size", "limited"]
 
@@ -189,7 +189,15 @@ class LimitedLoader(yaml.SafeLoader):
         self._limits = _active().limits
         if isinstance(stream, str):
             _check_text(stream)
-        super().__init__(stream)
+        try:
+            super().__init__(stream)
+        except yaml.reader.ReaderError as error:  # raised before any caller's YAMLError handling
+            character = error.character if isinstance(error.character, int) else ord(error.character[:1] or "?")
+            line = stream[: error.position].count("\n") + 1 if isinstance(stream, str) else 0
+            raise EditError(
+                f"the text is not valid YAML: it contains the character U+{character:04X}, which YAML does not "
+                f"allow, at line {line}"
+            ) from None
         self._documents = 0
         self._nesting = 0
         self._composed = 0
