@@ -200,7 +200,8 @@ class LimitedLoader(yaml.SafeLoader):
             ) from None
         self._documents = 0
         self._nesting = 0
-        self._composed = 0
+        self._composed = 0  # in the current document
+        self._all_composed = 0  # in the whole stream: when to look at the clock
 
     def compose_document(self) -> yaml.Node | None:
         self._documents += 1
@@ -217,7 +218,8 @@ class LimitedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._composed += 1
-        if self._composed % CHECK_EVERY == 0:
+        self._all_composed += 1
+        if self._all_composed % CHECK_EVERY == 0:
             check_deadline()
         self._nesting += 1
         try:

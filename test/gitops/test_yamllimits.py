@@ -123,14 +123,19 @@ def test_the_size_limit_counts_utf8_bytes() -> None:
     )
 
 
-def test_the_deadline_stops_composing_a_slow_file() -> None:
-    text = "items:\n" + "".join(f"  - k{i}: v\n" for i in range(2000)) + TAIL
+@pytest.mark.parametrize("documents", [1, 900], ids=["one document", "many small documents"])
+def test_the_deadline_stops_composing_a_slow_file(documents: int) -> None:
+    """The clock is looked at every few hundred nodes of the whole file, however small its documents are."""
+    if documents == 1:
+        text = "items:\n" + "".join(f"  - k{i}: v\n" for i in range(2000)) + TAIL
+    else:  # every document far below the few hundred nodes between two looks
+        text = "".join(f"---\nitems: [a{i}, b, c]\n" for i in range(documents))
     with limited(YamlLimits(), seconds=0.0), pytest.raises(EditTimeoutError) as error:
-        set_scalar(text, "image.tag", "v2")
+        load_documents(text)
     assert str(error.value) == (
         "editing took longer than 0 s; the file is too slow to process (limit KEPTN_GITOPS_EDIT_TIMEOUT)"
     )
-    assert set_scalar(text, "image.tag", "v2").endswith("tag: v2\n")  # no deadline outside the context
+    assert len(load_documents(text)) == documents  # no deadline outside the context
 
 
 def test_merge_keys_and_a_few_aliases_within_the_limits_still_edit() -> None:
