@@ -110,9 +110,9 @@ class _ConsoleSink:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from keptn_gitops_service.gitops.writer import GitWriter
     from keptn_gitops_service.reconcile.dispatch import Reconciler
     from keptn_gitops_service.reconcile.kube import KubeHub, load_client
+    from keptn_gitops_service.service import new_writer
     from keptn_gitops_service.state.store import SqliteStateStore
     from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 
@@ -140,7 +140,7 @@ def _deploy(args: argparse.Namespace) -> int:
         store = SqliteStateStore(settings.state_dir / "state.sqlite3")
         workflow = DeploymentWorkflow(
             config,
-            GitWriter(settings.state_dir, git_timeout=settings.git_timeout_seconds),
+            new_writer(settings),
             reconciler,
             store,
             _ConsoleSink(),

@@ -41,6 +41,14 @@ class EditConflictError(EditError):
     """Someone else changed a value we change while we were writing it; we do not overwrite their change."""
 
 
+class YamlLimitError(EditError):
+    """A file of the repository is beyond a limit the service sets on YAML (size, documents, aliases, nesting)."""
+
+
+class EditTimeoutError(YamlLimitError):
+    """Editing a file took longer than the edit deadline."""
+
+
 class InvalidImageReferenceError(EditError):
     """A string is not a valid OCI image reference."""
 

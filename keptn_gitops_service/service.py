@@ -17,6 +17,7 @@ from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import EventError, StateError
 from keptn_gitops_service.gitops.writer import GitWriter
+from keptn_gitops_service.gitops.yamllimits import YamlLimits
 from keptn_gitops_service.keptn.distributor import DistributorTransport
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json
 from keptn_gitops_service.keptn.nats import NatsTransport
@@ -132,6 +133,22 @@ def _uniform_client(settings: Settings, interval: float) -> UniformClient | None
     )
 
 
+def new_writer(settings: Settings) -> GitWriter:
+    """The process's :class:`GitWriter`, with the git timeout, the YAML limits and the edit deadline set."""
+    limits = YamlLimits(
+        max_file_bytes=settings.max_file_bytes,
+        max_documents=settings.yaml_max_documents,
+        max_alias_nodes=settings.yaml_max_nodes,
+        max_depth=settings.yaml_max_depth,
+    )
+    return GitWriter(
+        settings.state_dir,
+        git_timeout=settings.git_timeout_seconds,
+        yaml_limits=limits,
+        edit_timeout=settings.edit_timeout_seconds,
+    )
+
+
 def _lenient_envelope(body: bytes) -> dict[str, Any] | None:
     """id/type/shkeptncontext of a JSON object that failed strict decoding, if they are usable strings."""
     try:
@@ -169,7 +186,7 @@ class Service:
         else:
             self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
         self.store: StateStore = _state_store(settings, self.clock)
-        self.writer = GitWriter(settings.state_dir, git_timeout=settings.git_timeout_seconds)
+        self.writer = new_writer(settings)
         self._hub: KubeHub | None = None
         self.reconciler = Reconciler(self._new_hub, self.clock)
         routes += webhook_routes(

@@ -72,6 +72,21 @@ class Settings:
     git_timeout_seconds: float = 300.0
     """``KEPTN_GITOPS_GIT_TIMEOUT``: seconds any one git command may take before it is killed and the deployment
     ends errored/fail (a remote that accepts connections but never answers)."""
+    max_file_bytes: int = 4 * 1024 * 1024
+    """``KEPTN_GITOPS_MAX_FILE_BYTES``: the largest file (in bytes) an edit reads from the GitOps repository; a
+    larger one fails its deployment with a message naming the file, before it is read."""
+    yaml_max_documents: int = 1000
+    """``KEPTN_GITOPS_YAML_MAX_DOCUMENTS``: the most YAML documents (``---``) one file may hold."""
+    yaml_max_nodes: int = 100_000
+    """``KEPTN_GITOPS_YAML_MAX_NODES``: the most nodes YAML aliases may bring into one document when expanded
+    (counted on the node graph before anything walks it: a "billion laughs" file is refused at once)."""
+    yaml_max_depth: int = 100
+    """``KEPTN_GITOPS_YAML_MAX_DEPTH``: the deepest nesting of mappings and sequences in a file, aliases
+    followed."""
+    edit_timeout_seconds: float = 30.0
+    """``KEPTN_GITOPS_EDIT_TIMEOUT``: seconds the YAML work of one change (reading, parsing, editing and
+    verifying its files; a rollback's diff of the history) may take in its worker thread before the change
+    ends errored/fail naming the file."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
     picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
@@ -125,6 +140,11 @@ class Settings:
             state_store=state_store,
             git_timeout_seconds=_seconds(env.get("KEPTN_GITOPS_GIT_TIMEOUT", "300"), "KEPTN_GITOPS_GIT_TIMEOUT"),
             state_lease_seconds=_seconds(env.get("KEPTN_GITOPS_STATE_LEASE", "30"), "KEPTN_GITOPS_STATE_LEASE"),
+            max_file_bytes=_count(env, "KEPTN_GITOPS_MAX_FILE_BYTES", cls.max_file_bytes, 1024, 1 << 30),
+            yaml_max_documents=_count(env, "KEPTN_GITOPS_YAML_MAX_DOCUMENTS", cls.yaml_max_documents, 1, 1_000_000),
+            yaml_max_nodes=_count(env, "KEPTN_GITOPS_YAML_MAX_NODES", cls.yaml_max_nodes, 0, 100_000_000),
+            yaml_max_depth=_count(env, "KEPTN_GITOPS_YAML_MAX_DEPTH", cls.yaml_max_depth, 2, 250),
+            edit_timeout_seconds=_seconds(env.get("KEPTN_GITOPS_EDIT_TIMEOUT", "30"), "KEPTN_GITOPS_EDIT_TIMEOUT"),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
             k8s_deployment_name=env.get("K8S_DEPLOYMENT_NAME", ""),
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),
@@ -141,6 +161,15 @@ def _seconds(text: str, name: str) -> float:
     if not 1.0 <= value <= 3600.0:
         raise ConfigError([f"{name}={text!r}: must be a number of seconds between 1 and 3600"])
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigError([f"{name}={text!r}: must be a whole number between {low} and {high}"])
+    return int(text)
 
 
 def _port(text: str) -> int:

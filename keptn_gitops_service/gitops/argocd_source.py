@@ -44,9 +44,10 @@ from typing import Any
 
 import yaml
 
-from keptn_gitops_service.errors import EditError
+from keptn_gitops_service.errors import EditError, YamlLimitError
 from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
 from keptn_gitops_service.gitops.yamledit import get_scalar, load_documents, parse_path, same_data, set_scalar
+from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = ["APPLICATION_API_PREFIX", "set_application_helm", "set_argocd_source_file"]
 
@@ -231,7 +232,7 @@ def _parse_file(text: str) -> _File | None:
     document = present[0]
     if not isinstance(documents[document], dict):
         raise EditError("the .argocd-source file is not a YAML mapping")
-    root = list(yaml.compose_all(text, Loader=yaml.SafeLoader))[document]
+    root = list(yaml.compose_all(text, Loader=LimitedLoader))[document]
     return _File(text, document, root, documents)
 
 
@@ -298,6 +299,8 @@ def _verified(file: _File, new_text: str, change: Callable[[dict[str, Any]], Non
     change(expected[file.document])
     try:
         after = load_documents(new_text)
+    except YamlLimitError:
+        raise
     except EditError as error:
         raise EditError(f"refusing to {what}: the edited text would not parse ({error})") from error
     if not same_data(after, expected):

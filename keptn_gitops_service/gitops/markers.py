@@ -46,6 +46,7 @@ import yaml
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
 from keptn_gitops_service.gitops.yamledit import Index, Key, PathSegment, format_path, set_scalar
+from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = ["FLUX_MARKER_KEY", "KEPTN_MARKER_KEY", "MarkedScalar", "find_markers", "set_marked_values"]
 
@@ -93,12 +94,13 @@ class MarkedScalar:
 class _AliasNode(yaml.Node):
     """Where an alias (``*name``) occurs; PyYAML's composer would hand back the anchored node itself."""
 
-    def __init__(self, anchor: str, start_mark: Any, end_mark: Any) -> None:
+    def __init__(self, anchor: str, target: yaml.Node | None, start_mark: Any, end_mark: Any) -> None:
         super().__init__("", None, start_mark, end_mark)
         self.anchor = anchor
+        self.target = target  # what the YAML limits count (yamllimits.measure)
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(LimitedLoader):
     """The pure-Python composer, additionally recording every comment (index of ``#``) and every alias.
 
     PyYAML's scanner drops comments in ``scan_to_next_token`` and after a block scalar header; both skip only
@@ -131,7 +133,7 @@ class _Loader(yaml.SafeLoader):
         event = self.peek_event()  # type: ignore[no-untyped-call]
         node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
-            return _AliasNode(str(event.anchor), event.start_mark, event.end_mark)
+            return _AliasNode(str(event.anchor), node, event.start_mark, event.end_mark)
         return node
 
 

@@ -19,20 +19,35 @@ import json
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from keptn_gitops_service import metrics
 from keptn_gitops_service.config.model import Repository
-from keptn_gitops_service.errors import EditConflictError, EditError, GitError, GitOpsServiceError
+from keptn_gitops_service.errors import (
+    EditConflictError,
+    EditError,
+    EditTimeoutError,
+    GitError,
+    GitOpsServiceError,
+    YamlLimitError,
+)
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git
 from keptn_gitops_service.gitops.paths import resolve_in_repo
 from keptn_gitops_service.gitops.revert import scalar_changes
 from keptn_gitops_service.gitops.yamledit import get_scalar
+from keptn_gitops_service.gitops.yamllimits import YamlLimits, check_size, limited
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_EDIT_TIMEOUT = 30.0
+"""Seconds the edits of one change (reading, parsing, editing, verifying its files) may take."""
 
 
 FileVersions = tuple[str, str | None, str | None]
@@ -104,6 +119,10 @@ class GitWriter:
     rng: random.Random = field(default_factory=random.Random)
     max_batch: int = 200
     """The most changes one round (one fetch and one push) takes; the rest wait for the next round."""
+    yaml_limits: YamlLimits = field(default_factory=YamlLimits)
+    """The bounds on every file an edit reads (size, documents, alias expansion, nesting)."""
+    edit_timeout: float = DEFAULT_EDIT_TIMEOUT
+    """Seconds the edits of one change may take; they run in a worker thread, off the event loop."""
     _clones: dict[tuple[str, str], WorkingClone] = field(default_factory=dict, init=False)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict, init=False)
     _queues: dict[tuple[str, str], list[tuple[Change, asyncio.Future[WriteResult]]]] = field(
@@ -152,6 +171,27 @@ class GitWriter:
                     versions = [v for v in versions if v[0] in own]
                 found.append((sha, versions))
             return found
+
+    async def offload(self, work: Callable[[list[str]], T]) -> T:
+        """Run CPU-heavy YAML ``work`` in a worker thread under the YAML limits and the edit deadline.
+
+        ``work`` gets a one-item list in which it keeps the file it is working on, so a change that overruns
+        the deadline fails naming that file. The limits and the deadline are checked inside the thread as it
+        composes YAML, so a thread nobody waits for anymore stops by itself moments later."""
+        current = ["the repository's files"]
+
+        def run() -> T:
+            with limited(self.yaml_limits, seconds=self.edit_timeout):
+                return work(current)
+
+        try:
+            # a little slack, so the thread's own deadline (which names the file it was on) usually answers
+            return await asyncio.wait_for(asyncio.to_thread(run), self.edit_timeout + 2.0)
+        except TimeoutError:
+            raise EditTimeoutError(
+                f"{current[0]}: editing took longer than {self.edit_timeout:g} s; the file is too slow to process "
+                "(limit KEPTN_GITOPS_EDIT_TIMEOUT)"
+            ) from None
 
     async def write(self, change: Change) -> WriteResult:
         """Commit and push ``change``; return the commit that carries it.
@@ -284,11 +324,10 @@ class GitWriter:
             if index in outcomes:
                 continue
             try:
-                texts = self._render(clone.path, change)
-                for path, (old, new) in texts.items():
-                    first = first_seen.setdefault((index, path), _scalars_changed(old, new))
-                    if conflict := _overwritten(path, first, old):
-                        raise EditConflictError(conflict)
+                seen = {path: first for (i, path), first in first_seen.items() if i == index}
+                texts, firsts = await self.offload(partial(_prepare, clone.path, change, seen))
+                for path, first in firsts.items():
+                    first_seen.setdefault((index, path), first)
             except Exception as exc:  # this change fails alone; the others of the round go on
                 outcomes[index] = exc if isinstance(exc, GitOpsServiceError) else _internal(exc)
                 continue
@@ -306,10 +345,13 @@ class GitWriter:
         return commits
 
     @staticmethod
-    def _render(root: Path, change: Change) -> dict[str, tuple[str, str]]:
-        """``(text now, new text)`` of every file ``change`` changes (computed against the work tree)."""
+    def _render(root: Path, change: Change, current: list[str] | None = None) -> dict[str, tuple[str, str]]:
+        """``(text now, new text)`` of every file ``change`` changes (computed against the work tree); the file
+        being worked on is kept in ``current``. A file larger than the size limit is refused before it is read."""
         texts: dict[str, tuple[str, str]] = {}
         for edit in change.edits:
+            if current is not None:
+                current[0] = edit.path
             path = resolve_in_repo(root, edit.path)
             if edit.path in texts:
                 original, text = texts[edit.path]
@@ -320,7 +362,10 @@ class GitWriter:
                     raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
                 else:
                     try:
+                        check_size(path.stat().st_size)
                         original = text = path.read_bytes().decode("utf-8")
+                    except YamlLimitError as exc:
+                        raise type(exc)(f"{edit.path}: {exc}") from None
                     except UnicodeDecodeError:
                         raise EditError(f"{edit.path}: the file is not UTF-8 text") from None
             try:
@@ -330,10 +375,36 @@ class GitWriter:
         return {p: (old, new) for p, (old, new) in texts.items() if old != new}
 
 
-def _scalars_changed(old: str, new: str) -> dict[tuple[int, str], tuple[str, str]]:
+Scalars = dict[tuple[int, str], tuple[str, str]]
+
+
+def _prepare(
+    root: Path, change: Change, seen: Mapping[str, Scalars], current: list[str]
+) -> tuple[dict[str, tuple[str, str]], dict[str, Scalars]]:
+    """A change's new file texts and, per file, the scalars it sets (its first application's, from ``seen``,
+    when there was one); raises when re-applying would overwrite someone else's change. Runs in a worker
+    thread (:meth:`GitWriter.offload`): reading, parsing, editing and verifying are CPU-bound."""
+    texts = GitWriter._render(root, change, current)
+    firsts: dict[str, Scalars] = {}
+    for path, (old, new) in texts.items():
+        current[0] = path
+        try:
+            first = seen[path] if path in seen else _scalars_changed(old, new)
+            conflict = _overwritten(path, first, old)
+        except YamlLimitError as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+        if conflict:
+            raise EditConflictError(conflict)
+        firsts[path] = first
+    return texts, firsts
+
+
+def _scalars_changed(old: str, new: str) -> Scalars:
     """``(document, path) → (before, after)`` of the scalars an edit changed (empty when not plain YAML)."""
     try:
         return {(c.document, c.path): (c.before, c.after) for c in scalar_changes(old, new)}
+    except YamlLimitError:
+        raise
     except GitOpsServiceError:
         return {}
 
@@ -343,6 +414,8 @@ def _overwritten(path: str, first: dict[tuple[int, str], tuple[str, str]], now: 
     for (document, where), (before, ours) in first.items():
         try:
             current = get_scalar(now, where, document=document)
+        except YamlLimitError:
+            raise
         except GitOpsServiceError:
             continue
         if current not in (before, ours):

@@ -36,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from keptn_gitops_service.errors import EditError
+from keptn_gitops_service.errors import EditError, YamlLimitError
+from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = [
     "Index",
@@ -223,8 +224,9 @@ class _AliasNode(yaml.Node):
         self.anchor = anchor
 
 
-class _Composer(yaml.SafeLoader):
-    """SafeLoader's composer that additionally records anchors, aliases and explicit tags per node."""
+class _Composer(LimitedLoader):
+    """SafeLoader's composer that additionally records anchors, aliases and explicit tags per node (within the
+    limits of :mod:`yamllimits`)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -543,8 +545,9 @@ class _Tagged:
     value: Any
 
 
-class _DataLoader(yaml.SafeLoader):
-    """SafeLoader that constructs unknown tags as :class:`_Tagged` (still no arbitrary objects)."""
+class _DataLoader(LimitedLoader):
+    """SafeLoader that constructs unknown tags as :class:`_Tagged` (still no arbitrary objects), within the
+    limits of :mod:`yamllimits`."""
 
 
 def _construct_unknown(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> _Tagged:
@@ -602,6 +605,8 @@ def _verify(old_text: str, new_text: str, document: int, change: Callable[[Any],
     before = load_documents(old_text)
     try:
         after = load_documents(new_text)
+    except YamlLimitError:
+        raise
     except EditError as error:
         raise EditError(f"refusing to {what}: the edited text would not parse ({error})") from error
     expected = list(before)

@@ -90,9 +90,11 @@ class RollbackWorkflow:
                 message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"
                 finished = Finished("succeeded", echoed_result(event.data), message)
             else:
+                # diffing the history's YAML is CPU-bound: a worker thread, under the YAML limits and deadline
+                edits = await self.writer.offload(partial(_revert_edits, history))
                 change = Change(
                     repository=repository,
-                    edits=_revert_edits(history),
+                    edits=edits,
                     message=_message(event, scope, [sha for sha, _ in history]),
                     trailer=(TRIGGERED_ID_TRAILER, event.id),
                 )
@@ -140,17 +142,18 @@ def _properties(event: KeptnEvent) -> Mapping[str, Any]:
     return properties
 
 
-def _revert_edits(history: list[tuple[str, list[FileVersions]]]) -> tuple[FileEdit, ...]:
-    """One edit per file, undoing the newest commit's changes first."""
+def _revert_edits(history: list[tuple[str, list[FileVersions]]], current: list[str]) -> tuple[FileEdit, ...]:
+    """One edit per file, undoing the newest commit's changes first (``current`` names the file being read)."""
     per_file: dict[str, list[ScalarChange]] = {}
     for sha, files in history:
         for path, before, after in files:
+            current[0] = path
             if before is None or after is None:
                 raise EditError(f"{path}: commit {sha[:12]} created or deleted this file; it cannot be rolled back")
             try:
                 per_file.setdefault(path, []).extend(scalar_changes(before, after))
             except EditError as exc:
-                raise EditError(f"{path}: commit {sha[:12]}: {exc}") from None
+                raise type(exc)(f"{path}: commit {sha[:12]}: {exc}") from None
     return tuple(FileEdit(path, partial(revert_changes, changes=changes)) for path, changes in per_file.items())
 
 

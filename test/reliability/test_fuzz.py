@@ -13,7 +13,14 @@
     get nothing;
   - the remote only ever receives complete commits of deployments that passed, each YAML file still parses.
 
-CI: 500 decoder examples and 200 workflow examples; ``KGS_SOAK=1``: 10,000 of each.
+* A hostile repository (issue 13): a corpus of files — alias bombs, recursive aliases, deep nesting, huge
+  scalars, many documents, invalid encodings, merge keys, duplicate keys — each edited by the real writer against a
+  real remote, and hypothesis-built combinations of the same parts edited directly: every one ends in a clear error
+  (a limit or a check, never the deadline or an internal error) or a correct one-scalar edit.
+
+CI: 500 decoder examples and 200 workflow examples; ``KGS_SOAK=1``: 10,000 of each. The hostile corpus runs with
+smaller limits and files by default, and with the default limits and full-size files with ``KGS_SOAK=1``; the
+hypothesis run of hostile texts makes 100 examples, 2,000 with ``KGS_SOAK=1``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +43,13 @@ from support import git, make_remote, read_remote
 
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.loader import parse_config
+from keptn_gitops_service.config.model import Author, Repository
 from keptn_gitops_service.demo import content
 from keptn_gitops_service.demo.runner import shipyard_trigger
-from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.errors import EditError, EditTimeoutError, EventError
+from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
+from keptn_gitops_service.gitops.yamledit import set_scalar
+from keptn_gitops_service.gitops.yamllimits import YamlLimits, limited
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, KeptnEvent, from_json, to_structured
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
@@ -463,3 +475,180 @@ def test_the_workflow_answers_every_routable_trigger_exactly_once(tmp_path: Path
         "apps/dev/orders/kustomization.yaml",
     ):
         assert isinstance(yaml.safe_load(read_remote(remote, path)), dict), path
+
+
+# ------------------------------------------------------------------------------------------ hostile repository
+
+HOSTILE_LIMITS = YamlLimits() if SOAK else YamlLimits(max_file_bytes=256 * 1024, max_documents=200)
+"""The limits of the hostile-repository runs: the defaults with ``KGS_SOAK=1`` (full-size files), else smaller ones
+so that small files already cross them."""
+HOSTILE_SCALE = 1 if SOAK else 16
+"""Full-size files divide sizes by 1, the default run by 16 (matching the smaller limits)."""
+TARGET = "image:\n  tag: v1\n"
+
+
+def _bomb(levels: int, fanout: int) -> str:
+    lines = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fanout)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n" + TARGET
+
+
+def _deep_block(levels: int) -> str:
+    return TARGET + "".join("  " * i + f"k{i}:\n" for i in range(levels)) + "  " * levels + "leaf: x\n"
+
+
+def _merge_bomb(levels: int) -> str:
+    lines = ["m0: &m0 {a: 1, b: 2}"]
+    lines += [f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], k{i}: [*m{i - 1}, *m{i - 1}]}}" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n" + TARGET
+
+
+def hostile_corpus() -> dict[str, tuple[bytes, str | None]]:
+    """Name → (file content, what must happen): a substring of the error message, or ``None`` for a correct edit."""
+    limit_bytes = HOSTILE_LIMITS.max_file_bytes
+    big = 4 * 1024 * 1024 // HOSTILE_SCALE
+    cases: dict[str, tuple[str | bytes, str | None]] = {
+        "alias bomb (issue 13)": (_bomb(8, 9), "KEPTN_GITOPS_YAML_MAX_NODES"),
+        "alias bomb, 64 doublings": (_bomb(64, 2), "KEPTN_GITOPS_YAML_MAX_NODES"),
+        "alias bomb, wide": (_bomb(2, 400), "KEPTN_GITOPS_YAML_MAX_NODES"),
+        "merge-key bomb": (_merge_bomb(24), "KEPTN_GITOPS_YAML_MAX_NODES"),
+        "a few aliases": (_bomb(3, 3), None),
+        "recursive alias": ("a: &a [x, *a]\n" + TARGET, "recursive alias"),
+        "recursive mapping alias": ("a: &a {b: *a}\n" + TARGET, "recursive alias"),
+        "deep block nesting": (_deep_block(150), "KEPTN_GITOPS_YAML_MAX_DEPTH"),
+        "deep flow nesting": (
+            TARGET + "x: " + "[" * (200_000 // HOSTILE_SCALE) + "]" * (200_000 // HOSTILE_SCALE) + "\n",
+            "KEPTN_GITOPS_YAML_MAX_DEPTH",
+        ),
+        "nesting at the limit": (_deep_block(HOSTILE_LIMITS.max_depth - 2), None),
+        "huge scalar within the size": (TARGET + "blob: " + "x" * (limit_bytes - 64) + "\n", None),
+        "huge quoted scalar over the size": (
+            TARGET + 'blob: "' + "é" * limit_bytes + '"\n',
+            "KEPTN_GITOPS_MAX_FILE_BYTES",
+        ),
+        "huge comment over the size": (TARGET + "# " + "x" * big + "\n", "KEPTN_GITOPS_MAX_FILE_BYTES"),
+        "many documents": (
+            "---\nx: 1\n" * (HOSTILE_LIMITS.max_documents + 1) + "---\n" + TARGET,
+            "KEPTN_GITOPS_YAML_MAX_DOCUMENTS",
+        ),
+        "many empty documents": (
+            "---\n" * (HOSTILE_LIMITS.max_documents * 5) + TARGET,
+            "KEPTN_GITOPS_YAML_MAX_DOCUMENTS",
+        ),
+        "documents at the limit": ("---\nx: 1\n" * (HOSTILE_LIMITS.max_documents - 1) + "---\n" + TARGET, None),
+        "latin-1": (TARGET.encode() + "note: caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        "utf-16 with a BOM": (TARGET.encode("utf-16"), "not UTF-8"),
+        "a lone surrogate's bytes": (TARGET.encode() + b"x: \xed\xa0\x80\n", "not UTF-8"),
+        "a NUL byte": (TARGET + "x: a\x00b\n", "not valid YAML"),
+        "merge keys around the target": ("base: &b {pullPolicy: Always}\nimage:\n  <<: *b\n  tag: v1\n", None),
+        "target only from a merge": ("base: &b {tag: v1}\nimage:\n  <<: *b\n", "'<<' merge"),
+        "target in a merged anchor": ("base: &b {tag: v1}\nimage: *b\n", "alias"),
+        "duplicate target key": ("image:\n  tag: v1\n  tag: v0\n", "appears 2 times"),
+        "duplicate other key": (TARGET + "x: 1\nx: 2\n", None),
+        "unknown tags": ("!!omap\n- image: !Ref {tag: v1}\n", "not found"),
+    }
+    return {
+        name: (text if isinstance(text, bytes) else text.encode(), expect) for name, (text, expect) in cases.items()
+    }
+
+
+def hostile_remote(tmp: Path, corpus: dict[str, tuple[bytes, str | None]]) -> Path:
+    """A bare remote holding every corpus file byte for byte (as ``case<N>/values.yaml``)."""
+    remote = make_remote(tmp, {"README.md": "hostile\n"})
+    work = tmp / "hostile-seed"
+    git("clone", "--quiet", str(remote), str(work))
+    for i, (content_, _) in enumerate(corpus.values()):
+        (work / f"case{i}").mkdir()
+        (work / f"case{i}" / "values.yaml").write_bytes(content_)
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", "hostile files", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    return remote
+
+
+def remote_bytes(remote: Path, path: str) -> bytes:
+    return subprocess.run(["git", "show", f"main:{path}"], cwd=remote, check=True, capture_output=True).stdout
+
+
+def test_a_hostile_repository_gets_a_clear_error_or_a_correct_edit_for_every_file(tmp_path: Path) -> None:
+    """Every file of the corpus is edited (``image.tag`` → v2) by one write round of the real writer against a
+    real remote: each change ends with its own clear error naming the file (or a correct one-scalar edit), the
+    round is not held up by the others, and the remote gets only correct edits."""
+    corpus = hostile_corpus()
+    remote = hostile_remote(tmp_path, corpus)
+    repo = Repository(name="fleet", url=f"file://{remote}", author=Author("keptn-bot", "bot@keptn.invalid"))
+    writer = GitWriter(tmp_path / "state", yaml_limits=HOSTILE_LIMITS, edit_timeout=120.0)
+
+    def edit(path: str) -> Change:
+        transform = FileEdit(path, lambda text: set_scalar(text, "image.tag", "v2"))
+        return Change(repo, (transform,), f"edit {path}\n\nKeptn-Triggered-Id: {path}\n", ("Keptn-Triggered-Id", path))
+
+    async def write_all() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(writer.write(edit(f"case{i}/values.yaml")) for i in range(len(corpus))), return_exceptions=True
+            )
+        )
+
+    outcomes = asyncio.run(write_all())
+    wrong = []
+    for i, ((name, (original, expect)), outcome) in enumerate(zip(corpus.items(), outcomes, strict=True)):
+        path = f"case{i}/values.yaml"
+        if expect is None:
+            if isinstance(outcome, BaseException):
+                wrong.append(f"{name}: expected a correct edit, got {outcome!r}")
+                continue
+            before, after = original.decode(), read_remote(remote, path)
+            if after != before.replace("tag: v1", "tag: v2", 1):
+                wrong.append(f"{name}: the edit changed more than the target")
+        elif not isinstance(outcome, EditError):
+            wrong.append(f"{name}: expected an error containing {expect!r}, got {outcome!r}")
+        else:
+            message = str(outcome)
+            if expect not in message or not message.startswith(f"{path}: ") or "\n" in message:
+                wrong.append(f"{name}: unclear message {message[:300]!r}")
+            if "internal error" in message or "longer than" in message:
+                wrong.append(f"{name}: not refused by a limit or a check: {message[:300]!r}")
+            if remote_bytes(remote, path) != original:
+                wrong.append(f"{name}: the file changed in the remote")
+    assert not wrong, "\n".join(wrong)
+    print(f"\nhostile repository: {len(corpus)} files, limits {HOSTILE_LIMITS}: every one an error or a correct edit")
+
+
+@st.composite
+def hostile_texts(draw: st.DrawFn) -> str:
+    """YAML built from hostile parts: alias chains (levels, fanout), nesting, documents, merges, duplicates."""
+    parts = [TARGET]
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["bomb", "merge", "deep", "flow", "docs", "dup", "recursive", "scalar"]))
+        if kind == "bomb":
+            parts.append(_bomb(draw(st.integers(1, 30)), draw(st.integers(1, 12))).replace(TARGET, ""))
+        elif kind == "merge":
+            parts.append(_merge_bomb(draw(st.integers(1, 20))).replace(TARGET, ""))
+        elif kind == "deep":
+            parts.append(_deep_block(draw(st.integers(1, 300))).replace(TARGET, "").replace("k0:", "deep:", 1))
+        elif kind == "flow":
+            n = draw(st.integers(1, 3000))
+            parts.append("flow: " + "[" * n + "]" * n + "\n")
+        elif kind == "docs":
+            parts.append("---\n" * draw(st.integers(1, 400)))
+        elif kind == "dup":
+            parts.append("dup: 1\ndup: 2\n")
+        elif kind == "recursive":
+            parts.append("rec: &r [*r]\n")
+        else:
+            parts.append("s: " + "y" * draw(st.integers(0, 300_000)) + "\n")
+    return "".join(parts)
+
+
+@settings(max_examples=2000 if SOAK else 100, deadline=None, database=None)
+@given(hostile_texts())
+def test_hostile_yaml_ends_in_a_clear_error_or_a_correct_edit(text: str) -> None:
+    with limited(HOSTILE_LIMITS, seconds=60.0):
+        try:
+            new = set_scalar(text, "image.tag", "v2", document=0)
+        except EditError as error:
+            message = str(error)
+            assert message and "\n" not in message and not message.startswith("internal error"), message
+            assert not isinstance(error, EditTimeoutError), message
+            return
+        assert new == text.replace("tag: v1", "tag: v2", 1)
