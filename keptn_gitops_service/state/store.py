@@ -8,12 +8,16 @@ replicas (:mod:`.jetstream`, with leases). A triggered ``id`` is claimed exactly
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from keptn_gitops_service.errors import LeaseLostError, StateError
 
@@ -30,6 +34,7 @@ class Phase(enum.StrEnum):
 
 
 ORDER = list(Phase)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,9 +85,14 @@ class StateStore(Protocol):
 
 
 class SqliteStateStore:
-    """:class:`StateStore` in one SQLite file (WAL mode; each call is one short transaction)."""
+    """:class:`StateStore` in one SQLite file (WAL mode; each call is one short transaction).
+
+    Every call runs on one worker thread of its own: a durable commit waits for the disk (``synchronous=FULL``),
+    and the event loop must go on answering probes and other triggers meanwhile. One thread also keeps the calls
+    in order, so a claim's insert and read see no other call in between."""
 
     def __init__(self, path: Path) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -94,9 +104,38 @@ class SqliteStateStore:
                 " git_commit TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', updated_at REAL NOT NULL)"
             )
         except sqlite3.Error as exc:
+            self._executor.shutdown(wait=False)
             raise StateError(f"cannot open the state store {path}: {exc}") from None
 
+    async def _call(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
     async def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
+        return await self._call(partial(self._claim, triggered_id, context, event_type, payload))
+
+    async def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
+        return await self._call(partial(self._advance, triggered_id, phase, commit, result))
+
+    async def get(self, triggered_id: str) -> Record | None:
+        return await self._call(partial(self._get, triggered_id))
+
+    async def open(self) -> None:
+        """Nothing to do: the file is opened at construction, so a bad path fails early."""
+
+    async def owns(self, triggered_id: str) -> bool:
+        return True  # one process owns the file
+
+    async def orphans(self) -> list[Record]:
+        return []  # no other replicas
+
+    async def unfinished(self) -> list[Record]:
+        return await self._call(self._unfinished)
+
+    async def close(self) -> None:
+        await self._call(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    def _claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
         try:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO triggers (triggered_id, context, event_type, payload, phase, updated_at)"
@@ -105,12 +144,12 @@ class SqliteStateStore:
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot record event {triggered_id}: {exc}") from None
-        record = await self.get(triggered_id)
+        record = self._get(triggered_id)
         assert record is not None
         return record, cursor.rowcount == 1
 
-    async def advance(self, triggered_id: str, phase: Phase, *, commit: str = "", result: str = "") -> Record:
-        record = await self.get(triggered_id)
+    def _advance(self, triggered_id: str, phase: Phase, commit: str, result: str) -> Record:
+        record = self._get(triggered_id)
         if record is None:
             raise StateError(f"no state recorded for event {triggered_id}")
         if ORDER.index(phase) < ORDER.index(record.phase):
@@ -123,11 +162,11 @@ class SqliteStateStore:
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot update event {triggered_id}: {exc}") from None
-        updated = await self.get(triggered_id)
+        updated = self._get(triggered_id)
         assert updated is not None
         return updated
 
-    async def get(self, triggered_id: str) -> Record | None:
+    def _get(self, triggered_id: str) -> Record | None:
         try:
             row = self._db.execute(
                 "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
@@ -138,25 +177,16 @@ class SqliteStateStore:
             raise StateError(f"cannot read event {triggered_id}: {exc}") from None
         return _record(row) if row else None
 
-    async def open(self) -> None:
-        """Nothing to do: the file is opened at construction, so a bad path fails early."""
-
-    async def owns(self, triggered_id: str) -> bool:
-        return True  # one process owns the file
-
-    async def orphans(self) -> list[Record]:
-        return []  # no other replicas
-
-    async def unfinished(self) -> list[Record]:
-        rows = self._db.execute(
-            "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
-            " FROM triggers WHERE phase != ? ORDER BY updated_at",
-            (Phase.FINISHED.value,),
-        ).fetchall()
+    def _unfinished(self) -> list[Record]:
+        try:
+            rows = self._db.execute(
+                "SELECT triggered_id, context, event_type, payload, phase, git_commit, result, updated_at"
+                " FROM triggers WHERE phase != ? ORDER BY updated_at",
+                (Phase.FINISHED.value,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot list unfinished events: {exc}") from None
         return [_record(r) for r in rows]
-
-    async def close(self) -> None:
-        self._db.close()
 
 
 def _record(row: tuple[str, str, str, bytes, str, str, str, float]) -> Record:

@@ -39,3 +39,25 @@ async def test_unknown_ids_and_unusable_files_are_state_errors(tmp_path: Path) -
     (tmp_path / "dir.sqlite3").mkdir()
     with pytest.raises(StateError, match="cannot open the state store"):
         SqliteStateStore(tmp_path / "dir.sqlite3")
+
+
+async def test_the_event_loop_runs_while_a_call_waits_for_the_database(tmp_path: Path) -> None:
+    """A durable write can wait on the disk or a lock: other coroutines (probes, other triggers) go on meanwhile."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStateStore(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the store's insert now waits (sqlite's busy timeout)
+    claim = asyncio.create_task(store.claim("id", "ctx", "t", b"{}"))
+    ticks = 0
+    while ticks < 50:  # the loop keeps running other work while the claim is blocked
+        await asyncio.sleep(0)
+        ticks += 1
+    assert not claim.done()
+    blocker.execute("COMMIT")
+    blocker.close()
+    record, created = await claim
+    assert created and record.triggered_id == "id"
+    await store.close()
