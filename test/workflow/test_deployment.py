@@ -203,9 +203,14 @@ async def test_bad_inputs_are_answered_precisely_and_leave_the_repository_untouc
                 triggered("docker.io/keptnexamples/carts:1.0.0\nevil: true"),
                 "is not a valid OCI reference",
             ),
-            "missing project": (triggered(project=None), "data.project is missing"),
-            "data not an object": ({**triggered(), "data": "sockshop"}, "data must be an object"),
+            # the rule owns every service of sockshop, so a trigger without one is ours, and answered
+            "missing service": (triggered(service=None), "data.service is missing"),
+            "labels not strings": (triggered(labels={"a": 1}), "data.labels.a must be a string, got a number"),
         }
+        # whose these are nobody can tell (test/service/test_ownership.py): not answered
+        unowned = [triggered(project=None), {**triggered(), "data": "sockshop"}]
+        for event in unowned:
+            await loop.publish(event)
         for event, _ in cases.values():
             await loop.publish(event)
         for name, (event, expected) in cases.items():
@@ -223,6 +228,7 @@ async def test_bad_inputs_are_answered_precisely_and_leave_the_repository_untouc
         await loop.publish(b'{"id": "broken", "type": "sh.keptn.event.deployment.triggered", ')
         await loop.idle()
         assert loop.replies_to("broken") == []
+        assert [loop.replies_to(event["id"]) for event in unowned] == [[], []]
         assert head(loop.remote) == original
     finally:
         await stop_loop(loop)
