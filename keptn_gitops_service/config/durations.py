@@ -36,8 +36,5 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"duration '{shown}' is longer than the maximum of 30 days (720h)")
     rounded = math.floor(seconds + 0.5)
     if rounded < MIN_DURATION.total_seconds():
-        raise ValueError(
-            f"duration '{shown}' is shorter than the minimum of 1s (durations count whole seconds)"
-        )
+        raise ValueError(f"duration '{shown}' is shorter than the minimum of 1s (durations count whole seconds)")
     return timedelta(seconds=rounded)
-
