@@ -99,7 +99,9 @@ def ownership(config: GitOpsConfig, envelope: object) -> Ownership:
     data = envelope.get("data")
     values = {k: data.get(k) for k in _SCOPE_KEYS} if isinstance(data, Mapping) else dict.fromkeys(_SCOPE_KEYS)
     scope = {k: v for k, v in values.items() if isinstance(v, str)}
-    if not isinstance(data, Mapping):
+    if "data" not in envelope:
+        unknown = "data is missing"
+    elif not isinstance(data, Mapping):
         unknown = f"data is {describe_json_type(data)}, not an object"
     else:
         names = [f"data.{k}" for k in _SCOPE_KEYS if k not in scope]
