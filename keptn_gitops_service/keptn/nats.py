@@ -316,7 +316,7 @@ class _Delivery:
                 return
             try:
                 await self._msg.in_progress()
-            except NatsError as exc:
+            except (NatsError, OSError) as exc:
                 log.warning("could not extend the ack wait of a trigger being recorded", error=describe_error(exc))
 
 
