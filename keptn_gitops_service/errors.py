@@ -13,6 +13,17 @@ class GitOpsServiceError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+def describe_error(exc: BaseException) -> str:
+    """What failed, for a log line: our own errors' sentence; a library exception with its class, and only its
+    class when its text is empty (``nats.errors.TimeoutError()`` says nothing by itself)."""
+    text = str(exc)
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    if isinstance(exc, GitOpsServiceError):
+        return text or name
+    return f"{name}: {text}" if text else name
+
+
 class ConfigError(GitOpsServiceError, ValueError):
     """The configuration file is invalid (carries every problem found, each with file/line/key)."""
 

@@ -15,7 +15,7 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME, __version__
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
-from keptn_gitops_service.errors import EventError, StateError
+from keptn_gitops_service.errors import EventError, StateError, describe_error
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.gitops.yamllimits import YamlLimits
 from keptn_gitops_service.keptn.distributor import DistributorTransport
@@ -33,6 +33,7 @@ from keptn_gitops_service.web.webhooks import Hint, webhook_routes
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
 from keptn_gitops_service.workflow.rollback import RollbackWorkflow
+from keptn_gitops_service.workflow.routing import loose_scope, ownership
 
 log = structlog.get_logger(__name__)
 
@@ -52,33 +53,44 @@ class Handlers:
     async def on_message(self, body: bytes, ack: Ack) -> None:
         """Handle one message; never raises (a bad message must not stop the service). ``ack`` is called once
         the trigger is persisted in the state store (or is known not to be ours); a state-store failure
-        leaves it unacknowledged, so a durable transport delivers it again."""
+        leaves it unacknowledged, so a durable transport delivers it again.
+
+        Whether the event is ours is decided first, from its raw JSON (:func:`routing.ownership`): an event no
+        rule owns gets no reply, however malformed the rest of it is; an owned one that does not decode is
+        answered errored/fail with the decoder's message."""
+        raw = _loose_json(body)
+        owner = ownership(self.deployment.config, raw)
+        if not isinstance(raw, dict):
+            log.warning("dropped a message that is not a JSON object: nobody can tell whose it is", size=len(body))
+            await ack()
+            return
+        if owner.rule is None or owner.task is None:
+            owner.log_not_ours(raw.get("id"))
+            await ack()
+            return
+        data: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
+        if self.subscriptions is not None and not any(s.matches(str(raw["type"]), data) for s in self.subscriptions):
+            await ack()  # filtered out by the subscriptions edited in Keptn's Bridge
+            return
+        workflow = self._workflow(owner.task)
         try:
             event = from_json(body)
         except EventError as exc:
             try:
-                await self._undecodable(body, exc)
+                await self._undecodable(raw, workflow, exc)
             except StateError as error:
-                log.error("the state store failed; the trigger is left for redelivery", error=str(error))
+                log.error("the state store failed; the trigger is left for redelivery", error=describe_error(error))
                 return
             except Exception:  # unacknowledged, JetStream would deliver it again and again
                 log.exception("answering an undecodable event failed")
             await ack()
             return
-        if self.subscriptions is not None and not any(s.matches(event.type, event.data) for s in self.subscriptions):
-            await ack()  # filtered out by the subscriptions edited in Keptn's Bridge
-            return
         scope = {k: v for k, v in event.data.items() if k in ("project", "stage", "service") and isinstance(v, str)}
         structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id, **scope)
         try:
-            if event.task == "deployment":
-                await self.deployment.handle(event, on_claimed=ack)
-            elif event.task == "release":
-                await self.release.handle(event, on_claimed=ack)
-            elif event.task == "rollback":
-                await self.rollback.handle(event, on_claimed=ack)
+            await workflow.handle(event, on_claimed=ack)
         except StateError as exc:
-            log.error("the state store failed; the trigger is left for redelivery", error=str(exc))
+            log.error("the state store failed; the trigger is left for redelivery", error=describe_error(exc))
             return
         except Exception:
             log.exception("handler failed", type=event.type)
@@ -86,34 +98,36 @@ class Handlers:
             structlog.contextvars.clear_contextvars()
         await ack()
 
-    async def _undecodable(self, body: bytes, error: EventError) -> None:
-        """A trigger we cannot decode still gets started+finished when it can be addressed; otherwise log."""
-        envelope = _lenient_envelope(body)
-        if envelope is None or not str(envelope.get("type", "")).endswith(".triggered"):
-            log.error("dropped an undecodable event", error=str(error), size=len(body))
-            return
-        if envelope.get("source") == SERVICE_NAME or envelope.get("type") != "sh.keptn.event.deployment.triggered":
-            log.error("dropped an undecodable event", error=str(error), type=envelope.get("type"))
+    def _workflow(self, task: str) -> DeploymentWorkflow | ReleaseWorkflow | RollbackWorkflow:
+        if task == "release":
+            return self.release
+        return self.rollback if task == "rollback" else self.deployment
+
+    async def _undecodable(
+        self,
+        raw: dict[str, Any],
+        workflow: DeploymentWorkflow | ReleaseWorkflow | RollbackWorkflow,
+        error: EventError,
+    ) -> None:
+        """An owned trigger that does not decode gets started+finished errored when it can be addressed (its
+        ``id`` and ``shkeptncontext`` are usable strings); otherwise it is logged."""
+        if not all(isinstance(raw.get(k), str) and raw.get(k) for k in ("id", "shkeptncontext")):
+            log.error(
+                "cannot answer an undecodable trigger: its id or shkeptncontext is missing or not a string",
+                error=str(error),
+                type=raw.get("type"),
+            )
             return
         trigger = KeptnEvent(
-            id=envelope["id"],
-            type=envelope["type"],
-            source=str(envelope.get("source") or "unknown"),
-            shkeptncontext=envelope["shkeptncontext"],
-            data={},
+            id=raw["id"],
+            type=raw["type"],
+            source=str(raw.get("source") or "unknown"),
+            shkeptncontext=raw["shkeptncontext"],
+            data=loose_scope(raw.get("data")),
             time=None,
         )
-        scope = (
-            {
-                k: v
-                for k, v in (envelope.get("data") or {}).items()
-                if k in ("project", "stage", "service") and isinstance(v, str)
-            }
-            if isinstance(envelope.get("data"), dict)
-            else {}
-        )
         log.error("answering an undecodable trigger with errored/fail", error=str(error), triggeredid=trigger.id)
-        await self.deployment.reject(trigger, scope, f"the event could not be decoded: {error}")
+        await workflow.reject(trigger, f"the event could not be decoded: {error}", claim=True)
 
 
 def _uniform_client(settings: Settings, interval: float) -> UniformClient | None:
@@ -149,17 +163,12 @@ def new_writer(settings: Settings) -> GitWriter:
     )
 
 
-def _lenient_envelope(body: bytes) -> dict[str, Any] | None:
-    """id/type/shkeptncontext of a JSON object that failed strict decoding, if they are usable strings."""
+def _loose_json(body: bytes) -> Any:
+    """The message as plain JSON, before (and whatever) strict decoding says; ``None`` if it is not JSON."""
     try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than the stack
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the stack
         return None
-    if not isinstance(obj, dict):
-        return None
-    if not all(isinstance(obj.get(k), str) and obj.get(k) for k in ("id", "type", "shkeptncontext")):
-        return None
-    return obj
 
 
 class Service:
@@ -184,7 +193,13 @@ class Service:
             routes.append(("POST", "/", distributor.receive))
             self.transport = distributor
         else:
-            self.transport = NatsTransport(settings.nats_url, settings.topics, settings.queue_group, name=SERVICE_NAME)
+            self.transport = NatsTransport(
+                settings.nats_url,
+                settings.topics,
+                settings.queue_group,
+                name=SERVICE_NAME,
+                ack_wait=settings.state_lease_seconds,  # a killed process's unrecorded triggers return within a lease
+            )
         self.store: StateStore = _state_store(settings, self.clock)
         self.writer = new_writer(settings)
         self._hub: KubeHub | None = None
@@ -273,7 +288,7 @@ class Service:
             try:
                 orphans = await self.store.orphans()
             except StateError as exc:
-                log.warning("could not look for orphaned deployments", error=str(exc))
+                log.warning("could not look for orphaned deployments", error=describe_error(exc))
                 continue
             for record in orphans:
                 self._resumed.spawn(self._resume(record))

@@ -68,7 +68,9 @@ class Settings:
     replicas: each deployment is leased by the replica that received it and taken over when that replica dies)."""
     state_lease_seconds: float = 30.0
     """``KEPTN_GITOPS_STATE_LEASE``: seconds a replica's claim on a deployment lasts without renewal (renewed every
-    third); after a crash its deployments are resumed by another replica within about 1.5 leases."""
+    third); after a crash its deployments are resumed by another replica within about 1.5 leases. Also the ack
+    wait of the durable JetStream consumers: a trigger a killed replica had fetched but not yet recorded is
+    delivered to another one after a lease."""
     git_timeout_seconds: float = 300.0
     """``KEPTN_GITOPS_GIT_TIMEOUT``: seconds any one git command may take before it is killed and the deployment
     ends errored/fail (a remote that accepts connections but never answers)."""

@@ -7,6 +7,11 @@ consumers of our own, acknowledged only once the handler has persisted them — 
 service was down or restarting are still answered. Without the stream, the core queue subscription is used
 (at most once, like every go-utils service). Each message is handled in its own task. nats-py's exceptions
 become :class:`TransportError`.
+
+Recovery from a killed process is bounded by ``ack_wait`` (the service passes its state lease): a process only
+fetches as many triggers per subject as it records at once (:data:`UNRECORDED_PER_SUBJECT`), and a trigger it
+fetched but had not recorded when it died comes back to another replica after ``ack_wait``. While a trigger is
+being recorded it is kept from redelivery by in-progress acknowledgements, every third of ``ack_wait``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import nats
@@ -27,25 +33,33 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from keptn_gitops_service.errors import TransportError
+from keptn_gitops_service.errors import TransportError, describe_error
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
-from keptn_gitops_service.keptn.transport import Ack, Handler, HandlerTasks
+from keptn_gitops_service.keptn.transport import Handler, HandlerTasks
 
 log = structlog.get_logger(__name__)
 
 KEPTN_STREAM = "keptn"
 PUBLISH_CONFIRM_TIMEOUT = 300.0
 DEDUPLICATION_HEADER = "Nats-Msg-Id"
+DEFAULT_ACK_WAIT = 30.0
+"""Seconds JetStream waits for the acknowledgement of a fetched trigger before it delivers it again."""
+UNRECORDED_PER_SUBJECT = 2
+"""How many fetched, not yet acknowledged (recorded) triggers a process holds per subject: what a kill can delay."""
 
 
 class NatsTransport:
     """Receives triggers on ``subjects`` (shared by ``queue_group``) and publishes replies."""
 
-    def __init__(self, url: str, subjects: Sequence[str], queue_group: str, *, name: str) -> None:
+    def __init__(
+        self, url: str, subjects: Sequence[str], queue_group: str, *, name: str, ack_wait: float = DEFAULT_ACK_WAIT
+    ) -> None:
         self.url = url
         self.subjects = tuple(subjects)
         self.queue_group = queue_group
         self.name = name
+        self.ack_wait = ack_wait
+        """The longest ``ack_wait`` of our durable consumers: an existing consumer with a longer one is updated."""
         self.mode = "disconnected"
         """``jetstream`` (at least once), ``core`` (at most once) or ``disconnected``."""
         self._nc: Client | None = None
@@ -77,9 +91,9 @@ class NatsTransport:
         self._handler = handler
         if await self._has_keptn_stream(nc):
             for subject in self.subjects:
-                psub = await self._durable_consumer(nc, subject)
+                psub, ack_wait = await self._durable_consumer(nc, subject)
                 self._subscriptions.append(psub)
-                self._pullers.append(asyncio.create_task(self._pull(psub, handler), name=f"pull {subject}"))
+                self._pullers.append(asyncio.create_task(self._pull(psub, handler, ack_wait), name=f"pull {subject}"))
             self.mode = "jetstream"
             log.info(
                 "consuming Keptn's JetStream stream with durable consumers",
@@ -191,41 +205,68 @@ class NatsTransport:
         except (NatsError, TimeoutError):  # no JetStream on this server
             return False
 
-    async def _durable_consumer(self, nc: Client, subject: str) -> nats.js.JetStreamContext.PullSubscription:
-        """Our durable consumer for ``subject`` (one per subject works on every JetStream server version).
-        Created with DeliverPolicy.NEW so the stream's history is never replayed; afterwards it resumes where
-        it left off, which is what delivers the triggers published while we were away."""
+    async def _durable_consumer(
+        self, nc: Client, subject: str
+    ) -> tuple[nats.js.JetStreamContext.PullSubscription, float]:
+        """Our durable consumer for ``subject`` (one per subject works on every JetStream server version) and its
+        ack wait. Created with DeliverPolicy.NEW so the stream's history is never replayed; afterwards it resumes
+        where it left off, which is what delivers the triggers published while we were away. An existing one
+        whose ack wait is longer than :attr:`ack_wait` (a previous version created them with 60 s) is updated;
+        a shorter one, set by an operator, is kept."""
         js = nc.jetstream()
         durable = _durable_name(self.queue_group, subject)
         try:
-            await js.consumer_info(KEPTN_STREAM, durable)
+            info = await js.consumer_info(KEPTN_STREAM, durable)
         except NotFoundError:
             config = ConsumerConfig(
                 durable_name=durable,
                 filter_subject=subject,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.NEW,
-                ack_wait=60,
+                ack_wait=self.ack_wait,
                 max_ack_pending=1000,
             )
-            await js.add_consumer(KEPTN_STREAM, config)
-        return await js.pull_subscribe_bind(durable, stream=KEPTN_STREAM)
+            info = await js.add_consumer(KEPTN_STREAM, config)
+        else:
+            current = info.config.ack_wait
+            if current is None or current > self.ack_wait:
+                try:
+                    info = await js.add_consumer(KEPTN_STREAM, replace(info.config, ack_wait=self.ack_wait))
+                    log.info("shortened the ack wait of our durable consumer", consumer=durable, ack_wait=self.ack_wait)
+                except (NatsError, TimeoutError) as exc:
+                    log.warning(
+                        "cannot shorten the ack wait of our durable consumer: a killed process's unrecorded "
+                        "triggers come back only after the old ack wait",
+                        consumer=durable,
+                        ack_wait=current,
+                        error=describe_error(exc),
+                    )
+        psub = await js.pull_subscribe_bind(durable, stream=KEPTN_STREAM)
+        return psub, float(info.config.ack_wait or self.ack_wait)
 
-    async def _pull(self, psub: nats.js.JetStreamContext.PullSubscription, handler: Handler) -> None:
+    async def _pull(self, psub: nats.js.JetStreamContext.PullSubscription, handler: Handler, ack_wait: float) -> None:
+        """Fetch one trigger at a time, at most :data:`UNRECORDED_PER_SUBJECT` unacknowledged."""
+        unrecorded = asyncio.Semaphore(UNRECORDED_PER_SUBJECT)
         failures = 0
         while True:
+            await unrecorded.acquire()
+            fetched = False
             try:
-                messages = await psub.fetch(batch=20, timeout=2)
+                messages = await psub.fetch(batch=1, timeout=2)
                 failures = 0
+                for msg in messages:
+                    self._tasks.spawn(_Delivery(msg, ack_wait / 3, unrecorded.release).handle(handler))
+                    fetched = True
             except NatsTimeoutError:
                 continue
             except (NatsError, OSError) as exc:
                 failures += 1
-                log.warning("fetching from the Keptn stream failed; retrying", error=str(exc))
+                log.warning("fetching from the Keptn stream failed; retrying", error=describe_error(exc))
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures))
                 continue
-            for msg in messages:
-                self._tasks.spawn(handler(msg.data, _acker(msg)))
+            finally:
+                if not fetched:
+                    unrecorded.release()
 
     def _require(self) -> Client:
         if self._nc is None:
@@ -237,17 +278,46 @@ def _durable_name(group: str, subject: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{group}-{subject}")
 
 
-def _acker(msg: Msg) -> Ack:
-    done = False
+class _Delivery:
+    """One fetched trigger until it is acknowledged: in-progress acknowledgements every ``beat`` seconds keep
+    JetStream from delivering it again while it is being recorded; ``release`` frees its fetch slot once it is
+    acknowledged or its handler ended (unacknowledged: JetStream delivers it again after the ack wait)."""
 
-    async def ack() -> None:
-        nonlocal done
-        if not done:
-            done = True
+    def __init__(self, msg: Msg, beat: float, release: Callable[[], None]) -> None:
+        self._msg = msg
+        self._beat = beat
+        self._release: Callable[[], None] | None = release
+        self._acked = False
+
+    async def handle(self, handler: Handler) -> None:
+        heartbeat = asyncio.create_task(self._in_progress(), name="in-progress acknowledgements")
+        try:
+            await handler(self._msg.data, self.ack)
+        finally:
+            heartbeat.cancel()
+            self._settle()
+
+    async def ack(self) -> None:
+        if not self._acked:
+            self._acked = True
+            self._settle()
             with contextlib.suppress(NatsError):
-                await msg.ack()
+                await self._msg.ack()
 
-    return ack
+    def _settle(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    async def _in_progress(self) -> None:
+        while not self._acked:
+            await asyncio.sleep(self._beat)
+            if self._acked:
+                return
+            try:
+                await self._msg.in_progress()
+            except (NatsError, OSError) as exc:
+                log.warning("could not extend the ack wait of a trigger being recorded", error=describe_error(exc))
 
 
 async def _no_ack() -> None:

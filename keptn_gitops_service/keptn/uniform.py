@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from keptn_gitops_service.errors import TransportError
+from keptn_gitops_service.errors import TransportError, describe_error
 from keptn_gitops_service.keptn.events import KeptnEvent
 from keptn_gitops_service.keptn.transport import EventSink
 
@@ -140,7 +140,7 @@ class UniformClient:
             try:
                 await self.register()
             except TransportError as exc:
-                log.warning("registration failed; retrying", error=str(exc))
+                log.warning("registration failed; retrying", error=describe_error(exc))
                 await asyncio.sleep(self._interval)
         while True:
             try:
@@ -149,7 +149,7 @@ class UniformClient:
                     self.subscriptions = subscriptions
                     await on_change(subscriptions)
             except TransportError as exc:
-                log.warning("heartbeat failed; keeping the last subscriptions", error=str(exc))
+                log.warning("heartbeat failed; keeping the last subscriptions", error=describe_error(exc))
             await asyncio.sleep(self._interval)
 
     async def log_error(self, event: KeptnEvent, now: datetime) -> None:

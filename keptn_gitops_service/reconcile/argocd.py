@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import structlog
 
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError, ReconcileError
+from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError, ReconcileError, describe_error
 from keptn_gitops_service.reconcile.argo_rules import (
     REFRESH_ANNOTATION,
     application_verdict,
@@ -198,8 +198,9 @@ class _ApplicationJudge(Judge):
                 return Observation(Verdict.FAILED, str(error))
             if error is not None:
                 delay = self._refresh_retry.failed()
-                self._note = f"the refresh request failed ({error}); trying again in {duration_text(delay)}"
-                log.warning("Argo CD refresh failed", application=self._what, error=str(error))
+                problem = describe_error(error)
+                self._note = f"the refresh request failed ({problem}); trying again in {duration_text(delay)}"
+                log.warning("Argo CD refresh failed", application=self._what, error=problem)
             elif (answer := task.result()) is None:
                 self._refresh_missed = True
                 if self._refresh_saw_app:  # the feed shows it, the API does not (another project?): space retries
@@ -292,7 +293,7 @@ class _ApplicationJudge(Judge):
             self._note = f"the sync request failed ({exc})"
             if self._sync_retry.failures < _SYNC_ATTEMPTS:
                 self._note += f"; trying again in {duration_text(delay)}"
-            log.warning("Argo CD sync request failed", application=self._what, error=str(exc))
+            log.warning("Argo CD sync request failed", application=self._what, error=describe_error(exc))
             return None
         self._synced, self._note = True, ""
         log.info("Argo CD sync requested", application=self._what, revision=request.revision or "targetRevision")

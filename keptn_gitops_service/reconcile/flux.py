@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.errors import KubernetesAccessError
+from keptn_gitops_service.errors import KubernetesAccessError, describe_error
 from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict
 from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import Ancestry, Observation, Verdict, WaitOutcome
@@ -91,7 +91,8 @@ class FluxKustomizationWaiter:
         try:
             await self._hub.request_reconcile(GIT_REPOSITORY, namespace, source["name"], self._clock.now())
         except KubernetesAccessError as exc:
-            log.warning("could not request an immediate reconcile; waiting for Flux's interval", error=str(exc))
+            problem = describe_error(exc)
+            log.warning("could not request an immediate reconcile; waiting for Flux's interval", error=problem)
         return True
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError
+from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError, describe_error
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.following import Judge, Object, duration_text, follow
 from keptn_gitops_service.reconcile.helm_rules import describe_helmrelease, helmrelease_verdict
@@ -140,7 +140,7 @@ class _HelmReleaseJudge(Judge):
         try:
             patched = await self._hub.patch(HELM_RELEASE, namespace, name, _annotation(token))
         except AccessDeniedError as exc:
-            log.warning("cannot ask helm-controller to reconcile; tying by generation only", error=str(exc))
+            log.warning("cannot ask helm-controller to reconcile; tying by generation only", error=describe_error(exc))
             current = await self._hub.get(HELM_RELEASE, namespace, name)
             return None if current is None else _Tie(_generation(current), None)
         return None if patched is None else _Tie(_generation(patched), token)

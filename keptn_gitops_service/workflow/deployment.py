@@ -34,7 +34,7 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import file_edits
-from keptn_gitops_service.workflow.routing import find_rule, publish_finished, stored_trigger
+from keptn_gitops_service.workflow.routing import Replier, envelope, ownership, publish_finished, stored_trigger
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -94,8 +94,7 @@ class DeploymentWorkflow:
         event = stored_trigger(record)
         if record.phase is Phase.FINISHED or event.task != "deployment":
             return None
-        owner = self._owner(event)
-        rule, scope = owner if owner is not None else (None, _scope_or_none(event))
+        rule, scope = ownership(self.config, envelope(event)).rule, _scope_or_none(event)
         log.info("resuming an unfinished deployment", triggeredid=event.id, phase=record.phase.value)
         if record.phase is Phase.RECEIVED:
             await self._start(event, scope)
@@ -162,34 +161,21 @@ class DeploymentWorkflow:
         metrics.DEPLOYMENTS.labels(scope.stage if scope else "", finished.result).inc()
         return finished
 
-    async def reject(self, event: KeptnEvent, scope: Mapping[str, Any], message: str) -> None:
-        """Answer a trigger that could not be decoded: ``.started`` then ``.finished`` errored/fail."""
-        if not (await self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event)))[1]:
-            return
-        await self._reply(event, "started", {**scope, "status": "succeeded"})
-        await self.store.advance(event.id, Phase.STARTED)
-        await self._finish(event, None, Finished("errored", "fail", message), None, partial=scope)
+    async def reject(self, event: KeptnEvent, message: str, *, claim: bool = False, started: bool = False) -> None:
+        """Answer an owned trigger that is invalid (could not be decoded) with ``.started`` then ``.finished``
+        errored/fail and ``message`` (see :meth:`Replier.reject`), with helm-service's zero deployment block."""
+        block = {"deploymentstrategy": "", "deploymentURIsLocal": None, "deploymentNames": None}
+        replier = Replier(self.store, self.sink, self.clock, self.new_id)
+        await replier.reject(event, message, claim=claim, started=started, extra={"deployment": block})
 
-    def _owner(self, event: KeptnEvent) -> tuple[Rule | None, EventScope | None] | None:
-        if event.source == SERVICE_NAME or event.kind != "triggered" or event.task != "deployment":
+    def _owner(self, event: KeptnEvent) -> tuple[Rule, EventScope | None] | None:
+        """The rule owning this trigger by the one ownership rule (:func:`routing.ownership`) and its scope;
+        the scope is ``None`` when invalid (then the trigger is answered errored with the precise problem)."""
+        owner = ownership(self.config, envelope(event))
+        if owner.rule is None or owner.task != "deployment":
+            owner.log_not_ours(event.id)
             return None
-        try:
-            scope = scope_from_data(event.data)
-        except EventError:
-            # Without project/stage/service we cannot tell whose event this is; answering errored is better
-            # than a silent sequence that hangs until Keptn's 10-minute timeout.
-            return None, None
-        rule = find_rule(self.config, scope.project, scope.stage, scope.service)
-        if rule is None:
-            log.info(
-                "no rule matches; leaving the event to other services",
-                project=scope.project,
-                stage=scope.stage,
-                service=scope.service,
-                triggeredid=event.id,
-            )
-            return None
-        return rule, scope
+        return owner.rule, _scope_or_none(event)
 
     async def _commit(self, event: KeptnEvent, rule: Rule, trigger: DeploymentTrigger) -> str:
         context = _context(event, trigger)

@@ -17,7 +17,7 @@ from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_
 from keptn_gitops_service.keptn.events import KeptnEvent, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.state.store import Phase, Record, StateStore
-from keptn_gitops_service.workflow.routing import claim_owned, publish_finished, stored_trigger
+from keptn_gitops_service.workflow.routing import Replier, claim_owned, publish_finished, scope_problem, stored_trigger
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,17 @@ class ReleaseWorkflow:
         if record.phase is not Phase.FINISHED:
             await self._answer(stored_trigger(record), started=record.phase is not Phase.RECEIVED)
 
+    async def reject(self, event: KeptnEvent, message: str, *, claim: bool = False, started: bool = False) -> None:
+        """Answer an owned release trigger that is invalid with errored/fail and ``message`` (see
+        :meth:`Replier.reject`)."""
+        replier = Replier(self.store, self.sink, self.clock, self.new_id)
+        await replier.reject(event, message, claim=claim, started=started)
+
     async def _answer(self, event: KeptnEvent, *, started: bool) -> None:
+        problem = scope_problem(event.data)
+        if problem is not None:
+            await self.reject(event, problem, started=started)
+            return
         scope = scope_from_data(event.data)
         if not started:
             reply = make_reply(

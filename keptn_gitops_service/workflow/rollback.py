@@ -31,7 +31,15 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
-from keptn_gitops_service.workflow.routing import claim_owned, find_rule, publish_finished, stored_trigger
+from keptn_gitops_service.workflow.routing import (
+    Replier,
+    claim_owned,
+    envelope,
+    ownership,
+    publish_finished,
+    scope_problem,
+    stored_trigger,
+)
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -57,6 +65,10 @@ class RollbackWorkflow:
         if owned is None:
             return None
         scope, rule = owned
+        if scope is None:
+            problem = scope_problem(event.data) or "the event cannot be routed"
+            await self.reject(event, problem)
+            return Finished("errored", "fail", problem)
         await self._reply(event, "started", started_data(scope))
         await self.store.advance(event.id, Phase.STARTED)
         return await self._rollback(event, rule, scope)
@@ -64,8 +76,14 @@ class RollbackWorkflow:
     async def resume(self, record: Record) -> Finished | None:
         """Finish a rollback a previous process left unfinished (the revert commit is found by its trailer)."""
         event = stored_trigger(record)
+        if record.phase is Phase.FINISHED:
+            return None
+        problem = scope_problem(event.data)
+        if problem is not None:
+            await self.reject(event, problem, started=record.phase is not Phase.RECEIVED)
+            return Finished("errored", "fail", problem)
         scope = scope_from_data(event.data)
-        rule = find_rule(self.config, scope.project, scope.stage, scope.service)
+        rule = ownership(self.config, envelope(event)).rule
         if record.phase is Phase.RECEIVED:
             await self._reply(event, "started", started_data(scope))
             await self.store.advance(event.id, Phase.STARTED)
@@ -74,6 +92,12 @@ class RollbackWorkflow:
             await self._finish(event, scope, finished)
             return finished
         return await self._rollback(event, rule, scope)
+
+    async def reject(self, event: KeptnEvent, message: str, *, claim: bool = False, started: bool = False) -> None:
+        """Answer an owned rollback trigger that is invalid with errored/fail and ``message`` (see
+        :meth:`Replier.reject`)."""
+        replier = Replier(self.store, self.sink, self.clock, self.new_id)
+        await replier.reject(event, message, claim=claim, started=started)
 
     async def _rollback(self, event: KeptnEvent, rule: Rule, scope: EventScope) -> Finished:
         commit = ""

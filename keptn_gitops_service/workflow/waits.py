@@ -72,7 +72,7 @@ def wait_timeout(rule: Rule, properties: Mapping[str, Any], where: str) -> float
         raise EventError(f"{where}.timeout must be a duration string such as '15m'")
     try:
         return parse_duration(override).total_seconds()
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise EventError(f"{where}.timeout: {exc}") from None
 
 

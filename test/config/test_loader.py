@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -137,9 +138,10 @@ def test_templates_parse_render_and_reject_unknown_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5s", 1.5), ("250ms", 0.25)]
+    ("text", "seconds"),
+    [("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5s", 2), ("2.4s", 2), ("500ms", 1), ("720h", 30 * 86400)],
 )
-def test_durations(text: str, seconds: float) -> None:
+def test_durations_count_whole_seconds(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
@@ -147,6 +149,28 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0.0001ms", "duration '0.0001ms' is shorter than the minimum of 1s (durations count whole seconds)"),
+        ("499ms", "duration '499ms' is shorter than the minimum of 1s"),
+        ("721h", "duration '721h' is longer than the maximum of 30 days (720h)"),
+        ("99999999999h", "duration '99999999999h' is longer than the maximum of 30 days (720h)"),
+        ("9" * 400 + "h", "is longer than the maximum of 30 days"),  # beyond a float: was an OverflowError
+    ],
+)
+def test_durations_out_of_range_are_rejected_after_rounding(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_duration(text)
+
+
+def test_a_config_file_duration_out_of_range_is_a_config_error() -> None:
+    for bad, problem in (("0.2s", "shorter than the minimum of 1s"), ("800h", "longer than the maximum of 30 days")):
+        text = EXAMPLE.replace("timeout: 10m", f"timeout: {bad}")
+        with pytest.raises(ConfigError, match=re.escape(f"wait.timeout: duration '{bad}' is {problem}")):
+            parse_config(text, "c.yaml")
 
 
 # ---- waits: Flux HelmRelease and Argo CD ----

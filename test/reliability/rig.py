@@ -47,8 +47,9 @@ TRIGGER_SUBJECT = "sh.keptn.event.deployment.triggered"
 CONSUMER = "keptn-gitops-service-sh_keptn_event_deployment_triggered"
 """The service's durable consumer name (docs/architecture.md, Durability)."""
 ACK_WAIT = 2.0
-"""The tests create the service's consumer themselves with this short ack wait (an operator could do the same), so
-a trigger fetched by a process that was killed before recording it is redelivered in seconds, not a minute."""
+"""The tests create the service's consumer themselves with this short ack wait, shorter than the lease the service
+would set (30 s by default; a shorter one is kept), so a trigger fetched by a process that was killed before
+recording it is redelivered in seconds."""
 SAFETY = 90.0
 """Upper bound for waiting on something that must happen; reaching it means a hang, not slowness."""
 JETSTREAM_LEASE = 2

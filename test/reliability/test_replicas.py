@@ -10,6 +10,10 @@ Keptn's stream must hold exactly one ``.started`` and one ``.finished`` for ever
 one commit per trigger. With the SQLite store instead, the new-pod restarts lose work and this test fails.
 
 CI: 6 rounds; ``KGS_SOAK=1``: 30.
+
+A second case bounds recovery by the lease: two of three replicas are frozen, twelve triggers are published (the
+frozen ones are delivered some of them, which they never record) and the two are killed. Every trigger must be
+finished exactly once within a few leases of the kill — JetStream's ack wait is the lease, not a minute.
 """
 
 from __future__ import annotations
@@ -22,19 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from harness import NO_WAIT_CONFIG, overlay
 from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from reliability.rig import (
+    CONSUMER,
+    KEPTN_STREAM,
     SOAK,
+    TRIGGER_SUBJECT,
     Cluster,
     NatsServer,
     Remote,
     ServiceProcess,
     create_keptn_stream,
+    freeze_tree,
     publish_to_stream,
     read_replies,
     service_env,
     write_config,
 )
+from support import git, make_remote
 
 from keptn_gitops_service.demo.runner import shipyard_trigger
 
@@ -151,3 +162,99 @@ async def until_finished(nc: Client, ids: list[str], replicas: list[ServiceProce
             tails = "\n---\n".join(r.log_tail(15) for r in replicas)
             raise AssertionError(f"not finished within {timeout:.0f}s: {ids}\n{tails}")
         await asyncio.sleep(0.1)
+
+
+RECOVERY_LEASE = 3.0
+"""``KEPTN_GITOPS_STATE_LEASE`` of the recovery case (seconds)."""
+OLD_ACK_WAIT = 60.0
+"""What earlier versions created their durable consumer with."""
+
+
+async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_leases(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    replicas: list[ServiceProcess] = []
+    nc = None
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=KEPTN_STREAM, subjects=["sh.keptn.>"]))
+        # the consumer as an earlier version left it: the service must shorten its ack wait to the lease
+        await js.add_consumer(
+            KEPTN_STREAM,
+            ConsumerConfig(
+                durable_name=CONSUMER,
+                filter_subject=TRIGGER_SUBJECT,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=OLD_ACK_WAIT,
+                max_ack_pending=1000,
+            ),
+        )
+        services = [f"svc{i:02d}" for i in range(12)]
+        remote = make_remote(tmp_path, {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services})
+        config = tmp_path / "gitops.yaml"
+        config.write_text(NO_WAIT_CONFIG.format(remote=remote))
+        for i in range(3):
+            root = tmp_path / f"replica-{i}"
+            root.mkdir()
+            env = service_env(root, server.url, config, tmp_path / "no-kubeconfig")  # wait none: no cluster
+            env |= {"KEPTN_GITOPS_STATE_STORE": "jetstream", "KEPTN_GITOPS_STATE_LEASE": str(RECOVERY_LEASE)}
+            env["K8S_POD_NAME"] = f"pod-{i}"
+            replicas.append(ServiceProcess(root, env))
+        await asyncio.gather(*(r.start() for r in replicas))
+        assert (await js.consumer_info(KEPTN_STREAM, CONSUMER)).config.ack_wait == RECOVERY_LEASE
+
+        finished_at: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+
+        async def record(msg: Any) -> None:
+            finished_at.setdefault(str(json.loads(msg.data).get("triggeredid")), loop.time())
+
+        await nc.subscribe("sh.keptn.event.deployment.finished", cb=record)
+        victims = replicas[:2]
+        for victim in victims:  # the kill lands now: what they fetch from here on is never recorded
+            freeze_tree(victim.pid)
+        events = [trigger_for(s) for s in services]
+        for event in events:
+            await publish_to_stream(nc, event)
+        while (await js.consumer_info(KEPTN_STREAM, CONSUMER)).num_pending:  # every trigger went to a replica
+            await asyncio.sleep(0.05)
+        killed = loop.time()
+        for victim in victims:
+            await victim.kill9()
+        ids = [str(e["id"]) for e in events]
+        await until_finished(nc, ids, replicas[2:], timeout=30 * RECOVERY_LEASE)
+
+        replies = await read_replies(nc)
+        commits = git("log", "main", "--format=%B", cwd=remote)
+        for triggered_id in ids:
+            assert replies.kinds(triggered_id) == ["started", "finished"], (triggered_id, replies.kinds(triggered_id))
+            finished = replies.finished(triggered_id)
+            assert finished is not None and finished["data"]["result"] == "pass", finished
+            assert commits.count(f"Keptn-Triggered-Id: {triggered_id}") == 1, triggered_id
+        delivered = (await js.consumer_info(KEPTN_STREAM, CONSUMER)).delivered
+        redelivered = int(delivered.consumer_seq or 0) - len(ids)  # the consumer counts every delivery
+        assert redelivered >= 1, "the frozen replicas were delivered nothing: the case tested nothing"
+        after_kill = sorted(max(0.0, finished_at[i] - killed) for i in ids)
+        print(
+            f"\nrecovery: lease {RECOVERY_LEASE:.0f}s, {redelivered} deliveries to the killed replicas repeated; "
+            f"finished after the kill (s): {', '.join(f'{t:.1f}' for t in after_kill)}"
+        )
+        # redelivery comes after the ack wait (the lease); the bound is generous: the old ack wait was 60 s
+        assert after_kill[-1] <= 4 * RECOVERY_LEASE, after_kill
+        empty = [r for replica in replicas[2:] for r in replica.logs() if r.get("error") == ""]
+        assert not empty, f"a logged error does not say what failed: {empty[:3]}"
+    finally:
+        for replica in replicas:
+            replica.stop_now()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        server.stop()
+
+
+def trigger_for(service: str) -> dict[str, object]:
+    event = shipyard_trigger(f"docker.io/keptnexamples/{service}:2.0.0")
+    event["data"]["service"] = service
+    return event

@@ -1,4 +1,5 @@
-"""Routing helpers: a stored trigger decodes for resume even when its re-encoding outgrew the wire limit."""
+"""Routing: the one ownership rule, read from the raw scope; a stored trigger decodes for resume even when its
+re-encoding outgrew the wire limit."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 import pytest
 from harness import triggered
 
+from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, from_json, to_structured
 from keptn_gitops_service.state.store import Phase, Record
-from keptn_gitops_service.workflow.routing import stored_trigger
+from keptn_gitops_service.workflow.routing import ownership, stored_trigger
 
 
 def test_a_trigger_accepted_near_the_limit_can_be_resumed() -> None:
@@ -27,3 +29,67 @@ def test_a_trigger_accepted_near_the_limit_can_be_resumed() -> None:
     record = Record(event["id"], event["shkeptncontext"], event["type"], payload, Phase.STARTED, "", "", 0.0)
     resumed = stored_trigger(record)
     assert resumed.id == event["id"] and resumed.data["labels"]["padding"] == event["data"]["labels"]["padding"]
+
+
+RULES = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - name: fleet
+    url: file:///nowhere
+rules:
+  - match: {project: sockshop, stage: dev, service: carts}
+    repository: fleet
+    updates: [{file: a.yaml, yamlPath: a, value: b}]
+  - match: {project: "sock*", stage: prod}
+    repository: fleet
+    updates: [{file: a.yaml, yamlPath: a, value: b}]
+"""
+
+
+def trigger(task: str = "deployment", **data: object) -> dict[str, object]:
+    scope = {"project": "sockshop", "stage": "dev", "service": "carts"}
+    return {"type": f"sh.keptn.event.{task}.triggered", "source": "shipyard-controller", "data": {**scope, **data}}
+
+
+@pytest.mark.parametrize(
+    ("envelope", "rule", "unknown"),
+    [
+        (trigger(), 0, ""),
+        (trigger("rollback", labels={"a": 1}, time="bad"), 0, ""),  # the rest does not matter
+        (trigger(project="socks", stage="prod", service=7), 1, ""),  # rule 1 owns every service of prod
+        (trigger(project="socks", stage="prod", service=None), 1, ""),
+        (trigger(project="other"), None, ""),
+        (trigger(project="Sockshop"), None, ""),  # globs are case-sensitive, like Keptn's names
+        (trigger(stage="staging"), None, ""),
+        (trigger(project=None), None, "data.project is missing or not a string"),
+        (trigger(project=["sockshop"]), None, "data.project is missing or not a string"),
+        (trigger(service=None), None, "data.service is missing or not a string"),  # rule 0 names its service
+        (trigger(project=None, stage="staging"), None, ""),  # no rule has stage staging: surely not ours
+        (trigger(project=None, stage=None), None, "data.project, data.stage are missing or not a string"),
+        ({**trigger(), "data": [1]}, None, "data is an array, not an object"),
+        ({k: v for k, v in trigger().items() if k != "data"}, None, "data is missing"),
+    ],
+)
+def test_ownership_reads_the_scope_loosely(envelope: dict[str, object], rule: int | None, unknown: str) -> None:
+    config = parse_config(RULES, "rules.yaml")
+    owner = ownership(config, envelope)
+    assert owner.task == str(envelope["type"]).split(".")[3]
+    assert owner.rule == (None if rule is None else config.rules[rule])
+    assert owner.unknown == unknown
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {**trigger(), "source": "keptn-gitops-service"},
+        {**trigger(), "type": "sh.keptn.event.deployment.started"},
+        {**trigger(), "type": "sh.keptn.event.test.triggered"},
+        {**trigger(), "type": 7},
+        ["not", "an", "object"],
+        None,
+    ],
+)
+def test_events_we_never_answer_have_no_task(envelope: object) -> None:
+    owner = ownership(parse_config(RULES, "rules.yaml"), envelope)
+    assert (owner.task, owner.rule) == (None, None)
