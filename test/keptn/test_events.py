@@ -37,7 +37,7 @@ from keptn_gitops_service.keptn.events import (
 
 # Same directory as the ``upstream_fixtures`` fixture (test/conftest.py); needed at collection time for
 # parametrizing. test_sample_lists_match_fixture_dir checks that both agree.
-_KEPTN = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "keptn"
+_KEPTN = Path(__file__).resolve().parents[1] / "fixtures" / "upstream" / "keptn"
 DERIVED_FILES = sorted(p.name for p in (_KEPTN / "derived").glob("*.json"))
 SPEC_FILES = sorted(p.name for p in (_KEPTN / "spec-cloudevents-md").glob("*.json"))
 SPEC_DELIVERY_FILES = [n for n in SPEC_FILES if n.startswith(("deployment-", "release-", "rollback-"))]
