@@ -370,7 +370,7 @@ def test_colon_space_injection_cannot_create_keys() -> None:
         (
             "image:\n  repo: x\n\n  name: y\n",
             "image.tag",
-            "path 'image.tag' not found (no key 'tag' under 'image' at line 2)",
+            "path 'image.tag' not found (no key 'tag' under 'image' at line 2, which has the keys 'repo', 'name')",
         ),
         ("image: v1\n", "image.tag", "('image' at line 1 is the scalar 'v1', not a mapping)"),
         ("a: [x]\n", "a[3]", "the sequence 'a' at line 1 has 1 item, so there is no item [3]"),
@@ -407,8 +407,8 @@ def test_multi_document_not_found_lists_each_document() -> None:
         set_scalar("a: 1\n---\nb: 2\n", "c", "x")
     assert str(caught.value) == (
         "path 'c' not found in any of the 2 documents "
-        "(document 0: no key 'c' under the document root at line 1; "
-        "document 1: no key 'c' under the document root at line 3)"
+        "(document 0: no key 'c' under the document root at line 1, which has the keys 'a'; "
+        "document 1: no key 'c' under the document root at line 3, which has the keys 'b')"
     )
 
 
