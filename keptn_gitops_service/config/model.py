@@ -209,10 +209,12 @@ class ArgoCDSourceFileUpdate:
     file: str
     kustomize_image: str | None = None
     """The image for ``kustomize.images`` (a valid OCI reference with a tag or a digest): the entry naming the same
-    repository is replaced, keeping an ``<old>=`` prefix, else the image is appended."""
+    repository is replaced, keeping an ``<old>=`` prefix, else the image is appended (to a list with entries only
+    with ``create``)."""
     helm_parameters: TemplateMap = ()
     """Names of ``helm.parameters`` mapped to new values: an existing parameter's ``value`` changes in place,
-    missing ones are appended (sorted by name), each with ``forcestring: true``."""
+    missing ones are appended (sorted by name), each with ``forcestring: true`` (to a list with entries only with
+    ``create``)."""
     create: bool = False
     """Append an image or parameter to a list that has entries but none for it. Without it that is an error listing
     the entries (a missing file or section is still written)."""

@@ -146,9 +146,7 @@ def test_flux_fixture_policy_moves_the_repository(shared_fixtures: Path) -> None
         "repository (set allowRepositoryChange: true on the update if the move is intended)"
     )
     notes: list[str] = []
-    new = set_marked_values(
-        text, image, policy="flux-system:podinfo", allow_repository_change=True, note=notes.append
-    )
+    new = set_marked_values(text, image, policy="flux-system:podinfo", allow_repository_change=True, note=notes.append)
     assert notes == [f"image repository changed from {PODINFO} to ghcr.io/acme/podinfo"]
     assert new.count("\r\n") == text.count("\r\n") and "\n" not in new.replace("\r\n", "")
     targets: dict[tuple[int, Keys], Any] = {
