@@ -219,8 +219,8 @@ def test_equal_values_return_the_text_as_is() -> None:
             MULTI,
             {"values": {"image.tag": "x"}, "source_index": 2},
             "Application 'orders' spec.sources[2] has no value at 'spec.sources[2].helm.valuesObject.image.tag' (no "
-            "key 'valuesObject' under 'spec.sources[2].helm' at line 20, which has the keys 'parameters', 'values'); values "
-            "are changed, never created (helm.values is a YAML string, which is not edited)",
+            "key 'valuesObject' under 'spec.sources[2].helm' at line 20, which has the keys 'parameters', 'values'); "
+            "values are changed, never created (helm.values is a YAML string, which is not edited)",
         ),
         (
             APP + "---\n" + MULTI,

@@ -141,8 +141,8 @@ def test_flux_fixture_policy_moves_the_repository(shared_fixtures: Path) -> None
         f"(marked images: '{PODINFO}')"
     )
     assert rejected(text, str(image), policy="flux-system:podinfo") == (
-        f"the '$imagepolicy' marker 'flux-system:podinfo:name' at line 9 holds the repository '{PODINFO}', but the image "
-        f"'ghcr.io/acme/podinfo:6.0.0@{DIGEST}' is from 'ghcr.io/acme/podinfo'; refusing to change the image "
+        f"the '$imagepolicy' marker 'flux-system:podinfo:name' at line 9 holds the repository '{PODINFO}', but the "
+        f"image 'ghcr.io/acme/podinfo:6.0.0@{DIGEST}' is from 'ghcr.io/acme/podinfo'; refusing to change the image "
         "repository (set allowRepositoryChange: true on the update if the move is intended)"
     )
     notes: list[str] = []
