@@ -40,7 +40,7 @@ class TemplateContext:
             keys = ", ".join(f"image.{key}" for key in raw) or "none"
             raise TemplateError(
                 "data.configurationChange.values.image is an object, not an image reference (it has the values "
-                f"{keys}, as `keptn trigger delivery --values image.<key>=…` sends them); use {{image.tag}} or "
+                f"{keys}, as 'keptn trigger delivery --values image.<key>=…' sends them); use {{image.tag}} or "
                 "{values.image.<key>} in the rule, or deliver with --image"
             )
         if not isinstance(raw, str):

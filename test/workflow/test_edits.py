@@ -367,7 +367,7 @@ def test_image_sent_as_an_object_serves_its_parts_and_refuses_the_whole() -> Non
         ctx.render("{image}", "rules[0].updates[0].value")
     assert str(caught.value) == (
         "rules[0].updates[0].value: data.configurationChange.values.image is an object, not an image reference (it "
-        "has the values image.repository, image.tag, as `keptn trigger delivery --values image.<key>=…` sends them); "
+        "has the values image.repository, image.tag, as 'keptn trigger delivery --values image.<key>=…' sends them); "
         "use {image.tag} or {values.image.<key>} in the rule, or deliver with --image"
     )
     with pytest.raises(TemplateError) as caught:

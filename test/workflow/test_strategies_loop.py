@@ -416,7 +416,7 @@ async def test_values_image_tag_as_an_object(tmp_path: Path, nats_url: str) -> N
         assert (data["status"], data["result"]) == ("errored", "fail")
         assert data["message"] == (
             "rules[0].updates[0].kustomizeImage.image: data.configurationChange.values.image is an object, not an "
-            "image reference (it has the values image.tag, as `keptn trigger delivery --values image.<key>=…` sends "
+            "image reference (it has the values image.tag, as 'keptn trigger delivery --values image.<key>=…' sends "
             "them); use {image.tag} or {values.image.<key>} in the rule, or deliver with --image"
         )
         assert git("rev-parse", "main", cwd=loop.remote) == head
