@@ -375,7 +375,17 @@ def test_colon_space_injection_cannot_create_keys() -> None:
         ("image: v1\n", "image.tag", "('image' at line 1 is the scalar 'v1', not a mapping)"),
         ("a: [x]\n", "a[3]", "the sequence 'a' at line 1 has 1 item, so there is no item [3]"),
         ("a: [x]\n", "a.b", "'a' at line 1 is a flow sequence, not a mapping"),
-        ("c:\n- name: x\n", "c[name=y].image", "no item with name='y' in the sequence 'c' at line 2"),
+        (
+            "c:\n- name: x\n- {name: z}\n- other: 1\n",
+            "c[name=y].image",
+            "no item with name='y' in the sequence 'c' at line 2, whose items have name 'x', 'z')",
+        ),
+        (
+            "c:\n- other: 1\n",
+            "c[name=y]",
+            "no item with name='y' in the sequence 'c' at line 2, whose items have no 'name'",
+        ),
+        ("a: {}\n", "a.b", "no key 'b' under 'a' at line 1, which has no keys)"),
         (
             "c:\n- name: x\n- name: x\n",
             "c[name=x].image",
