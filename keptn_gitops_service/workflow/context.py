@@ -99,6 +99,18 @@ class TemplateContext:
             node = node[key]
         if isinstance(node, bool):
             return "true" if node else "false"
-        if isinstance(node, str | int | float):
+        if isinstance(node, float):
+            return _yaml_float(node)
+        if isinstance(node, str | int):
             return str(node)
         raise TemplateError(f"'{{values.{path}}}' is not a single value (got {type(node).__name__})")
+
+
+def _yaml_float(number: float) -> str:
+    """A JSON number with a fraction or exponent, spelt so that YAML 1.1 and 1.2 readers both read a float
+    (``1e-07`` is a string to YAML 1.1, ``1.0e-07`` is not)."""
+    text = repr(number)
+    mantissa, exponent, power = text.partition("e")
+    if exponent and "." not in mantissa:
+        return f"{mantissa}.0e{power}"
+    return text

@@ -379,16 +379,23 @@ def test_image_sent_as_an_object_serves_its_parts_and_refuses_the_whole() -> Non
 
 
 def test_values_keep_the_types_keptn_sent_where_the_target_is_typed() -> None:
-    text = "replicas: 1\nenabled: false\nratio: 0.5\nlabel: '1'\nname: x\n"
+    text = "replicas: 1\nenabled: false\nratio: 0.5\nlabel: '1'\nname: x\nsmall: 0.1\n"
     updates = "".join(
         f"      - file: v.yaml\n        yamlPath: {key}\n        value: '{{values.{key}}}'\n"
-        for key in ("replicas", "enabled", "ratio", "label", "name")
+        for key in ("replicas", "enabled", "ratio", "label", "name", "small")
     )
-    edits = bind(updates, replicas=3, enabled=True, ratio=0.75, label=2, name=4)
+    edits = bind(updates, replicas=3, enabled=True, ratio=0.75, label=2, name=4, small=1e-07)
     for edit in edits:
         text = edit.transform(text)
-    assert yaml.safe_load(text) == {"replicas": 3, "enabled": True, "ratio": 0.75, "label": "2", "name": "4"}
-    assert text == "replicas: 3\nenabled: true\nratio: 0.75\nlabel: '2'\nname: \"4\"\n"
+    assert yaml.safe_load(text) == {
+        "replicas": 3,
+        "enabled": True,
+        "ratio": 0.75,
+        "label": "2",
+        "name": "4",
+        "small": 1e-07,
+    }
+    assert text == "replicas: 3\nenabled: true\nratio: 0.75\nlabel: '2'\nname: \"4\"\nsmall: 1.0e-07\n"
 
 
 # ------------------------------------------------------------------------------------------ notes
