@@ -3,6 +3,7 @@ are errors, all reported at once with file, line and key."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -248,8 +249,11 @@ _STRATEGIES = (
 _POLICY = re.compile(r"[^:\s]+:[^:\s]+")  # a policy with template fields is checked once rendered
 
 
+_MOVE_REPOSITORY = ("kustomizeImage", "marker", "argocdSourceFile")  # the strategies that can change a repository
+
+
 def _update(reader: NodeReader, node: yaml.Node, key: str, _: int) -> m.Update | None:
-    allowed = {"file": True, "value": False, **dict.fromkeys(_STRATEGIES, False)}
+    allowed = {"file": True, "value": False, "allowRepositoryChange": False, **dict.fromkeys(_STRATEGIES, False)}
     entries = reader.mapping(node, key, allowed)
     if entries is None or "file" not in entries:
         return None
@@ -260,13 +264,34 @@ def _update(reader: NodeReader, node: yaml.Node, key: str, _: int) -> m.Update |
         reader.problem(node, key, f"needs exactly one edit strategy: {names}")
         return None
     (strategy,) = strategies
+    allow = _allow_repository_change(reader, entries, key, strategy)
     if strategy == "yamlPath":
-        return _yaml_path(reader, node, entries, key, file)
+        return _yaml_path(reader, node, entries, key, file) if allow is not None else None
     update = _STRATEGY_READERS[strategy](reader, entries[strategy], f"{key}.{strategy}", file)
     if "value" in entries:
         reader.problem(entries["value"], f"{key}.value", f"not allowed with {strategy}")
         return None
+    if update is None or allow is None:
+        return None
+    if isinstance(update, m.KustomizeImageUpdate | m.MarkerUpdate | m.ArgoCDSourceFileUpdate):
+        return dataclasses.replace(update, allow_repository_change=allow)
     return update
+
+
+def _allow_repository_change(reader: NodeReader, entries: dict[str, yaml.Node], key: str, strategy: str) -> bool | None:
+    """The update's ``allowRepositoryChange`` (false when absent; ``None`` after a problem)."""
+    if "allowRepositoryChange" not in entries:
+        return False
+    where = f"{key}.allowRepositoryChange"
+    if strategy not in _MOVE_REPOSITORY:
+        names = ", ".join(_MOVE_REPOSITORY)
+        reader.problem(
+            entries["allowRepositoryChange"],
+            where,
+            f"not allowed with {strategy}: only {names} can change an image repository",
+        )
+        return None
+    return _flag(reader, entries["allowRepositoryChange"], where)
 
 
 def _yaml_path(
@@ -283,13 +308,15 @@ def _yaml_path(
 
 
 def _kustomize_image(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"name": True, "image": False})
+    entries = reader.mapping(node, key, {"name": True, "image": False, "create": False})
     if entries is None or "name" not in entries:
         return None
-    fields = _templates(reader, entries, key)
-    if file is None or None in fields.values():
+    create = _flag(reader, entries["create"], f"{key}.create") if "create" in entries else False
+    fields = _templates(reader, {k: v for k, v in entries.items() if k != "create"}, key)
+    if file is None or create is None or None in fields.values():
         return None
-    return m.KustomizeImageUpdate(file=file, name=str(fields["name"]), image=fields.get("image") or "{image}")
+    image = fields.get("image") or "{image}"
+    return m.KustomizeImageUpdate(file=file, name=str(fields["name"]), image=image, create=create)
 
 
 def _marker(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
@@ -348,17 +375,22 @@ def _argocd_application(reader: NodeReader, node: yaml.Node, key: str, file: str
 
 
 def _argocd_source_file(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"kustomizeImage": False, "helmParameters": False})
+    entries = reader.mapping(node, key, {"kustomizeImage": False, "helmParameters": False, "create": False})
     if entries is None:
         return None
-    if len(entries) != 1:
+    if len(entries.keys() - {"create"}) != 1:
         reader.problem(node, key, "needs exactly one of: kustomizeImage, helmParameters")
+        return None
+    create = _flag(reader, entries["create"], f"{key}.create") if "create" in entries else False
+    if create is None:
         return None
     if "kustomizeImage" in entries:
         image = _template(reader, entries["kustomizeImage"], f"{key}.kustomizeImage")
-        return m.ArgoCDSourceFileUpdate(file=file, kustomize_image=image) if file and image else None
+        return m.ArgoCDSourceFileUpdate(file=file, kustomize_image=image, create=create) if file and image else None
     parameters = _template_map(reader, entries["helmParameters"], f"{key}.helmParameters")
-    return m.ArgoCDSourceFileUpdate(file=file, helm_parameters=parameters) if file and parameters else None
+    return (
+        m.ArgoCDSourceFileUpdate(file=file, helm_parameters=parameters, create=create) if file and parameters else None
+    )
 
 
 _STRATEGY_READERS: dict[str, Callable[[NodeReader, yaml.Node, str, str | None], m.Update | None]] = {

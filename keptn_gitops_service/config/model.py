@@ -107,6 +107,12 @@ class KustomizeImageUpdate:
     file: str
     name: str
     image: str = "{image}"
+    create: bool = False
+    """Append the entry (and create ``images:``) when no entry has the name. Without it a missing entry is an error
+    listing the entries: an entry that names no container deploys nothing."""
+    allow_repository_change: bool = False
+    """Let the image move the entry to another repository (``newName``). Without it, an image whose repository
+    differs from the one the entry deploys (``newName``, else ``name``) is refused."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,9 @@ class MarkerUpdate:
     """``<namespace>:<name>`` of the ImagePolicy whose markers are set. Without it, a full-reference or ``:name``
     marker is set when its current value names the same repository as ``image`` (Docker-normalised), together
     with the ``:tag`` and ``:digest`` markers of its policy. A file with no marker to set is an error."""
+    allow_repository_change: bool = False
+    """Let the image change the repository a full-reference or ``:name`` marker of ``policy`` holds. Without it,
+    such a change is refused."""
 
 
 @dataclass(frozen=True)
@@ -200,10 +209,18 @@ class ArgoCDSourceFileUpdate:
     file: str
     kustomize_image: str | None = None
     """The image for ``kustomize.images`` (a valid OCI reference with a tag or a digest): the entry naming the same
-    repository is replaced, keeping an ``<old>=`` prefix, else the image is appended."""
+    repository is replaced, keeping an ``<old>=`` prefix, else the image is appended (to a list with entries only
+    with ``create``)."""
     helm_parameters: TemplateMap = ()
     """Names of ``helm.parameters`` mapped to new values: an existing parameter's ``value`` changes in place,
-    missing ones are appended (sorted by name), each with ``forcestring: true``."""
+    missing ones are appended (sorted by name), each with ``forcestring: true`` (to a list with entries only with
+    ``create``)."""
+    create: bool = False
+    """Append an image or parameter to a list that has entries but none for it. Without it that is an error listing
+    the entries (a missing file or section is still written)."""
+    allow_repository_change: bool = False
+    """Let the image change the repository an ``<old>=<new>`` entry deploys. Without it, such a change is
+    refused."""
 
 
 Update = (

@@ -33,6 +33,12 @@ Decisions:
   ignores case), as argocd-image-updater writes them, so Helm never reads ``1.10`` as a number.
 * ``set_application_helm`` only changes what exists: a missing parameter or values path is an error, as is a
   source selection that is ambiguous.
+* In an ``.argocd-source`` file that already lists kustomize images or Helm parameters, an image whose repository
+  no entry names, or a parameter not listed, is an error naming the entries there are (an added entry that the
+  Application does not use would deploy nothing), unless ``create`` asks for it. A file or section that does not
+  exist yet is written, as argocd-image-updater's first write-back does.
+* An entry ``old=new:tag`` matched through ``old`` deploys ``new``: pointing it at another repository is refused
+  unless ``allow_repository_change`` (then ``note`` hears it).
 """
 
 from __future__ import annotations
@@ -46,7 +52,14 @@ import yaml
 
 from keptn_gitops_service.errors import EditError, YamlLimitError
 from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
-from keptn_gitops_service.gitops.yamledit import get_scalar, load_documents, parse_path, same_data, set_scalar
+from keptn_gitops_service.gitops.yamledit import (
+    get_scalar,
+    load_documents,
+    missing_reason,
+    parse_path,
+    same_data,
+    set_scalar,
+)
 from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = ["APPLICATION_API_PREFIX", "set_application_helm", "set_argocd_source_file"]
@@ -133,8 +146,11 @@ def _parameter_position(source: _Source, name: str) -> int:
     items = parameters if isinstance(parameters, list) else []
     found = [i for i, item in enumerate(items) if isinstance(item, dict) and item.get("name") == name]
     if not found:
+        names = [str(item.get("name")) for item in items if isinstance(item, dict) and "name" in item]
+        listed = ", ".join(show(n) for n in names) or "none"
         raise EditError(
-            f"{source.shown} has no Helm parameter {show(name)} in helm.parameters; parameters are changed, never added"
+            f"{source.shown} has no Helm parameter {show(name)} in helm.parameters (parameters: {listed}); "
+            "parameters are changed, never added"
         )
     if len(found) > 1:
         raise EditError(f"{source.shown} has {len(found)} Helm parameters named {show(name)} (items {found})")
@@ -156,7 +172,10 @@ def _set_values_object(text: str, source: _Source, path: str, value: str) -> str
     if get_scalar(text, full, document=source.document) is None:
         helm = _mapping(source.data.get("helm"))
         hint = " (helm.values is a YAML string, which is not edited)" if "values" in helm else ""
-        raise EditError(f"{source.shown} has no value at {show(full)}; values are changed, never created{hint}")
+        reason = missing_reason(text, full, document=source.document)
+        raise EditError(
+            f"{source.shown} has no value at {show(full)} ({reason}); values are changed, never created{hint}"
+        )
     return set_scalar(text, full, value, document=source.document)
 
 
@@ -392,7 +411,14 @@ def _matching_entry(images: list[Any], image: ImageRef) -> int | None:
     return found[0] if found else None
 
 
-def _set_kustomize(text: str, file: _File | None, image: ImageRef) -> str:
+def _set_kustomize(
+    text: str,
+    file: _File | None,
+    image: ImageRef,
+    create: bool,
+    allow_repository_change: bool,
+    note: Callable[[str], None] | None,
+) -> str:
     entry = _scalar(str(image))
     if file is None or "kustomize" not in file.data:
         return _section(
@@ -411,9 +437,34 @@ def _set_kustomize(text: str, file: _File | None, image: ImageRef) -> str:
         raise EditError("'kustomize.images' in the .argocd-source file is not a list")
     index = _matching_entry(images, image)
     if index is None:
+        if images and not create:
+            listed = ", ".join(show(str(e)) for e in images)
+            raise EditError(
+                f"no kustomize.images entry names the repository of {show(str(image))} (entries: {listed}); an entry "
+                "that matches no image of the Application would deploy nothing. Deliver an image of a listed "
+                "repository, or set argocdSourceFile.create: true to add the entry"
+            )
         return _append_items(file, ["kustomize", "images"], [f"- {entry}"], [str(image)])
+    _check_repository(images[index], image, allow_repository_change, note)
     new_entry = _kustomize_entry(images[index], image)
     return set_scalar(file.text, f"kustomize.images[{index}]", new_entry, document=file.document, force_string=True)
+
+
+def _check_repository(existing: str, image: ImageRef, allow: bool, note: Callable[[str], None] | None) -> None:
+    """An ``old=new`` entry deploys ``new``: refuse (or report) replacing it with another repository."""
+    if "=" not in existing:
+        return
+    deployed = _entry_names(existing)[1]
+    if same_repository(deployed, image):
+        return
+    if not allow:
+        raise EditError(
+            f"the kustomize.images entry {show(existing)} deploys the repository {show(deployed)}, but the image "
+            f"{show(str(image))} is from {show(image.name)}; refusing to change the image repository (set "
+            "allowRepositoryChange: true on the update if the move is intended)"
+        )
+    if note is not None:
+        note(f"image repository changed from {deployed} to {image.name}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -459,7 +510,7 @@ def _reparse(text: str) -> _File:
     return file
 
 
-def _set_helm(text: str, file: _File | None, parameters: Mapping[str, str]) -> str:
+def _set_helm(text: str, file: _File | None, parameters: Mapping[str, str], create: bool) -> str:
     new = sorted(parameters.items())
     lines = [line for name, value in new for line in _parameter_lines(name, value)]
     items = [_parameter_item(name, value) for name, value in new]
@@ -482,6 +533,15 @@ def _set_helm(text: str, file: _File | None, parameters: Mapping[str, str]) -> s
         file = _reparse(_update_parameter(file, index, value))
     if not added:
         return file.text
+    existing = [p for p in file.data["helm"]["parameters"] if isinstance(p, dict)]
+    if existing and not create:
+        listed = ", ".join(show(str(p.get("name"))) for p in existing)
+        missing = ", ".join(show(name) for name, _ in added)
+        raise EditError(
+            f"helm.parameters has no parameter {missing} (parameters: {listed}); a parameter the chart does not "
+            "use would deploy nothing. Correct argocdSourceFile.helmParameters, or set argocdSourceFile.create: "
+            "true to add it"
+        )
     lines = [line for name, value in added for line in _parameter_lines(name, value)]
     return _append_items(file, ["helm", "parameters"], lines, [_parameter_item(n, v) for n, v in added])
 
@@ -491,13 +551,16 @@ def set_argocd_source_file(
     *,
     kustomize_image: ImageRef | None = None,
     helm_parameters: Mapping[str, str] | None = None,
+    create: bool = False,
+    allow_repository_change: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> str:
     """Write a kustomize image or Helm parameters into ``.argocd-source-<app>.yaml`` content.
 
     ``text=None`` (no file yet), an empty text or one with only comments gets the section written as
     argocd-image-updater writes it. Otherwise the entry for the same image repository, or the parameter of the
-    same name, is updated in place and new ones are appended (see the module docstring). Exactly one of
-    ``kustomize_image`` and ``helm_parameters`` must be given.
+    same name, is updated in place; new ones are appended to a list that has entries only with ``create`` (see
+    the module docstring). Exactly one of ``kustomize_image`` and ``helm_parameters`` must be given.
     """
     if (kustomize_image is None) == (not helm_parameters):
         raise EditError("pass either kustomize_image or helm_parameters: an Argo CD source is Kustomize or Helm")
@@ -506,6 +569,6 @@ def set_argocd_source_file(
     original = text or ""
     file = _parse_file(original)
     if kustomize_image is not None:
-        return _set_kustomize(original, file, kustomize_image)
+        return _set_kustomize(original, file, kustomize_image, create, allow_repository_change, note)
     assert helm_parameters is not None
-    return _set_helm(original, file, helm_parameters)
+    return _set_helm(original, file, helm_parameters, create)

@@ -27,7 +27,14 @@ from typing import Any
 
 from keptn_gitops_service.errors import EditError
 from keptn_gitops_service.gitops.imageref import show
-from keptn_gitops_service.gitops.yamledit import get_scalar, insert_mapping_key, load_documents, parse_path, set_scalar
+from keptn_gitops_service.gitops.yamledit import (
+    get_scalar,
+    insert_mapping_key,
+    load_documents,
+    missing_reason,
+    parse_path,
+    set_scalar,
+)
 
 __all__ = ["HELMRELEASE_API_PREFIX", "set_helmrelease"]
 
@@ -118,7 +125,10 @@ def _set_value(text: str, release: _Release, path: str, value: str) -> str:
         spec = release.data.get("spec")
         from_elsewhere = isinstance(spec, dict) and "valuesFrom" in spec
         hint = " (it may come from spec.valuesFrom, which is not edited)" if from_elsewhere else ""
-        raise EditError(f"{release.shown} has no value at {show(full)}; values are changed, never created{hint}")
+        reason = missing_reason(text, full, document=release.document)
+        raise EditError(
+            f"{release.shown} has no value at {show(full)} ({reason}); values are changed, never created{hint}"
+        )
     return set_scalar(text, full, value, document=release.document)
 
 

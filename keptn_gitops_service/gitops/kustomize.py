@@ -17,6 +17,13 @@ Decisions that follow from it:
   ``name:newTag@oldDigest`` and keep deploying the old image — and removing the key is not a minimal edit.
 * ``newTag`` and ``digest`` are always written as strings (quoted where a reader could take ``1.10`` for a
   number): kustomize reads them into Go ``string`` fields.
+* An entry that does not exist is an error naming the entries there are: an appended entry whose name matches no
+  container changes nothing, and the deployment would pass without deploying. Only ``create=True`` appends it
+  (and creates ``images:``).
+* The repository the entry deploys (``newName``, else ``name``) is changed only with
+  ``allow_repository_change=True``: ``--image carts:1`` for an entry of ``docker.io/keptnexamples/carts`` is far
+  more often a mistake than a move to Docker Hub's official ``carts``. A ``name`` that is no image reference (a
+  placeholder such as ``${IMAGE}``) deploys no repository yet, so filling in its ``newName`` is no change.
 
 All edits go through :mod:`.yamledit`, so comments (including Flux ``# {"$imagepolicy": ...}`` markers),
 quoting, indentation and newlines survive and every step is re-parsed and checked.
@@ -24,11 +31,12 @@ quoting, indentation and newlines survive and every step is re-parsed and checke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
+from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
+from keptn_gitops_service.gitops.imageref import ImageRef, parse_image, same_repository, show
 from keptn_gitops_service.gitops.yamledit import (
     append_sequence_item,
     insert_mapping_key,
@@ -51,29 +59,80 @@ class _Target:
     data: dict[str, Any]
 
 
-def set_kustomize_image(text: str, name: str, image: ImageRef) -> str:
+def set_kustomize_image(
+    text: str,
+    name: str,
+    image: ImageRef,
+    *,
+    create: bool = False,
+    allow_repository_change: bool = False,
+    note: Callable[[str], None] | None = None,
+) -> str:
     """Point the ``images`` entry for ``name`` at ``image`` in the text of a ``kustomization.yaml``.
 
     The entry is the one whose ``name`` is ``name`` exactly or names the same repository (Docker-normalised).
     ``newTag``/``digest`` are set from the image, ``newName`` only when the entry's effective name
-    (``newName`` or ``name``) is another repository than ``image.name``. Missing keys are inserted in
-    kustomize's order; a missing entry is appended to ``images:`` (created at the end of the document when
-    absent).
+    (``newName`` or ``name``) is another repository than ``image.name`` — which ``allow_repository_change`` must
+    allow; ``note`` then hears ``image repository changed from <old> to <new>``. Missing keys are inserted in
+    kustomize's order. A missing entry is an :class:`EditError` listing the entries, unless ``create``: then it
+    is appended to ``images:`` (created at the end of the document when absent).
     """
     if image.tag is None and image.digest is None:
         raise EditError(f"image reference {show(str(image))} has neither tag nor digest; kustomizeImage needs one")
     target = _kustomization(text)
     images = target.data.get("images")
-    if "images" not in target.data:
-        return insert_mapping_sequence(text, "", "images", [_new_entry(name, image)], document=target.document)
-    if images is None:
-        return append_sequence_item(text, "images", _new_entry(name, image), document=target.document)
-    if not isinstance(images, list):
+    if images is not None and not isinstance(images, list):
         raise EditError(f"'images' is a {type(images).__name__}, not a list of image entries")
-    index = _matching_entry(images, name)
-    if index is None:
-        return append_sequence_item(text, "images", _new_entry(name, image), document=target.document)
-    return _update_entry(text, target.document, index, images[index], image)
+    entries = images or []
+    index = _matching_entry(entries, name)
+    if index is None and not create:
+        raise EditError(_no_entry(entries, name))
+    if index is not None:
+        return _update_entry(text, target.document, index, entries[index], image, allow_repository_change, note)
+    entry = _new_entry(name, image)
+    if "newName" in entry:
+        _repository_change(
+            _deployed(name), image, allow_repository_change, note, f"the new 'images' entry {show(name)}"
+        )
+    if "images" not in target.data:
+        return insert_mapping_sequence(text, "", "images", [entry], document=target.document)
+    return append_sequence_item(text, "images", entry, document=target.document)
+
+
+def _no_entry(images: list[Any], name: str) -> str:
+    """Why there is no entry for ``name``, with the entries the file has."""
+    names = [entry.get("name") for entry in images if isinstance(entry, dict)]
+    listed = ", ".join(show(str(n)) for n in names) or "none"
+    return (
+        f"no 'images' entry is named {show(name)} or names its repository (entries: {listed}); an entry that "
+        "matches no container would deploy nothing. Correct kustomizeImage.name, or set kustomizeImage.create: "
+        "true to add the entry"
+    )
+
+
+def _deployed(name: str) -> str | None:
+    """The repository an effective entry name deploys; ``None`` for a placeholder that is no image reference."""
+    try:
+        parse_image(name)
+    except InvalidImageReferenceError:
+        return None
+    return name
+
+
+def _repository_change(
+    current: str | None, image: ImageRef, allow: bool, note: Callable[[str], None] | None, what: str
+) -> None:
+    """Refuse (or, when allowed, report) pointing ``what``, which deploys ``current``, at another repository."""
+    if current is None or same_repository(current, image.name):
+        return
+    if not allow:
+        raise EditError(
+            f"{what} deploys the repository {show(current)}, but the image {show(str(image))} is from "
+            f"{show(image.name)}; refusing to change the image repository (set allowRepositoryChange: true on the "
+            "update if the move is intended)"
+        )
+    if note is not None:
+        note(f"image repository changed from {current} to {image.name}")
 
 
 def _kustomization(text: str) -> _Target:
@@ -129,7 +188,9 @@ def _new_entry(name: str, image: ImageRef) -> dict[str, str]:
     return entry
 
 
-def _wanted_fields(entry: dict[str, Any], image: ImageRef) -> dict[str, str]:
+def _wanted_fields(
+    entry: dict[str, Any], image: ImageRef, allow_repository_change: bool, note: Callable[[str], None] | None
+) -> dict[str, str]:
     """The fields of an existing entry that must hold new values."""
     pinned = entry.get("digest")
     if image.digest is None and pinned:
@@ -141,6 +202,8 @@ def _wanted_fields(entry: dict[str, Any], image: ImageRef) -> dict[str, str]:
     wanted: dict[str, str] = {}
     current = entry.get("newName") or entry.get("name")
     if not (current == image.name or (isinstance(current, str) and same_repository(current, image.name))):
+        what = f"the 'images' entry {show(str(entry.get('name')))}"
+        _repository_change(_deployed(str(current)), image, allow_repository_change, note, what)
         wanted["newName"] = image.name
     if image.tag is not None:
         wanted["newTag"] = image.tag
@@ -149,11 +212,19 @@ def _wanted_fields(entry: dict[str, Any], image: ImageRef) -> dict[str, str]:
     return wanted
 
 
-def _update_entry(text: str, document: int, index: int, entry: dict[str, Any], image: ImageRef) -> str:
+def _update_entry(
+    text: str,
+    document: int,
+    index: int,
+    entry: dict[str, Any],
+    image: ImageRef,
+    allow_repository_change: bool,
+    note: Callable[[str], None] | None,
+) -> str:
     """Set or insert each wanted field of ``images[index]``, one verified edit at a time."""
     path = f"images[{index}]"
     present = set(entry)
-    for field, value in _wanted_fields(entry, image).items():
+    for field, value in _wanted_fields(entry, image, allow_repository_change, note).items():
         if field in present:
             text = set_scalar(text, f"{path}.{field}", value, document=document, force_string=True)
             continue

@@ -28,6 +28,8 @@ Decisions:
   of the same policy is ours, skipped when that policy's name markers name another repository, and an error
   when the file has no full or ``:name`` marker for its policy (there is nothing to tell whose tag it is).
 * Flux values are written as strings (``force_string``): a tag ``1.10`` must not become the float ``1.1``.
+* With ``policy``, a full-reference or ``:name`` marker may hold another repository than the new image: changing
+  it is refused unless ``allow_repository_change`` (then ``note`` hears it), as for ``kustomizeImage``.
 * Refused: a ``:tag`` marker for an image without tag, a ``:digest`` marker for an image without digest, a
   full-reference marker for an image with neither, and markers on block scalars, aliases, keys or
   collections.
@@ -43,8 +45,8 @@ from typing import Any, Literal
 
 import yaml
 
-from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
+from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
+from keptn_gitops_service.gitops.imageref import ImageRef, parse_image, same_repository, show
 from keptn_gitops_service.gitops.yamledit import Index, Key, PathSegment, format_path, set_scalar
 from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
@@ -378,20 +380,25 @@ def set_marked_values(
     *,
     policy: str | None = None,
     keptn_values: Callable[[str], str] | None = None,
+    allow_repository_change: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> str:
     """Write ``image`` into the Flux-marked scalars and rendered templates into the ``keptn``-marked ones.
 
     ``policy`` (``ns:name``) restricts the Flux markers to that ImagePolicy; ``keptn_values`` renders a
     ``keptn`` marker's template into the new value (its exceptions propagate). Every marked scalar is set
     with :func:`.yamledit.set_scalar`, so only its characters change. Raises :class:`EditError` when no
-    marker is selected, when ``policy`` is given but not marked in the text, and for the cases listed in the
-    module docstring. Values already equal leave the text as it is.
+    marker is selected, when ``policy`` is given but not marked in the text, when a selected marker holds
+    another repository and ``allow_repository_change`` is false, and for the cases listed in the module
+    docstring. Values already equal leave the text as it is.
     """
     if policy is not None and (_POLICY_REF.fullmatch(policy) is None or policy.count(":") != 1):
         raise EditError(f"policy {show(policy)} must have the form '<namespace>:<name>'")
     markers = find_markers(text)
     flux = [m for m in markers if m.kind == FLUX_MARKER_KEY]
-    edits = [_Edit(m, _flux_value(m, image), force_string=True) for m in _selected_flux(flux, image, policy)]
+    selected = _selected_flux(flux, image, policy)
+    _check_repositories(selected, image, allow_repository_change, note)
+    edits = [_Edit(m, _flux_value(m, image), force_string=True) for m in selected]
     edits += _keptn_edits([m for m in markers if m.kind == KEPTN_MARKER_KEY], keptn_values)
     if not edits:
         raise EditError(_nothing_selected(flux, image))
@@ -399,6 +406,34 @@ def set_marked_values(
         marked = edit.marked
         text = set_scalar(text, marked.path, edit.value, document=marked.document, force_string=edit.force_string)
     return text
+
+
+def _check_repositories(
+    selected: Sequence[MarkedScalar], image: ImageRef, allow: bool, note: Callable[[str], None] | None
+) -> None:
+    """Refuse (or report) full-reference and ``:name`` markers that would move to another repository."""
+    moved = [m for m in selected if _is_name_marker(m) and not same_repository(_marked_name(m), image)]
+    for marked in moved:
+        current = _marked_name(marked)
+        if not allow:
+            raise EditError(
+                f"{marked.where} holds the repository {show(current)}, but the image {show(str(image))} is from "
+                f"{show(image.name)}; refusing to change the image repository (set allowRepositoryChange: true on "
+                "the update if the move is intended)"
+            )
+    if note is not None:
+        for current in dict.fromkeys(_marked_name(m) for m in moved):
+            note(f"image repository changed from {current} to {image.name}")
+
+
+def _marked_name(marked: MarkedScalar) -> str:
+    """The repository a full-reference or ``:name`` marker holds (its value without tag and digest)."""
+    if marked.field == "name":
+        return marked.value
+    try:
+        return parse_image(marked.value).name
+    except InvalidImageReferenceError:
+        return marked.value
 
 
 def _nothing_selected(flux: Sequence[MarkedScalar], image: ImageRef) -> str:

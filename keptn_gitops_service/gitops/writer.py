@@ -87,6 +87,8 @@ class WriteResult:
     commit: str
     created: bool
     attempts: int
+    unchanged: bool = False
+    """The branch already held every edit: no commit was made and ``commit`` is the tip it was found at."""
 
 
 @dataclass(frozen=True)
@@ -259,12 +261,13 @@ class GitWriter:
                     commits = await self._commit_round(clone, changes, outcomes, first_seen)
                 else:
                     commits = {index: replayed[sha] for index, sha in commits.items()}
+                already = WriteResult(tip, created=False, attempts=attempt, unchanged=True)
                 if not commits:
-                    return [outcomes.get(i, WriteResult(tip, False, attempt)) for i in range(len(changes))]
+                    return [outcomes.get(i, already) for i in range(len(changes))]
                 if await clone.push() is PushOutcome.PUSHED:
                     for index, sha in commits.items():
                         outcomes[index] = WriteResult(sha, created=True, attempts=attempt)
-                    return [outcomes.get(i, WriteResult(tip, False, attempt)) for i in range(len(changes))]
+                    return [outcomes.get(i, already) for i in range(len(changes))]
                 metrics.PUSH_RETRIES.inc()
                 delay = self.retry.delay(attempt, self.rng)
                 log.info(

@@ -50,6 +50,7 @@ __all__ = [
     "insert_mapping_key",
     "insert_mapping_sequence",
     "load_documents",
+    "missing_reason",
     "parse_path",
     "set_scalar",
 ]
@@ -374,12 +375,21 @@ def _step_key(container: yaml.Node, segment: Key, before: Sequence[PathSegment])
             f"(lines {lines}); duplicate keys are invalid YAML and readers disagree on which one wins"
         )
     if not found:
-        reason = f"no key {_show(segment.name)} under {_where(before, container)}"
+        reason = f"no key {_show(segment.name)} under {_where(before, container)}{_keys_there(container)}"
         if any(isinstance(key, yaml.ScalarNode) and key.value == "<<" for key, _ in container.value):
             reason += " (it may come from a '<<' merge; edit the anchored mapping instead)"
         raise _PathNotFoundError(reason)
     position, key, value = found[0]
     return _Step(container, key, position, value)
+
+
+def _keys_there(mapping: yaml.MappingNode, limit: int = 20) -> str:
+    """``, which has the keys 'a', 'b'`` — the keys a missing key could have been meant as."""
+    keys = [str(_unalias(key).value) for key, _ in mapping.value if isinstance(_unalias(key), yaml.ScalarNode)]
+    if not keys:
+        return ", which has no keys"
+    shown = ", ".join(_show(key) for key in keys[:limit])
+    return f", which has the keys {shown}{', …' if len(keys) > limit else ''}"
 
 
 def _step_item(container: yaml.Node, segment: Index | Match, before: Sequence[PathSegment]) -> _Step:
@@ -398,6 +408,7 @@ def _step_item(container: yaml.Node, segment: Index | Match, before: Sequence[Pa
     if not matches:
         raise _PathNotFoundError(
             f"no item with {segment.field}={_show(segment.value)} in the sequence {_where(before, container)}"
+            f"{_field_values(items, segment.field)}"
         )
     if len(matches) > 1:
         lines = ", ".join(str(_line(items[i])) for i in matches)
@@ -406,6 +417,20 @@ def _step_item(container: yaml.Node, segment: Index | Match, before: Sequence[Pa
             f"{_where(before, container)} (lines {lines}); use an [index] instead"
         )
     return _Step(container, None, matches[0], items[matches[0]])
+
+
+def _field_values(items: Sequence[yaml.Node], field: str, limit: int = 20) -> str:
+    """``, whose items have name 'a', 'b'`` — what the items' ``field`` holds."""
+    values = []
+    for item in map(_unalias, items):
+        for key, value in item.value if isinstance(item, yaml.MappingNode) else []:
+            key, value = _unalias(key), _unalias(value)
+            if isinstance(key, yaml.ScalarNode) and key.value == field and isinstance(value, yaml.ScalarNode):
+                values.append(str(value.value))
+    if not values:
+        return f", whose items have no {_show(field)}"
+    shown = ", ".join(_show(value) for value in values[:limit])
+    return f", whose items have {field} {shown}{', …' if len(values) > limit else ''}"
 
 
 def _item_matches(item: yaml.Node, segment: Match) -> bool:
@@ -650,6 +675,19 @@ def get_scalar(text: str, path: str, *, document: int | None = None) -> str | No
     if not isinstance(node, yaml.ScalarNode):
         raise EditError(f"path {_show(path)} is {_kind(node)} at line {_line(node)}, not a scalar")
     return str(node.value)
+
+
+def missing_reason(text: str, path: str, *, document: int = 0) -> str | None:
+    """Why ``path`` does not exist in ``document`` (the first missing step and what is there instead), or
+    ``None`` when it exists."""
+    stream = _compose(text)
+    if not 0 <= document < len(stream.roots):
+        return f"document {document} does not exist (the text has {len(stream.roots)} documents)"
+    try:
+        _resolve(document, stream.roots[document], parse_path(path))
+    except _PathNotFoundError as error:
+        return str(error)
+    return None
 
 
 def _check_unshared(stream: _Stream, located: _Located, path: str) -> None:

@@ -33,7 +33,7 @@ from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
-from keptn_gitops_service.workflow.edits import file_edits
+from keptn_gitops_service.workflow.edits import EditNotes, file_edits
 from keptn_gitops_service.workflow.routing import Replier, envelope, ownership, publish_finished, stored_trigger
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
 
@@ -130,8 +130,9 @@ class DeploymentWorkflow:
             target = wait_target(rule, _context(event, trigger), event.id) if wait else None
             timeout = wait_timeout(rule, trigger.properties, "data.deployment")
             # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
+            note = ""
             if not commit:
-                commit = await self._commit(event, rule, trigger)
+                commit, note = await self._commit(event, rule, trigger)
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
             committed = self.clock.monotonic()
@@ -144,7 +145,7 @@ class DeploymentWorkflow:
             finished = Finished(
                 "succeeded" if outcome.succeeded else "errored",
                 "pass" if outcome.succeeded else "fail",
-                outcome.message,
+                f"{note} {outcome.message}" if note else outcome.message,
                 commit,
             )
             block = deployment_block(trigger.strategy, *self._uris(rule, event, trigger), commit)
@@ -177,11 +178,18 @@ class DeploymentWorkflow:
             return None
         return owner.rule, _scope_or_none(event)
 
-    async def _commit(self, event: KeptnEvent, rule: Rule, trigger: DeploymentTrigger) -> str:
+    async def _commit(self, event: KeptnEvent, rule: Rule, trigger: DeploymentTrigger) -> tuple[str, str]:
+        """Write the change; return the commit that carries it and what the finished message must say first.
+
+        An event without ``configurationChange.values`` (a sequence re-run to deploy what is there) and edits the
+        branch already holds make no commit: the tip is then the commit to wait for."""
         context = _context(event, trigger)
+        notes = EditNotes()
+        repository = self.config.repository(rule.repository)
+        edits = file_edits(rule, context, notes) if trigger.values else ()
         change = Change(
-            repository=self.config.repository(rule.repository),
-            edits=file_edits(rule, context),
+            repository=repository,
+            edits=edits,
             message=commit_message(event, trigger),
             trailer=(TRIGGERED_ID_TRAILER, event.id),
         )
@@ -190,10 +198,25 @@ class DeploymentWorkflow:
             "gitops commit ready",
             commit=result.commit,
             created=result.created,
+            unchanged=result.unchanged,
             attempts=result.attempts,
             triggeredid=event.id,
         )
-        return result.commit
+        at = f"{repository.branch}@{result.commit[:12]}"
+        if not edits:
+            return result.commit, (
+                "no commit made: the event carries no configurationChange.values (a redeploy), so what "
+                f"{at} holds is what must be deployed."
+            )
+        if result.unchanged:
+            held = [
+                f"{edit.path} already has {notes.unchanged[i]}" for i, edit in enumerate(edits) if i in notes.unchanged
+            ]
+            return (
+                result.commit,
+                f"no commit made: {'; '.join(held) or 'the branch already holds every update'} at {at}.",
+            )
+        return result.commit, " ".join(f"{message}." for message in notes.messages())
 
     @staticmethod
     def _uris(rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> tuple[list[str], list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import assert_never
 
@@ -41,52 +41,115 @@ from keptn_gitops_service.workflow.context import TemplateContext
 _NOT_IN_A_LINE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-def file_edits(rule: Rule, context: TemplateContext) -> tuple[FileEdit, ...]:
-    """The rendered edits of ``rule`` (raises a :class:`TemplateError`/:class:`EditError` naming the key)."""
+@dataclass
+class EditNotes:
+    """What the edits of one change reported the last time they were applied (a push race applies them again).
+
+    ``notes`` are sentences worth putting into the finished message (``image repository changed from … to …``);
+    ``unchanged`` holds, per edit, what it sets when the file already held it (the edit changed nothing)."""
+
+    notes: dict[int, list[str]] = field(default_factory=dict)
+    unchanged: dict[int, str] = field(default_factory=dict)
+
+    def messages(self) -> list[str]:
+        """The notes of every edit, each once, in update order."""
+        return list(dict.fromkeys(note for index in sorted(self.notes) for note in self.notes[index]))
+
+
+def file_edits(rule: Rule, context: TemplateContext, notes: EditNotes | None = None) -> tuple[FileEdit, ...]:
+    """The rendered edits of ``rule`` (raises a :class:`TemplateError`/:class:`EditError` naming the key).
+
+    With ``notes``, each edit records there what it reports and whether it left its file as it was."""
     edits = []
     for index, update in enumerate(rule.updates):
         where = f"rules[{rule.index}].updates[{index}]"
         path = context.render(update.file, f"{where}.file")
         # argocd-image-updater's write-back file appears with the first update, so ours may create it too
         create = isinstance(update, ArgoCDSourceFileUpdate)
-        edits.append(FileEdit(path, _transform(update, _Renderer(context, where)), create=create))
+        record = notes if notes is not None else EditNotes()
+        transform, sets = _transform(update, _Renderer(context, where), partial(_note, record, index))
+        edits.append(FileEdit(path, partial(_recorded, record, index, sets, transform), create=create))
     return tuple(edits)
 
 
-def _transform(update: Update, r: _Renderer) -> Callable[[str], str]:
-    """The editor of ``update`` with every value the event decides already rendered and checked."""
+def _note(notes: EditNotes, index: int, message: str) -> None:
+    notes.notes.setdefault(index, []).append(message)
+
+
+def _recorded(notes: EditNotes, index: int, sets: str, transform: Callable[[str], str], text: str) -> str:
+    """Apply ``transform``, first forgetting what an earlier application of edit ``index`` recorded."""
+    notes.notes.pop(index, None)
+    notes.unchanged.pop(index, None)
+    new = transform(text)
+    if new == text:
+        notes.unchanged[index] = sets
+    return new
+
+
+def _transform(update: Update, r: _Renderer, note: Callable[[str], None]) -> tuple[Callable[[str], str], str]:
+    """The editor of ``update`` with every value the event decides already rendered and checked, and what it sets
+    (for messages)."""
     if isinstance(update, KustomizeImageUpdate):
         name = r.text(update.name, "kustomizeImage.name")
-        return partial(set_kustomize_image, name=name, image=r.image(update.image, "kustomizeImage.image"))
+        image = r.image(update.image, "kustomizeImage.image")
+        return partial(
+            set_kustomize_image,
+            name=name,
+            image=image,
+            create=update.create,
+            allow_repository_change=update.allow_repository_change,
+            note=note,
+        ), str(image)
     if isinstance(update, YamlPathUpdate):
-        return partial(set_scalar, path=r.path(update.yaml_path, "yamlPath"), value=r.text(update.value, "value"))
+        path, value = r.path(update.yaml_path, "yamlPath"), r.text(update.value, "value")
+        return partial(set_scalar, path=path, value=value), f"{path}: {value}"
     if isinstance(update, MarkerUpdate):
         policy = r.optional(update.policy, "marker.policy")
         image = r.image(update.image, "marker.image")
-        return partial(set_marked_values, image=image, policy=policy, keptn_values=r.marker_value)
+        return partial(
+            set_marked_values,
+            image=image,
+            policy=policy,
+            keptn_values=r.marker_value,
+            allow_repository_change=update.allow_repository_change,
+            note=note,
+        ), str(image)
     if isinstance(update, ContainerImageUpdate):
-        return partial(set_container_images, image=r.image(update.image, "containerImage.image"))
+        image = r.image(update.image, "containerImage.image")
+        return partial(set_container_images, image=image), str(image)
     if isinstance(update, HelmReleaseUpdate):
+        chart_version = r.optional(update.chart_version, "helmRelease.chartVersion")
+        values = r.pairs(update.values, "helmRelease.values", paths=True)
+        sets = ([f"chart version {chart_version}"] if chart_version is not None else []) + _listed(values)
         return partial(
             set_helmrelease,
             name=r.optional(update.name, "helmRelease.name"),
-            chart_version=r.optional(update.chart_version, "helmRelease.chartVersion"),
-            values=r.pairs(update.values, "helmRelease.values", paths=True),
-        )
+            chart_version=chart_version,
+            values=values,
+        ), ", ".join(sets)
     if isinstance(update, ArgoCDApplicationUpdate):
+        parameters = r.pairs(update.parameters, "argocdApplication.parameters", paths=False)
+        values = r.pairs(update.values, "argocdApplication.values", paths=True)
         return partial(
-            set_application_helm,
-            parameters=r.pairs(update.parameters, "argocdApplication.parameters", paths=False),
-            values=r.pairs(update.values, "argocdApplication.values", paths=True),
-            source_index=update.source,
-        )
+            set_application_helm, parameters=parameters, values=values, source_index=update.source
+        ), ", ".join(_listed(parameters) + _listed(values))
     if isinstance(update, ArgoCDSourceFileUpdate):
+        source_file = partial(
+            set_argocd_source_file,
+            create=update.create,
+            allow_repository_change=update.allow_repository_change,
+            note=note,
+        )
         if update.kustomize_image is not None:
             image = r.image(update.kustomize_image, "argocdSourceFile.kustomizeImage")
-            return partial(set_argocd_source_file, kustomize_image=image)
+            return partial(source_file, kustomize_image=image), str(image)
         parameters = r.pairs(update.helm_parameters, "argocdSourceFile.helmParameters", paths=False)
-        return partial(set_argocd_source_file, helm_parameters=parameters)
+        return partial(source_file, helm_parameters=parameters), ", ".join(_listed(parameters))
     assert_never(update)
+
+
+def _listed(pairs: dict[str, str]) -> list[str]:
+    return [f"{name}: {value}" for name, value in pairs.items()]
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,20 @@ def problems(update: str) -> list[str]:
 
 
 GOOD: list[tuple[str, m.Update]] = [
+    ('        kustomizeImage: {name: "acme/{service}"}\n', m.KustomizeImageUpdate("a.yaml", "acme/{service}")),
+    (
+        '        kustomizeImage: {name: "acme/{service}", image: "{image}", create: true}\n'
+        "        allowRepositoryChange: true\n",
+        m.KustomizeImageUpdate("a.yaml", "acme/{service}", create=True, allow_repository_change=True),
+    ),
+    (
+        "        marker: {}\n        allowRepositoryChange: false\n",
+        m.MarkerUpdate(file="a.yaml", allow_repository_change=False),
+    ),
+    (
+        '        argocdSourceFile: {kustomizeImage: "{image}", create: true}\n        allowRepositoryChange: true\n',
+        m.ArgoCDSourceFileUpdate("a.yaml", kustomize_image="{image}", create=True, allow_repository_change=True),
+    ),
     ("        marker: {}\n", m.MarkerUpdate(file="a.yaml")),
     (
         '        marker: {image: "{image.name}:{image.tag}", policy: "flux-system:{service}"}\n',
@@ -120,10 +134,28 @@ BAD: dict[str, tuple[str, list[str], bool]] = {
     "no strategy": (
         "        wait: x\n",
         [
-            f"c.yaml:10:9: {U}.wait: unknown key (allowed: argocdApplication, "
+            f"c.yaml:10:9: {U}.wait: unknown key (allowed: allowRepositoryChange, argocdApplication, "
             "argocdSourceFile, containerImage, file, helmRelease, kustomizeImage, marker, value, yamlPath)",
             f"c.yaml:9:9: {U}: needs exactly one edit strategy: {STRATEGIES}",
         ],
+        True,
+    ),
+    "allowRepositoryChange where no repository changes": (
+        "        containerImage: {}\n        allowRepositoryChange: true\n",
+        [
+            f"c.yaml:11:32: {U}.allowRepositoryChange: not allowed with containerImage: only kustomizeImage, marker, "
+            "argocdSourceFile can change an image repository"
+        ],
+        True,
+    ),
+    "allowRepositoryChange not a flag": (
+        "        marker: {}\n        allowRepositoryChange: 'yes'\n",
+        [f"c.yaml:11:32: {U}.allowRepositoryChange: must be true or false"],
+        True,
+    ),
+    "create not a flag": (
+        "        kustomizeImage: {name: x, create: 1}\n",
+        [f"c.yaml:10:43: {U}.kustomizeImage.create: must be true or false"],
         True,
     ),
     "two strategies": (

@@ -173,8 +173,8 @@ def test_equal_values_return_the_text_as_is() -> None:
         (
             APP,
             {"parameters": {"image.digest": "x"}},
-            "Application 'carts' spec.source has no Helm parameter 'image.digest' in helm.parameters; parameters "
-            "are changed, never added",
+            "Application 'carts' spec.source has no Helm parameter 'image.digest' in helm.parameters (parameters: "
+            "'image.tag', 'image.repository', 'replicaCount'); parameters are changed, never added",
         ),
         (
             APP.replace("name: replicaCount", "name: image.tag"),
@@ -189,8 +189,9 @@ def test_equal_values_return_the_text_as_is() -> None:
         (
             APP,
             {"values": {"image.digest": "x"}},
-            "Application 'carts' spec.source has no value at 'spec.source.helm.valuesObject.image.digest'; values "
-            "are changed, never created",
+            "Application 'carts' spec.source has no value at 'spec.source.helm.valuesObject.image.digest' (no key "
+            "'digest' under 'spec.source.helm.valuesObject.image' at line 20, which has the keys 'pullPolicy', 'tag'); "
+            "values are changed, never created",
         ),
         (
             APP,
@@ -217,7 +218,8 @@ def test_equal_values_return_the_text_as_is() -> None:
         (
             MULTI,
             {"values": {"image.tag": "x"}, "source_index": 2},
-            "Application 'orders' spec.sources[2] has no value at 'spec.sources[2].helm.valuesObject.image.tag'; "
+            "Application 'orders' spec.sources[2] has no value at 'spec.sources[2].helm.valuesObject.image.tag' (no "
+            "key 'valuesObject' under 'spec.sources[2].helm' at line 20, which has the keys 'parameters', 'values'); "
             "values are changed, never created (helm.values is a YAML string, which is not edited)",
         ),
         (
@@ -244,8 +246,8 @@ def test_application_rejections(text: str, kwargs: dict[str, Any], message: str)
 def test_upstream_application_without_helm_is_refused(upstream_fixtures: Path) -> None:
     text = read(upstream_fixtures, "argocd/application_status_synced_succeeded.yaml")
     assert app_rejected(text, parameters={"image.tag": "1.0.0"}) == (
-        "Application 'velero-test' spec.source has no Helm parameter 'image.tag' in helm.parameters; parameters "
-        "are changed, never added"
+        "Application 'velero-test' spec.source has no Helm parameter 'image.tag' in helm.parameters (parameters: "
+        "none); parameters are changed, never added"
     )
 
 
@@ -282,7 +284,14 @@ def test_upstream_files_are_updated_in_place(upstream_fixtures: Path) -> None:
     kustomize = go_raw_string(upstream_fixtures, "argocd-source_kustomize_expected.go.txt")
     new = set_argocd_source_file(kustomize, kustomize_image=parse_image("foo:1.0"))
     assert new == "kustomize:\n  images:\n  - baz\n  - foo:1.0\n  - bar\n"
-    new = set_argocd_source_file(kustomize, kustomize_image=parse_image("docker.io/library/qux:2"))
+    with pytest.raises(EditError) as caught:
+        set_argocd_source_file(kustomize, kustomize_image=parse_image("docker.io/library/qux:2"))
+    assert str(caught.value) == (
+        "no kustomize.images entry names the repository of 'docker.io/library/qux:2' (entries: 'baz', 'foo', 'bar'); "
+        "an entry that matches no image of the Application would deploy nothing. Deliver an image of a listed "
+        "repository, or set argocdSourceFile.create: true to add the entry"
+    )
+    new = set_argocd_source_file(kustomize, kustomize_image=parse_image("docker.io/library/qux:2"), create=True)
     assert new == kustomize + "  - docker.io/library/qux:2\n"
 
 
@@ -292,6 +301,7 @@ def test_existing_parameters_change_in_place_and_new_ones_are_appended_sorted(ne
     new = set_argocd_source_file(
         text,
         helm_parameters={"image.tag": "0.14.0", "zeta": "z", "alpha": "1.10", "image.name": "ghcr.io/acme/carts"},
+        create=True,
     )
     updated = text.replace("0.13.1", "0.14.0").replace("docker.io/keptnexamples", "ghcr.io/acme")
     assert added_lines(updated.replace("forcestring: false", "forcestring: true"), new) == [
@@ -347,12 +357,23 @@ def test_kustomize_entries_match_by_repository_and_keep_their_old_name() -> None
     assert new == text.replace("carts=ghcr.io/acme/carts:1.0", f"carts=ghcr.io/acme/carts:1.1@{DIGEST}")
     new = set_argocd_source_file(text, kustomize_image=parse_image("docker.io/library/nginx:1.27"))
     assert_only_targets_changed(text, new, {(0, ("kustomize", "images", 1)): "docker.io/library/nginx:1.27"})
-    new = set_argocd_source_file(text, kustomize_image=parse_image("carts:2.0"))
+    with pytest.raises(EditError) as caught:
+        set_argocd_source_file(text, kustomize_image=parse_image("carts:2.0"))
+    assert str(caught.value) == (
+        "the kustomize.images entry 'carts=ghcr.io/acme/carts:1.0' deploys the repository 'ghcr.io/acme/carts', but "
+        "the image 'carts:2.0' is from 'carts'; refusing to change the image repository (set allowRepositoryChange: "
+        "true on the update if the move is intended)"
+    )
+    notes: list[str] = []
+    new = set_argocd_source_file(
+        text, kustomize_image=parse_image("carts:2.0"), allow_repository_change=True, note=notes.append
+    )
     assert new == text.replace("carts=ghcr.io/acme/carts:1.0", "carts=carts:2.0")
-    new = set_argocd_source_file(text, kustomize_image=parse_image("redis:7"))
+    assert notes == ["image repository changed from ghcr.io/acme/carts to carts"]
+    new = set_argocd_source_file(text, kustomize_image=parse_image("redis:7"), create=True)
     assert new == text + "    -   redis:7\n"
     no_final_newline = "kustomize:\r\n  images:\r\n  - a:1 # a"
-    new = set_argocd_source_file(no_final_newline, kustomize_image=parse_image("redis:7"))
+    new = set_argocd_source_file(no_final_newline, kustomize_image=parse_image("redis:7"), create=True)
     assert new == no_final_newline + "\r\n  - redis:7"
 
 
@@ -373,9 +394,15 @@ def test_kustomize_entries_match_by_repository_and_keep_their_old_name() -> None
         ),
         (
             "helm: {parameters: [{name: a, value: b}]}\n",
-            {"helm_parameters": {"c": "d"}},
+            {"helm_parameters": {"c": "d"}, "create": True},
             "'helm.parameters' in the .argocd-source file is a flow or empty sequence; new lines can only be added "
             "to a block one",
+        ),
+        (
+            "helm:\n  parameters:\n  - name: a\n    value: b\n",
+            {"helm_parameters": {"a": "x", "c": "d"}},
+            "helm.parameters has no parameter 'c' (parameters: 'a'); a parameter the chart does not use would deploy "
+            "nothing. Correct argocdSourceFile.helmParameters, or set argocdSourceFile.create: true to add it",
         ),
         (
             "helm: {}\n",

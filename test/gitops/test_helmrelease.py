@@ -147,7 +147,8 @@ def test_bracketed_values_paths() -> None:
         ),
         (
             {"values": {"image.digest": "sha256:x"}, "name": "carts"},
-            "HelmRelease 'carts' has no value at 'spec.values.image.digest'; values are changed, never created",
+            "HelmRelease 'carts' has no value at 'spec.values.image.digest' (no key 'digest' under 'spec.values.image' "
+            "at line 13, which has the keys 'repository', 'tag'); values are changed, never created",
         ),
         ({"values": {"image": "x"}, "name": "carts"}, "path 'spec.values.image' is a mapping at line 13, not a scalar"),
         (
@@ -191,8 +192,9 @@ def test_other_documents_are_not_helmreleases() -> None:
     )
     values_from = chart_ref + "  valuesFrom: [{kind: ConfigMap, name: v}]\n"
     assert rejected(values_from, values={"image.tag": "1"}) == (
-        "HelmRelease 'a' has no value at 'spec.values.image.tag'; values are changed, never created (it may come "
-        "from spec.valuesFrom, which is not edited)"
+        "HelmRelease 'a' has no value at 'spec.values.image.tag' (no key 'values' under 'spec' at line 5, which "
+        "has the keys 'chartRef', 'valuesFrom'); values are changed, never created (it may come from spec.valuesFrom, "
+        "which is not edited)"
     )
     twice = TWO_RELEASES.replace("name: orders", "name: carts")
     assert rejected(twice, chart_version="1", name="carts") == (

@@ -69,8 +69,19 @@ def test_familiar_names_match_and_numeric_tags_become_strings() -> None:
     assert yaml.safe_load(new)["images"][1] == {"name": "mongo", "newTag": "5.0"}
 
 
-def test_a_different_repository_sets_new_name_after_name() -> None:
-    new = set_kustomize_image(KUSTOMIZATION, "mongo", parse_image("ghcr.io/acme/mongo:7.0.1"))
+def test_a_different_repository_is_refused_unless_allowed_and_then_reported() -> None:
+    with pytest.raises(EditError) as caught:
+        set_kustomize_image(KUSTOMIZATION, "mongo", parse_image("ghcr.io/acme/mongo:7.0.1"))
+    assert str(caught.value) == (
+        "the 'images' entry 'mongo' deploys the repository 'mongo', but the image 'ghcr.io/acme/mongo:7.0.1' is from "
+        "'ghcr.io/acme/mongo'; refusing to change the image repository (set allowRepositoryChange: true on the "
+        "update if the move is intended)"
+    )
+    notes: list[str] = []
+    new = set_kustomize_image(
+        KUSTOMIZATION, "mongo", parse_image("ghcr.io/acme/mongo:7.0.1"), allow_repository_change=True, note=notes.append
+    )
+    assert notes == ["image repository changed from mongo to ghcr.io/acme/mongo"]
     assert added_lines(KUSTOMIZATION, new.replace("newTag: 7.0.1", "newTag: 4.4")) == [
         "    newName: ghcr.io/acme/mongo\n",
     ]
@@ -115,25 +126,60 @@ def test_an_image_without_tag_or_digest_is_refused() -> None:
     assert str(caught.value) == "image reference 'mongo' has neither tag nor digest; kustomizeImage needs one"
 
 
-def test_unknown_image_is_appended_in_the_existing_item_style() -> None:
-    new = set_kustomize_image(KUSTOMIZATION, "redis", parse_image("ghcr.io/acme/redis:7.2"))
+def test_a_missing_entry_is_refused_naming_the_entries() -> None:
+    """The user's case: a name with a typo would add an entry that matches no container and deploy nothing."""
+    text = "images:\n- name: docker.io/keptnexamples/carts\n  newTag: 0.13.0\n"
+    image = parse_image("docker.io/keptn-examples/carts:0.13.1")
+    with pytest.raises(EditError) as caught:
+        set_kustomize_image(text, "docker.io/keptn-examples/carts", image)
+    assert str(caught.value) == (
+        "no 'images' entry is named 'docker.io/keptn-examples/carts' or names its repository (entries: "
+        "'docker.io/keptnexamples/carts'); an entry that matches no container would deploy nothing. Correct "
+        "kustomizeImage.name, or set kustomizeImage.create: true to add the entry"
+    )
+    with pytest.raises(EditError, match=r"\(entries: none\)"):
+        set_kustomize_image("resources: []\n", "carts", parse_image("carts:1"))
+    with pytest.raises(EditError, match=r"\(entries: none\)"):
+        set_kustomize_image("images:\n", "carts", parse_image("carts:1"))
+
+
+def test_a_repository_given_by_a_short_name_is_refused() -> None:
+    """The user's other case: ``--image carts:0.13.3`` would have set ``newName: carts``, another image."""
+    text = "images:\n- name: docker.io/keptnexamples/carts\n  newTag: 0.13.0\n"
+    with pytest.raises(EditError) as caught:
+        set_kustomize_image(text, "docker.io/keptnexamples/carts", parse_image("carts:0.13.3"))
+    assert str(caught.value).startswith(
+        "the 'images' entry 'docker.io/keptnexamples/carts' deploys the repository 'docker.io/keptnexamples/carts', "
+        "but the image 'carts:0.13.3' is from 'carts'; refusing"
+    )
+
+
+def test_unknown_image_is_appended_in_the_existing_item_style_when_asked_to() -> None:
+    new = set_kustomize_image(KUSTOMIZATION, "redis", parse_image("redis:7.2"), create=True)
+    assert new == KUSTOMIZATION + '  - name: redis\n    newTag: "7.2"\n'
+    with pytest.raises(EditError, match=r"the new 'images' entry 'redis' deploys the repository 'redis', but the"):
+        set_kustomize_image(KUSTOMIZATION, "redis", parse_image("ghcr.io/acme/redis:7.2"), create=True)
+    new = set_kustomize_image(
+        KUSTOMIZATION, "redis", parse_image("ghcr.io/acme/redis:7.2"), create=True, allow_repository_change=True
+    )
     assert new == KUSTOMIZATION + '  - name: redis\n    newName: ghcr.io/acme/redis\n    newTag: "7.2"\n'
 
 
 def test_missing_images_key_appends_a_block_at_the_end_of_the_document() -> None:
     text = "resources:\n- deployment.yaml\n---\nkind: ConfigMap\n"
     with pytest.raises(EditError, match=r"cannot tell which document is the kustomization \(documents 0, 1"):
-        set_kustomize_image(text, "carts", parse_image("carts:1.0.0"))
+        set_kustomize_image(text, "carts", parse_image("carts:1.0.0"), create=True)
     text = (
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n"
         "---\nkind: ConfigMap\n"
     )
-    new = set_kustomize_image(text, "carts", parse_image("carts:1.0.0"))
+    new = set_kustomize_image(text, "carts", parse_image("carts:1.0.0"), create=True)
     assert new == text.replace("---", "images:\n- name: carts\n  newTag: 1.0.0\n---")
 
 
 def test_empty_images_value_is_filled() -> None:
-    assert set_kustomize_image("images: # none yet\nresources: []\n", "carts", parse_image("carts:v1")) == (
+    text = "images: # none yet\nresources: []\n"
+    assert set_kustomize_image(text, "carts", parse_image("carts:v1"), create=True) == (
         "images: # none yet\n- name: carts\n  newTag: v1\nresources: []\n"
     )
 
@@ -144,7 +190,7 @@ def test_flow_styles_are_edited_where_possible_and_refused_otherwise() -> None:
     with pytest.raises(EditError, match=r"path 'images\[0\]' at line 1 is a flow mapping"):
         set_kustomize_image(text, "carts", parse_image(f"carts@{DIGEST}"))
     with pytest.raises(EditError, match=r"path 'images' at line 1 is a flow sequence"):
-        set_kustomize_image("images: []\n", "carts", parse_image("carts:1.1"))
+        set_kustomize_image("images: []\n", "carts", parse_image("carts:1.1"), create=True)
 
 
 def test_exact_name_wins_and_ambiguity_is_refused() -> None:
@@ -182,7 +228,9 @@ def test_upstream_flux_markers_kustomization(upstream_fixtures: Path) -> None:
             '  newTag: 5.0.3 # {"$imagepolicy": "flux-system:podinfo:tag"}\n',
         ),
     ]
-    moved = set_kustomize_image(text, "ghcr.io/stefanprodan/podinfo", parse_image("ghcr.io/acme/podinfo:6.0.0"))
+    moved = set_kustomize_image(
+        text, "ghcr.io/stefanprodan/podinfo", parse_image("ghcr.io/acme/podinfo:6.0.0"), allow_repository_change=True
+    )
     assert changed_lines(text, moved)[0] == (
         '  newName: ghcr.io/stefanprodan/podinfo # {"$imagepolicy": "flux-system:podinfo:name"}\n',
         '  newName: ghcr.io/acme/podinfo # {"$imagepolicy": "flux-system:podinfo:name"}\n',

@@ -140,7 +140,14 @@ def test_flux_fixture_policy_moves_the_repository(upstream_fixtures: Path) -> No
         f"none of the 7 '$imagepolicy' markers is for 'ghcr.io/acme/podinfo:6.0.0@{DIGEST}' "
         f"(marked images: '{PODINFO}')"
     )
-    new = set_marked_values(text, image, policy="flux-system:podinfo")
+    assert rejected(text, str(image), policy="flux-system:podinfo") == (
+        f"the '$imagepolicy' marker 'flux-system:podinfo:name' at line 9 holds the repository '{PODINFO}', but the "
+        f"image 'ghcr.io/acme/podinfo:6.0.0@{DIGEST}' is from 'ghcr.io/acme/podinfo'; refusing to change the image "
+        "repository (set allowRepositoryChange: true on the update if the move is intended)"
+    )
+    notes: list[str] = []
+    new = set_marked_values(text, image, policy="flux-system:podinfo", allow_repository_change=True, note=notes.append)
+    assert notes == [f"image repository changed from {PODINFO} to ghcr.io/acme/podinfo"]
     assert new.count("\r\n") == text.count("\r\n") and "\n" not in new.replace("\r\n", "")
     targets: dict[tuple[int, Keys], Any] = {
         (0, ("spec", "values", "image", "repository")): "ghcr.io/acme/podinfo",

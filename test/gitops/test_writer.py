@@ -71,14 +71,17 @@ async def test_commit_carries_the_edit_the_trailers_and_our_identity(
 async def test_no_commit_when_nothing_changes_reports_head(writer: GitWriter, repo: Repository, remote: Path) -> None:
     head = git("rev-parse", "main", cwd=remote).strip()
     result = await writer.write(change(repo, "id-1", FileEdit("apps/dev/carts/values.yaml", set_tag("0.13.1"))))
-    assert (result.commit, result.created) == (head, False)
+    assert (result.commit, result.created, result.unchanged) == (head, False, True)
     assert git("rev-list", "--count", "main", cwd=remote).strip() == "1"
+    empty = await writer.write(change(repo, "id-2"))  # a redeploy: no edits at all
+    assert (empty.commit, empty.created, empty.unchanged) == (head, False, True)
 
 
 async def test_redelivery_finds_the_existing_commit(writer: GitWriter, repo: Repository, remote: Path) -> None:
     first = await writer.write(change(repo, "id-1", FileEdit("apps/dev/carts/values.yaml", set_tag("0.13.2"))))
     second = await writer.write(change(repo, "id-1", FileEdit("apps/dev/carts/values.yaml", set_tag("0.13.2"))))
     assert second.commit == first.commit and not second.created
+    assert not first.unchanged and not second.unchanged  # a commit carries it: not "already in place"
     assert git("rev-list", "--count", "main", cwd=remote).strip() == "2"
 
 

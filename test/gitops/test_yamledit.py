@@ -370,12 +370,22 @@ def test_colon_space_injection_cannot_create_keys() -> None:
         (
             "image:\n  repo: x\n\n  name: y\n",
             "image.tag",
-            "path 'image.tag' not found (no key 'tag' under 'image' at line 2)",
+            "path 'image.tag' not found (no key 'tag' under 'image' at line 2, which has the keys 'repo', 'name')",
         ),
         ("image: v1\n", "image.tag", "('image' at line 1 is the scalar 'v1', not a mapping)"),
         ("a: [x]\n", "a[3]", "the sequence 'a' at line 1 has 1 item, so there is no item [3]"),
         ("a: [x]\n", "a.b", "'a' at line 1 is a flow sequence, not a mapping"),
-        ("c:\n- name: x\n", "c[name=y].image", "no item with name='y' in the sequence 'c' at line 2"),
+        (
+            "c:\n- name: x\n- {name: z}\n- other: 1\n",
+            "c[name=y].image",
+            "no item with name='y' in the sequence 'c' at line 2, whose items have name 'x', 'z')",
+        ),
+        (
+            "c:\n- other: 1\n",
+            "c[name=y]",
+            "no item with name='y' in the sequence 'c' at line 2, whose items have no 'name'",
+        ),
+        ("a: {}\n", "a.b", "no key 'b' under 'a' at line 1, which has no keys)"),
         (
             "c:\n- name: x\n- name: x\n",
             "c[name=x].image",
@@ -407,8 +417,8 @@ def test_multi_document_not_found_lists_each_document() -> None:
         set_scalar("a: 1\n---\nb: 2\n", "c", "x")
     assert str(caught.value) == (
         "path 'c' not found in any of the 2 documents "
-        "(document 0: no key 'c' under the document root at line 1; "
-        "document 1: no key 'c' under the document root at line 3)"
+        "(document 0: no key 'c' under the document root at line 1, which has the keys 'a'; "
+        "document 1: no key 'c' under the document root at line 3, which has the keys 'b')"
     )
 
 

@@ -7,13 +7,14 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from yamlcheck import Keys, assert_only_targets_changed
 
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.errors import EditError, GitOpsServiceError, TemplateError
 from keptn_gitops_service.keptn.data import EventScope
 from keptn_gitops_service.workflow.context import TemplateContext
-from keptn_gitops_service.workflow.edits import file_edits
+from keptn_gitops_service.workflow.edits import EditNotes, file_edits
 
 HEAD = """\
 apiVersion: gitops.keptn-contrib/v1
@@ -332,3 +333,87 @@ def test_images_are_validated_when_bound() -> None:
             bind(f"      - file: a.yaml\n        {update}\n", image="ghcr.io/ACME/carts:1")
     with pytest.raises(TemplateError, match=r"rules\[0\]\.updates\[0\]\.marker\.image: '\{image.digest\}'"):
         bind("      - file: a.yaml\n        marker: {image: 'x@{image.digest}'}\n")
+
+
+# ------------------------------------------------------------------------------------------ what Keptn sends
+
+
+def test_an_image_without_tag_or_digest_is_latest() -> None:
+    """``keptn trigger delivery --image repo`` sends the name alone; Kubernetes (and helm-service) pull :latest."""
+    new = apply(
+        "      - file: k.yaml\n        kustomizeImage: {name: ghcr.io/acme/carts}\n",
+        "images:\n- name: ghcr.io/acme/carts\n  newTag: '1.9'\n",
+        image="ghcr.io/acme/carts",
+    )
+    assert new == "images:\n- name: ghcr.io/acme/carts\n  newTag: 'latest'\n"
+    ctx = context(image="ghcr.io/acme/carts")
+    assert [ctx.render(t, "k") for t in ("{image}", "{image.tag}", "{image.name}")] == [
+        "ghcr.io/acme/carts:latest",
+        "latest",
+        "ghcr.io/acme/carts",
+    ]
+    by_digest = context(image=f"ghcr.io/acme/carts@sha256:{'a' * 64}")
+    assert by_digest.render("{image}", "k") == f"ghcr.io/acme/carts@sha256:{'a' * 64}"
+    with pytest.raises(TemplateError, match="has no tag"):
+        by_digest.render("{image.tag}", "k")
+
+
+def test_image_sent_as_an_object_serves_its_parts_and_refuses_the_whole() -> None:
+    """``keptn trigger delivery --values image.tag=1.2`` sends ``{"image": {"tag": "1.2"}}``."""
+    ctx = context(image={"repository": "ghcr.io/acme/carts", "tag": 13})
+    assert ctx.render("{image.name}:{image.tag}", "k") == "ghcr.io/acme/carts:13"
+    assert ctx.render("{values.image.tag}", "k") == "13"
+    with pytest.raises(TemplateError) as caught:
+        ctx.render("{image}", "rules[0].updates[0].value")
+    assert str(caught.value) == (
+        "rules[0].updates[0].value: data.configurationChange.values.image is an object, not an image reference (it "
+        "has the values image.repository, image.tag, as 'keptn trigger delivery --values image.<key>=…' sends them); "
+        "use {image.tag} or {values.image.<key>} in the rule, or deliver with --image"
+    )
+    with pytest.raises(TemplateError) as caught:
+        ctx.render("{image.digest}", "k")
+    assert str(caught.value) == (
+        "k: '{image.digest}': data.configurationChange.values.image is an object without digest (it has "
+        "image.repository, image.tag)"
+    )
+
+
+def test_values_keep_the_types_keptn_sent_where_the_target_is_typed() -> None:
+    text = "replicas: 1\nenabled: false\nratio: 0.5\nlabel: '1'\nname: x\nsmall: 0.1\n"
+    updates = "".join(
+        f"      - file: v.yaml\n        yamlPath: {key}\n        value: '{{values.{key}}}'\n"
+        for key in ("replicas", "enabled", "ratio", "label", "name", "small")
+    )
+    edits = bind(updates, replicas=3, enabled=True, ratio=0.75, label=2, name=4, small=1e-07)
+    for edit in edits:
+        text = edit.transform(text)
+    assert yaml.safe_load(text) == {
+        "replicas": 3,
+        "enabled": True,
+        "ratio": 0.75,
+        "label": "2",
+        "name": "4",
+        "small": 1e-07,
+    }
+    assert text == "replicas: 3\nenabled: true\nratio: 0.75\nlabel: '2'\nname: \"4\"\nsmall: 1.0e-07\n"
+
+
+# ------------------------------------------------------------------------------------------ notes
+
+
+def test_notes_record_what_is_already_in_place_and_each_application_starts_afresh() -> None:
+    rule = parse_config(
+        HEAD
+        + "      - file: k.yaml\n        kustomizeImage: {name: carts}\n        allowRepositoryChange: true\n"
+        + "      - file: v.yaml\n        yamlPath: image.tag\n        value: '{image.tag}'\n",
+        "c.yaml",
+    ).rules[0]
+    notes = EditNotes()
+    kustomize, values = file_edits(rule, context(), notes)
+    kustomization = "images:\n- name: carts\n  newTag: '1.9'\n"
+    moved = kustomize.transform(kustomization)
+    assert notes.messages() == ["image repository changed from carts to ghcr.io/acme/carts"]
+    assert values.transform("image:\n  tag: '1.10'\n") == "image:\n  tag: '1.10'\n"
+    assert notes.unchanged == {1: "image.tag: 1.10"}
+    assert kustomize.transform(moved) == moved  # applied again on a tip that already holds it
+    assert notes.messages() == [] and notes.unchanged == {0: IMAGE, 1: "image.tag: 1.10"}
