@@ -87,10 +87,13 @@ class NatsTransport:
 
     async def subscribe(self, handler: Handler) -> None:
         """Consume from Keptn's stream when it exists, else queue-subscribe on core NATS."""
-        nc = self._require()
         self._handler = handler
+        await self._receive(handler, self.subjects)
+
+    async def _receive(self, handler: Handler, subjects: Sequence[str]) -> None:
+        nc = self._require()
         if await self._has_keptn_stream(nc):
-            for subject in self.subjects:
+            for subject in subjects:
                 psub, ack_wait = await self._durable_consumer(nc, subject)
                 self._subscriptions.append(psub)
                 self._pullers.append(asyncio.create_task(self._pull(psub, handler, ack_wait), name=f"pull {subject}"))
@@ -98,7 +101,7 @@ class NatsTransport:
             log.info(
                 "consuming Keptn's JetStream stream with durable consumers",
                 stream=KEPTN_STREAM,
-                subjects=list(self.subjects),
+                subjects=list(subjects),
                 consumer_prefix=self.queue_group,
             )
             return
@@ -106,14 +109,14 @@ class NatsTransport:
         async def on_message(msg: Msg) -> None:
             self._tasks.spawn(handler(msg.data, _no_ack))
 
-        for subject in self.subjects:
+        for subject in subjects:
             self._subscriptions.append(await nc.subscribe(subject, queue=self.queue_group, cb=on_message))
         await nc.flush()
         self.mode = "core"
         log.warning(
             "Keptn's JetStream stream is not available: core NATS queue subscription (triggers published "
             "while this service is down are lost)",
-            subjects=list(self.subjects),
+            subjects=list(subjects),
             queue_group=self.queue_group,
         )
 
@@ -163,12 +166,13 @@ class NatsTransport:
 
     async def resubscribe(self, subjects: Sequence[str]) -> None:
         """Follow new subscriptions from the control plane: receive on ``subjects`` from now on."""
-        if tuple(subjects) == self.subjects or self._handler is None:
-            self.subjects = tuple(subjects)
+        wanted = tuple(subjects)
+        if wanted == self.subjects or self._handler is None:
+            self.subjects = wanted
             return
         await self._stop_receiving()
-        self.subjects = tuple(subjects)
-        await self.subscribe(self._handler)
+        await self._receive(self._handler, wanted)
+        self.subjects = wanted  # only once the server has the new subscriptions: a trigger sent now is received
 
     async def close(self, *, grace: float = 30.0) -> None:
         """Stop receiving, let running handlers finish for up to ``grace`` seconds, then disconnect."""
