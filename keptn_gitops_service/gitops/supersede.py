@@ -18,6 +18,7 @@ from keptn_gitops_service.errors import GitOpsServiceError
 from keptn_gitops_service.gitops.clone import WorkingClone
 from keptn_gitops_service.gitops.imageref import show
 from keptn_gitops_service.gitops.revert import ScalarChange, scalar_changes
+from keptn_gitops_service.gitops.trailers import carries
 from keptn_gitops_service.gitops.writer import batch_files
 from keptn_gitops_service.gitops.yamledit import get_scalar
 
@@ -29,9 +30,13 @@ _SUBJECT_LIMIT = 72
 async def superseded(clone: WorkingClone, commit: str, descendant: str, match: Mapping[str, str]) -> str | None:
     """Why ``descendant`` (a descendant of ``commit``) no longer holds a value ``commit`` set, or ``None``.
 
-    ``match`` identifies our change among the changes of a batched commit (its ``Keptn-Triggered-Id`` trailer).
+    ``match`` identifies our change (its ``Keptn-Triggered-Id`` trailer): in a batched commit only its files count,
+    and a commit that does not carry it (a deployment that had nothing to change reports the tip) is not followed.
     Both commits must be in the clone (the caller has just answered their ancestry)."""
-    own = batch_files(await clone.message(commit), match)
+    message = await clone.message(commit)
+    own = batch_files(message, match)
+    if own is None and match and not carries(message, match.items()):
+        return None  # not our commit (nothing had to change, and the deployment reported the tip): nothing to follow
     for path, before, after in await clone.file_versions(commit):
         if (own is not None and path not in own) or before is None or after is None:
             continue

@@ -286,6 +286,8 @@ class _ApplicationJudge(Judge):
         if app.get("operation") or phase in ("Running", "Terminating"):
             return False
         sync = status.get("sync") or {}
+        if any(r.lower() in self._superseded for r in _sync_revisions(sync, options.source_index)):
+            return False  # the target undid our change: syncing our commit would take that back
         return not (sync.get("status") == "Synced" and self._contain_ours(sync))
 
     def _contain_ours(self, sync: Mapping[str, Any]) -> bool:

@@ -118,6 +118,7 @@ async def test_a_descendant_supersedes_only_by_changing_our_values(
         f"superseded: commit {again[:12]} (third value) changed a.yaml tag from '1.0.0' to '4.0.0'"
         f" before commit {back[:12]} was applied"
     )
+    assert await superseded(clone, back, again, match) is None, "not our commit: nothing of ours to follow"
     assert await superseded(clone, again, gone, {}) == (
         f"superseded: commit {gone[:12]} (drop a) removed a.yaml before commit {again[:12]} was applied"
     )
