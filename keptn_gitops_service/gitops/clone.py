@@ -151,14 +151,14 @@ class WorkingClone:
         """For each ``(trailer, value)`` carried by a commit on the remote branch, the newest such commit
         (one ``git log`` for all of them). A commit carries it when its trailer block has exactly that key and
         value (:mod:`~keptn_gitops_service.gitops.trailers`); an empty value is carried by no commit."""
-        lines = {f"{key}: {value}": (key, value) for key, value in wanted if value}
-        if not lines:
+        pairs = {(key, value) for key, value in wanted if value}
+        if not pairs:
             return {}
-        greps = [f"--grep={line}" for line in lines]
+        greps = [f"--grep={key}: {value}" for key, value in pairs]
         found: dict[tuple[str, str], str] = {}
         for sha, body in await self._log(self.remote_ref, "--fixed-strings", *greps):
             for pair in parse_trailers(body):
-                if pair in lines.values() and pair not in found:
+                if pair in pairs and pair not in found:
                     found[pair] = sha
         return found
 

@@ -287,9 +287,6 @@ class KeptnEvent:
             raise EventError(f"type must start with {EVENT_TYPE_PREFIX!r}, got {_quote(self.type)}")
         for name in _KEPTN_EXTENSIONS:
             _check_string(getattr(self, name), name)
-        for name in _IDENTITIES:
-            if value := getattr(self, name):
-                _check_identity(value, name)
         if self.specversion != SPEC_VERSION:
             raise EventError(f"specversion must be {SPEC_VERSION!r}, got {_quote(self.specversion)}")
         _check_string(self.datacontenttype, "datacontenttype")
@@ -439,7 +436,7 @@ def from_json(body: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> KeptnEv
     if not isinstance(obj, dict):
         raise EventError(f"event must be a JSON object, got {describe_json_type(obj)}")
     specversion = _optional_string(obj, "specversion") or SPEC_VERSION
-    return KeptnEvent(
+    event = KeptnEvent(
         id=_required_string(obj, "id"),
         type=_required_string(obj, "type"),
         source=_required_string(obj, "source"),
@@ -453,6 +450,10 @@ def from_json(body: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> KeptnEv
         datacontenttype=_content_type(obj),
         extensions=_extensions(obj),
     )
+    for name in _IDENTITIES:
+        if value := getattr(event, name):
+            _check_identity(value, name)
+    return event
 
 
 # ------------------------------------------------------------------------------------------------------------

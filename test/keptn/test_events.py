@@ -729,11 +729,3 @@ def test_spec_triggered_reply_echoes_scope(name: str, spec: Callable[[str], byte
         "labels": {"label-key": "label-value"},
         "status": "succeeded",
     }
-
-
-@pytest.mark.parametrize("name", ["id", "shkeptncontext", "triggeredid"])
-def test_an_event_built_in_code_has_single_line_identities_too(name: str) -> None:
-    fields: dict[str, Any] = {"id": "1", "shkeptncontext": "c", "triggeredid": ""}
-    fields[name] = "x\nKeptn-Context: victim"
-    with pytest.raises(EventError, match=rf"^{name} must be a single line of printable characters"):
-        KeptnEvent(type="sh.keptn.event.x.triggered", source="s", data={}, time=None, **fields)
