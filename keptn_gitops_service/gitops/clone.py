@@ -23,6 +23,7 @@ from pathlib import Path
 from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.errors import GitError
 from keptn_gitops_service.gitops.git import Git, last_lines, signing_options
+from keptn_gitops_service.gitops.trailers import carries, parse_line, parse_trailers
 
 # Kargo's classification of a rejected push (pkg/controller/git/work_tree.go).
 _NON_FAST_FORWARD = re.compile(
@@ -148,36 +149,48 @@ class WorkingClone:
 
     async def find_trailers(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """For each ``(trailer, value)`` carried by a commit on the remote branch, the newest such commit
-        (one ``git log`` for all of them)."""
-        if not wanted:
+        (one ``git log`` for all of them). A commit carries it when its trailer block has exactly that key and
+        value (:mod:`~keptn_gitops_service.gitops.trailers`); an empty value is carried by no commit."""
+        pairs = {(key, value) for key, value in wanted if value}
+        if not pairs:
             return {}
-        lines = {f"{key}: {value}": (key, value) for key, value in wanted}
-        greps = [f"--grep={line}" for line in lines]
-        out = await self.run("log", self.remote_ref, "--fixed-strings", *greps, "--format=%H%x00%B%x00")
+        greps = [f"--grep={key}: {value}" for key, value in pairs]
         found: dict[tuple[str, str], str] = {}
-        fields = out.split("\0")
-        for sha, body in zip(fields[0::2], fields[1::2], strict=False):
-            for line in body.splitlines():
-                pair = lines.get(line.strip())
-                if pair is not None and pair not in found:
-                    found[pair] = sha.strip()
+        for sha, body in await self._log(self.remote_ref, "--fixed-strings", *greps):
+            for pair in parse_trailers(body):
+                if pair in pairs and pair not in found:
+                    found[pair] = sha
         return found
 
     async def message(self, commit: str) -> str:
         """The full message of ``commit``."""
         return await self.run("log", "-1", "--format=%B", commit)
 
-    async def find_commits(self, *messages: str) -> list[str]:
-        """Commits on the remote branch whose message contains every one of ``messages``, newest first.
+    async def find_commits(self, *lines: str) -> list[str]:
+        """Commits on the remote branch whose trailers include every one of ``lines`` (``Key: value``, matched
+        as whole trailer lines with exact values, never as substrings), newest first. No line, or a line with an
+        empty value, matches no commit.
 
-        A shallow clone is deepened until at least one commit matches or the whole history is there."""
-        greps = [f"--grep={m}" for m in messages]
+        ``git log --grep`` only narrows the candidates down; each one's trailer block decides. A shallow clone is
+        deepened until at least one commit matches or the whole history is there."""
+        wanted = [parse_line(line) for line in lines]
+        pairs = [pair for pair in wanted if pair is not None]
+        if not pairs or len(pairs) != len(wanted) or not all(value for _, value in pairs):
+            return []
+        greps = [f"--grep={line}" for line in lines]
         step = self._first_deepen()
         while True:
-            out = await self.run("log", self.remote_ref, "--fixed-strings", "--all-match", *greps, "--format=%H")
-            if out.split() or not await self.deepen(step):
-                return out.split()
+            candidates = await self._log(self.remote_ref, "--fixed-strings", "--all-match", *greps)
+            found = [sha for sha, body in candidates if carries(body, pairs)]
+            if found or not await self.deepen(step):
+                return found
             step *= 2
+
+    async def _log(self, *args: str) -> list[tuple[str, str]]:
+        """``(sha, full message)`` of the commits ``git log`` lists for ``args``, newest first."""
+        out = await self.run("log", *args, "--format=%H%x00%B%x00")
+        fields = out.split("\0")
+        return [(sha.strip(), body) for sha, body in zip(fields[0::2], fields[1::2], strict=False)]
 
     async def file_versions(self, commit: str) -> list[tuple[str, str | None, str | None]]:
         """``(path, before, after)`` of every file ``commit`` changed (``None`` where the file did not exist)."""

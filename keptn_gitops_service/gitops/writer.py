@@ -39,6 +39,7 @@ from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git
 from keptn_gitops_service.gitops.paths import resolve_in_repo
 from keptn_gitops_service.gitops.revert import scalar_changes
+from keptn_gitops_service.gitops.trailers import parse_line, parse_trailers
 from keptn_gitops_service.gitops.yamledit import get_scalar
 from keptn_gitops_service.gitops.yamllimits import YamlLimits, check_size, limited
 
@@ -156,16 +157,18 @@ class GitWriter:
     async def history(
         self, repository: Repository, *messages: str, match: Mapping[str, str] | None = None
     ) -> list[tuple[str, list[FileVersions]]]:
-        """The commits whose message contains all ``messages`` (newest first), each with its file versions.
+        """The commits whose trailers include every one of ``messages`` (whole ``Key: value`` trailer lines, exact
+        values; see :meth:`WorkingClone.find_commits`), newest first, each with its file versions.
 
-        In a batched commit only the files of the change whose trailers include ``match`` count (a batched
-        commit with no such change is left out)."""
+        In a batched commit only the files of the change whose trailers include ``match`` (by default the
+        ``messages`` themselves) count; a batched commit with no such change is left out."""
+        wanted = dict(match) if match is not None else dict(p for m in messages if (p := parse_line(m)) is not None)
         async with self.lock(repository):
             clone = self.clone(repository)
             await clone.fetch()
             found = []
             for sha in await clone.find_commits(*messages):
-                own = batch_files(await clone.message(sha), match or {})
+                own = batch_files(await clone.message(sha), wanted)
                 versions = await clone.file_versions(sha)
                 if own is not None:
                     if not own:
@@ -446,21 +449,14 @@ def batch_message(changes: Sequence[Change], files: Sequence[Sequence[str]]) -> 
 
 
 def trailers(message: str) -> list[tuple[str, str]]:
-    """The ``Key: value`` lines of a message's last paragraph."""
-    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
-    if len(paragraphs) < 2:
-        return []
-    pairs = []
-    for line in paragraphs[-1].splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key and " " not in key:
-            pairs.append((key, value.strip()))
-    return pairs
+    """The ``Key: value`` lines of a message's last paragraph (:func:`~.trailers.parse_trailers`)."""
+    return parse_trailers(message)
 
 
 def batch_files(message: str, match: Mapping[str, str]) -> set[str] | None:
-    """The files the change identified by ``match`` (trailer values) changed in a batched commit; ``None`` when
-    ``message`` is not a batch (every file of the commit is the change's own)."""
+    """The files the change identified by ``match`` (trailer values, compared exactly) changed in a batched
+    commit; ``None`` when ``message`` is not a batch (every file of the commit is the change's own). An empty
+    ``match`` identifies no change of a batch."""
     entries = [v for k, v in trailers(message) if k == BATCH_TRAILER]
     if not entries:
         return None
@@ -470,8 +466,12 @@ def batch_files(message: str, match: Mapping[str, str]) -> set[str] | None:
             entry = json.loads(raw)
         except ValueError:
             continue
-        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in match.items()):
-            files.update(f for f in entry.get("files", []) if isinstance(f, str))
+        if not isinstance(entry, dict) or not match:
+            continue
+        if all(isinstance(entry.get(k), str) and entry[k] == v for k, v in match.items()):
+            listed = entry.get("files")
+            if isinstance(listed, list):
+                files.update(f for f in listed if isinstance(f, str))
     return files
 
 

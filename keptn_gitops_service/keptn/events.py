@@ -38,6 +38,7 @@ __all__ = [
     "KEPTN_SPEC_VERSION",
     "MAX_DATA_DEPTH",
     "MAX_EVENT_BYTES",
+    "MAX_IDENTITY_LENGTH",
     "EventKind",
     "KeptnEvent",
     "describe_json_type",
@@ -50,6 +51,9 @@ __all__ = [
 
 MAX_EVENT_BYTES: Final = 1_048_576
 """NATS' default ``max_payload``: nothing larger can have travelled through Keptn's NATS."""
+
+MAX_IDENTITY_LENGTH: Final = 256
+"""The longest ``id``, ``shkeptncontext`` or ``triggeredid`` accepted (Keptn's are 36-character UUIDs)."""
 
 MAX_DATA_DEPTH: Final = 100
 """How deeply ``data`` may nest (Keptn data is a handful of levels; Helm values rarely exceed ten)."""
@@ -91,6 +95,8 @@ _RESERVED: Final = frozenset(
         *_KEPTN_EXTENSIONS,
     }
 )
+# Attributes that identify an event in commit trailers and in the state store.
+_IDENTITIES: Final = ("id", "shkeptncontext", "triggeredid")
 # CloudEvents' optional attributes that Keptn never sets; passed through with the extensions if present.
 _PASSTHROUGH_ATTRIBUTES: Final = frozenset({"subject", "dataschema"})
 
@@ -212,6 +218,18 @@ def _check_nonempty_string(value: object, name: str) -> None:
 def _check_string(value: object, name: str) -> None:
     if not isinstance(value, str):
         raise EventError(f"{name} must be a string, got {describe_json_type(value)}")
+
+
+def _check_identity(value: str, name: str) -> None:
+    """An identity (``id``, ``shkeptncontext``, ``triggeredid``) is written into commit trailers and matched
+    exactly: one bounded line of printable characters, without surrounding whitespace."""
+    if len(value) > MAX_IDENTITY_LENGTH:
+        raise EventError(f"{name} is {len(value)} characters long, at most {MAX_IDENTITY_LENGTH} are allowed")
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise EventError(f"{name} must be a single line of printable characters, but {_quote(value)} contains {bad!r}")
+    if value != value.strip():
+        raise EventError(f"{name} must not begin or end with whitespace, got {_quote(value)}")
 
 
 def _check_extensions(extensions: Mapping[str, Any]) -> None:
@@ -409,18 +427,20 @@ def from_json(body: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> KeptnEv
     """Decode a Keptn event in either wire shape (see the module docstring).
 
     ``triggeredid``/``gitcommitid``/``shkeptnspecversion`` of ``""`` are treated as absent (the distributor
-    always sets them, possibly empty); a missing ``shkeptncontext`` becomes ``""`` — the caller decides.
+    always sets them, possibly empty). ``shkeptncontext`` is required: commits and rollbacks are found by it.
+    ``id``, ``shkeptncontext`` and ``triggeredid`` must each be one line of at most
+    :data:`MAX_IDENTITY_LENGTH` printable characters (they are written into commit trailers).
     Raises :class:`EventError` naming the offending field; no json/dateutil/cloudevents exception escapes.
     """
     obj = _parse_json(_decode_text(body, max_bytes))
     if not isinstance(obj, dict):
         raise EventError(f"event must be a JSON object, got {describe_json_type(obj)}")
     specversion = _optional_string(obj, "specversion") or SPEC_VERSION
-    return KeptnEvent(
+    event = KeptnEvent(
         id=_required_string(obj, "id"),
         type=_required_string(obj, "type"),
         source=_required_string(obj, "source"),
-        shkeptncontext=_optional_string(obj, "shkeptncontext"),
+        shkeptncontext=_required_string(obj, "shkeptncontext"),
         data=_event_data(obj),
         time=_parse_time(obj),
         triggeredid=_optional_string(obj, "triggeredid"),
@@ -430,6 +450,10 @@ def from_json(body: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> KeptnEv
         datacontenttype=_content_type(obj),
         extensions=_extensions(obj),
     )
+    for name in _IDENTITIES:
+        if value := getattr(event, name):
+            _check_identity(value, name)
+    return event
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError
 from keptn_gitops_service.reconcile.argo_rules import (
     REFRESH_ANNOTATION,
     application_verdict,
+    describe_application,
     refresh_patch,
     sync_operation,
 )
@@ -148,6 +149,7 @@ class _ApplicationJudge(Judge):
         self._commit = commit.lower()
         self._ancestry = ancestry
         self._contains: dict[str, bool] = {}
+        self._superseded: dict[str, str] = {}  # descendants that no longer hold our change, and why
         self._refresh: asyncio.Task[Object | None] | None = None
         self._refresh_retry = _Retry(clock)
         self._refreshed: Object | None = None  # the refresh's answer: copies older than it are not trusted
@@ -229,6 +231,9 @@ class _ApplicationJudge(Judge):
         for revision in _revisions(app):
             if revision not in self._contains:
                 self._contains[revision] = await self._ours_or_descendant(revision)
+        superseded = self._superseded_target(app)
+        if superseded is not None:
+            return Observation(Verdict.FAILED, f"{superseded}. {describe_application(app)}")
         health = ((app.get("status") or {}).get("health") or {}).get("status")
         if health == "Degraded":
             self._degraded_since = self._degraded_since or self._clock.now()
@@ -244,9 +249,29 @@ class _ApplicationJudge(Judge):
         )
 
     async def _ours_or_descendant(self, revision: str) -> bool:
+        """Our commit, or a descendant that still holds our change (one that does not is remembered with why)."""
         if not _SHA.match(revision):
             return False  # a chart version, a branch name: not a commit of our repository
-        return revision == self._commit or await self._ancestry.is_ancestor(self._commit, revision)
+        if revision == self._commit:
+            return True
+        if not await self._ancestry.is_ancestor(self._commit, revision):
+            return False
+        reason = await self._ancestry.superseded(self._commit, revision)
+        if reason is not None:
+            self._superseded[revision] = reason
+        return reason is None
+
+    def _superseded_target(self, app: Object) -> str | None:
+        """Why the revision Argo CD compares with (and would sync) no longer holds our change, unless the last
+        operation deployed our change before."""
+        status = app.get("status") or {}
+        targets = _sync_revisions(status.get("sync") or {}, self._options.source_index)
+        reason = next((self._superseded[r.lower()] for r in targets if r.lower() in self._superseded), None)
+        if reason is None:
+            return None
+        result = (status.get("operationState") or {}).get("syncResult") or {}
+        deployed = _sync_revisions(result, self._options.source_index)
+        return None if deployed and all(self._contains.get(r.lower(), False) for r in deployed) else reason
 
     async def _should_sync(self, app: Object) -> bool:
         """Sync once, after the refresh, when nothing else is syncing and our commit is not synced yet."""
@@ -262,6 +287,8 @@ class _ApplicationJudge(Judge):
         if app.get("operation") or phase in ("Running", "Terminating"):
             return False
         sync = status.get("sync") or {}
+        if any(r.lower() in self._superseded for r in _sync_revisions(sync, options.source_index)):
+            return False  # the target undid our change: syncing our commit would take that back
         return not (sync.get("status") == "Synced" and self._contain_ours(sync))
 
     def _contain_ours(self, sync: Mapping[str, Any]) -> bool:

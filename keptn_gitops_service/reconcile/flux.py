@@ -11,7 +11,7 @@ import structlog
 
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.errors import KubernetesAccessError, describe_error
-from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict
+from keptn_gitops_service.reconcile.flux_rules import describe, kustomization_verdict
 from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import Ancestry, Observation, Verdict, WaitOutcome
 from keptn_gitops_service.reconcile.revisions import revision_sha
@@ -25,9 +25,10 @@ class FluxKustomizationWaiter:
     def __init__(self, hub: KubeHub, clock: Clock) -> None:
         self._hub = hub
         self._clock = clock
-        # (commit, revision sha) -> contained. The answer never changes, and Flux rewrites the same revisions at
-        # every reconcile: without this, each status write costs a git call under the repository's lock.
-        self._contains: dict[tuple[str, str], bool] = {}
+        # (commit, revision sha) -> None: contains our change; "": not a descendant; else why a descendant no
+        # longer holds our change. The answer never changes, and Flux rewrites the same revisions at every
+        # reconcile: without this, each status write costs git calls under the repository's lock.
+        self._contains: dict[tuple[str, str], str | None] = {}
 
     async def wait(self, *, namespace: str, name: str, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
         watch = self._hub.watch(KUSTOMIZATION, namespace)
@@ -67,20 +68,30 @@ class FluxKustomizationWaiter:
 
     async def _judge(self, ks: Mapping[str, Any], commit: str, ancestry: Ancestry) -> Observation:
         status = ks.get("status") or {}
-
-        async def contains_ours(revision: str) -> bool:
-            sha = revision_sha(revision)
-            if not sha or sha == commit:
-                return bool(sha)
-            if (commit, sha) not in self._contains:
-                self._contains[(commit, sha)] = await ancestry.is_ancestor(commit, sha)
-            return self._contains[(commit, sha)]
-
-        return kustomization_verdict(
-            ks,
-            applied_ours=await contains_ours(str(status.get("lastAppliedRevision") or "")),
-            attempted_ours=await contains_ours(str(status.get("lastAttemptedRevision") or "")),
+        applied, applied_superseded = await self._contains_ours(
+            str(status.get("lastAppliedRevision") or ""), commit, ancestry
         )
+        attempted, attempted_superseded = await self._contains_ours(
+            str(status.get("lastAttemptedRevision") or ""), commit, ancestry
+        )
+        # Flux applied, or is applying, a later commit that changed our values again (a rollback, a newer
+        # deployment): our change will never be what runs. Unless Flux applied ours before.
+        superseded = applied_superseded or (None if applied else attempted_superseded)
+        if superseded:
+            return Observation(Verdict.FAILED, f"{superseded}. {describe(ks)}")
+        return kustomization_verdict(ks, applied_ours=applied, attempted_ours=attempted)
+
+    async def _contains_ours(self, revision: str, commit: str, ancestry: Ancestry) -> tuple[bool, str | None]:
+        """Whether the revision is our commit or a descendant that still carries it; else why it does not, when
+        it is a descendant that a later commit superseded."""
+        sha = revision_sha(revision)
+        if not sha or sha == commit:
+            return bool(sha), None
+        if (commit, sha) not in self._contains:
+            reason = await ancestry.superseded(commit, sha) if await ancestry.is_ancestor(commit, sha) else ""
+            self._contains[(commit, sha)] = reason
+        reason = self._contains[(commit, sha)]
+        return reason is None, reason or None
 
     async def _request_reconcile(self, ks: Mapping[str, Any]) -> bool:
         """Poke the Kustomization's GitRepository so Flux fetches our commit now, not at its next interval."""

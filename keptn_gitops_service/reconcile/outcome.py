@@ -31,6 +31,13 @@ class WaitOutcome:
 
 
 class Ancestry(Protocol):
-    """Answers "is commit A contained in commit B?" (a git clone of the repository)."""
+    """Answers "is commit A contained in commit B?" (a git clone of the repository), and whether B still carries
+    what A changed."""
 
     async def is_ancestor(self, ancestor: str, descendant: str) -> bool: ...
+
+    async def superseded(self, commit: str, descendant: str) -> str | None:
+        """Why ``descendant``, a descendant of ``commit``, no longer holds what ``commit`` changed (a later commit
+        changed it again), or ``None`` when it does. A controller that applied such a descendant did not apply
+        ``commit``'s change."""
+        ...

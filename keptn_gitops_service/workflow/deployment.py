@@ -138,7 +138,10 @@ class DeploymentWorkflow:
             committed = self.clock.monotonic()
             # 4. wait until the GitOps controller has applied it
             outcome = await self.reconciler.wait(
-                target, commit=commit, ancestry=RepositoryAncestry(self.writer, self.config, rule), timeout=timeout
+                target,
+                commit=commit,
+                ancestry=RepositoryAncestry(self.writer, self.config, rule, {TRIGGERED_ID_TRAILER: event.id}),
+                timeout=timeout,
             )
             verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
             metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)

@@ -104,13 +104,20 @@ class RollbackWorkflow:
         try:
             repository = self.config.repository(rule.repository)
             where = f"{scope.project}/{scope.stage}/{scope.service}"
-            history = await self.writer.history(
-                repository,
-                f"{CONTEXT_TRAILER}: {event.shkeptncontext}",
-                f"{SCOPE_TRAILER}: {where}",
-                match={CONTEXT_TRAILER: event.shkeptncontext, SCOPE_TRAILER: where},
+            history = (
+                await self.writer.history(
+                    repository,
+                    f"{CONTEXT_TRAILER}: {event.shkeptncontext}",
+                    f"{SCOPE_TRAILER}: {where}",
+                    match={CONTEXT_TRAILER: event.shkeptncontext, SCOPE_TRAILER: where},
+                )
+                if event.shkeptncontext
+                else []
             )
-            if not history:
+            if not event.shkeptncontext:  # decoding refuses it; an empty context must never match every commit
+                message = f"nothing to roll back: the rollback of {where} carries no Keptn context"
+                finished = Finished("succeeded", echoed_result(event.data), message)
+            elif not history:
                 message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"
                 finished = Finished("succeeded", echoed_result(event.data), message)
             else:
@@ -128,7 +135,10 @@ class RollbackWorkflow:
                 commit = (await self.writer.write(change)).commit
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 outcome = await self.reconciler.wait(
-                    target, commit=commit, ancestry=RepositoryAncestry(self.writer, self.config, rule), timeout=timeout
+                    target,
+                    commit=commit,
+                    ancestry=RepositoryAncestry(self.writer, self.config, rule, {TRIGGERED_ID_TRAILER: event.id}),
+                    timeout=timeout,
                 )
                 rolled = ", ".join(sha[:12] for sha, _ in history)
                 if outcome.succeeded:

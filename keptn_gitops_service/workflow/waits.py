@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keptn_gitops_service.config.durations import parse_duration
 from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.gitops.supersede import superseded
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.reconcile.argocd import ArgoWaitOptions
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdServer
@@ -78,11 +79,20 @@ def wait_timeout(rule: Rule, properties: Mapping[str, Any], where: str) -> float
 
 @dataclass(frozen=True)
 class RepositoryAncestry:
-    """Commit ancestry in the rule's repository (through the writer's clone and lock)."""
+    """Commit ancestry in the rule's repository (through the writer's clone and lock).
+
+    ``match`` names our change's identifying trailer (``Keptn-Triggered-Id``): in a batched commit only that
+    change's files decide whether a descendant still carries it."""
 
     writer: GitWriter
     config: GitOpsConfig
     rule: Rule
+    match: Mapping[str, str] = field(default_factory=dict)
 
     async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return await self.writer.is_ancestor(self.config.repository(self.rule.repository), ancestor, descendant)
+
+    async def superseded(self, commit: str, descendant: str) -> str | None:
+        repository = self.config.repository(self.rule.repository)
+        async with self.writer.lock(repository):
+            return await superseded(self.writer.clone(repository), commit, descendant, self.match)

@@ -102,9 +102,13 @@ def test_derived_sample_decodes(name: str, derived: Callable[[str], bytes]) -> N
         with pytest.raises(EventError, match=r"^(id is empty|type is missing)$"):
             from_json(body)
         return
+    if "shkeptncontext" not in raw:  # the CLI's body to the API: api-service adds the context before publishing
+        with pytest.raises(EventError, match=r"^shkeptncontext is missing$"):
+            from_json(body)
+        return
     event = from_json(body)
     assert (event.id, event.type, event.source) == (raw["id"], raw["type"], raw["source"])
-    assert event.shkeptncontext == raw.get("shkeptncontext", "")
+    assert event.shkeptncontext == raw["shkeptncontext"]
     assert event.triggeredid == raw.get("triggeredid", "")
     assert event.gitcommitid == raw.get("gitcommitid", "")
     assert event.shkeptnspecversion == raw.get("shkeptnspecversion", "")
@@ -117,7 +121,7 @@ def test_derived_sample_decodes(name: str, derived: Callable[[str], bytes]) -> N
 
 @pytest.mark.parametrize("name", [n for n in DERIVED_FILES if is_event_sample(n)])
 def test_derived_sample_round_trips(name: str, derived: Callable[[str], bytes]) -> None:
-    event = from_json(derived(name))
+    event = from_json(with_context(derived(name)))
     assert from_json(to_structured(event)) == event
 
 
@@ -133,10 +137,18 @@ def test_distributor_hop_is_the_shipyard_event_without_temporary_data(
     assert event == from_json(derived(TRIGGERED))
 
 
+def with_context(body: bytes) -> bytes:
+    """The event as api-service publishes it: with a Keptn context (the CLI's body has none)."""
+    raw = json.loads(body)
+    return body if "shkeptncontext" in raw else json.dumps({**raw, "shkeptncontext": "ctx-1"}).encode()
+
+
 def test_cli_body_has_zero_time_no_context_and_no_content_type(derived: Callable[[str], bytes]) -> None:
-    event = from_json(derived("01-cli-POST-api-v1-event.body.json"))
+    body = derived("01-cli-POST-api-v1-event.body.json")
+    with pytest.raises(EventError, match=r"^shkeptncontext is missing$"):
+        from_json(body)
+    event = from_json(with_context(body))
     assert event.time is None
-    assert event.shkeptncontext == ""
     assert event.datacontenttype == "application/json"
     assert (event.task, event.kind) == (None, "triggered")
 
@@ -293,7 +305,7 @@ def test_make_reply_attributes(derived: Callable[[str], bytes]) -> None:
 
 @pytest.mark.parametrize("name", [HELM_STARTED, "01-cli-POST-api-v1-event.body.json"])
 def test_make_reply_refuses_non_task_triggered(name: str, derived: Callable[[str], bytes]) -> None:
-    event = from_json(derived(name))
+    event = from_json(with_context(derived(name)))
     with pytest.raises(EventError, match=r"is not a task \.triggered event type$"):
         make_reply(event, "started", {}, source=OUR_SOURCE, now=NOW, event_id="x")
 
@@ -423,7 +435,14 @@ def test_extensions_pass_through_and_round_trip() -> None:
 
 
 def test_go_utils_extensions_object_is_accepted_and_dropped() -> None:
-    body = {"id": "1", "source": "s", "type": "sh.keptn.event.x.started", "data": {}, "extensions": {"a": 1}}
+    body = {
+        "id": "1",
+        "source": "s",
+        "type": "sh.keptn.event.x.started",
+        "shkeptncontext": "c",
+        "data": {},
+        "extensions": {"a": 1},
+    }
     event = from_json(json.dumps(body))
     assert dict(event.extensions) == {}
     assert "extensions" not in json.loads(to_structured(dataclasses.replace(event, time=NOW)))
@@ -555,6 +574,28 @@ def test_valid_base_event_decodes() -> None:
         (json.dumps({**VALID, "type": ["x"]}), "type must be a string, got an array"),
         (json.dumps({**VALID, "type": "sh.keptn"}), "type must start with 'sh.keptn.', got 'sh.keptn'"),
         (json.dumps({**VALID, "shkeptncontext": 1}), "shkeptncontext must be a string, got a number"),
+        (json.dumps(without("shkeptncontext")), "shkeptncontext is missing"),
+        (json.dumps({**VALID, "shkeptncontext": None}), "shkeptncontext must be a string, got null"),
+        (json.dumps({**VALID, "shkeptncontext": ""}), "shkeptncontext is empty"),
+        (
+            json.dumps({**VALID, "id": "x\nKeptn-Context: victim\nKeptn-Scope: sockshop/dev/carts"}),
+            "id must be a single line of printable characters, but 'x\\nKeptn-Context: victim\\nKeptn-Scope:"
+            " sockshop/dev/carts' contains '\\n'",
+        ),
+        (
+            json.dumps({**VALID, "shkeptncontext": "c\r"}),
+            "shkeptncontext must be a single line of printable characters, but 'c\\r' contains '\\r'",
+        ),
+        (
+            json.dumps({**VALID, "triggeredid": "a\u2028b"}),
+            "triggeredid must be a single line of printable characters, but 'a\\u2028b' contains '\\u2028'",
+        ),
+        (json.dumps({**VALID, "id": " x"}), "id must not begin or end with whitespace, got ' x'"),
+        (
+            json.dumps({**VALID, "shkeptncontext": "c "}),
+            "shkeptncontext must not begin or end with whitespace, got 'c '",
+        ),
+        (json.dumps({**VALID, "id": "i" * 257}), "id is 257 characters long, at most 256 are allowed"),
         (json.dumps({**VALID, "triggeredid": True}), "triggeredid must be a string, got a boolean"),
         (json.dumps({**VALID, "gitcommitid": {}}), "gitcommitid must be a string, got an object"),
         (

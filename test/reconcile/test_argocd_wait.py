@@ -37,13 +37,15 @@ def start_wait(
     name: str = "sockshop-dev-carts",
     timeout: float = 60,
     clock: Any = None,
+    ancestry: Any = None,
     **options: Any,
 ) -> asyncio.Task[WaitOutcome]:
     clock = clock or SystemClock()
+    ancestry = ancestry or Linear()
     waiter = ArgoApplicationWaiter(KubernetesArgoApi(hub, "argocd", clock), clock)
     settings = ArgoWaitOptions(shkeptncontext=CONTEXT, triggeredid=TRIGGERED, **options)
     return asyncio.create_task(
-        waiter.wait(namespace="argocd", name=name, options=settings, commit=OURS, ancestry=Linear(), timeout=timeout)
+        waiter.wait(namespace="argocd", name=name, options=settings, commit=OURS, ancestry=ancestry, timeout=timeout)
     )
 
 
@@ -219,6 +221,26 @@ async def test_a_sync_never_takes_a_newer_commit_back(kube: KubeApiServer, hub: 
     assert app["operation"]["sync"] == {"revision": NEWER}
     set_app(kube, app_status(NEWER), operation_taken=True)
     assert (await asyncio.wait_for(task, 10)).succeeded
+
+
+class NewerUndidOurs(Linear):
+    """NEWER, a descendant of OURS, set our value back (a rollback committed while we waited)."""
+
+    async def superseded(self, commit: str, descendant: str) -> str | None:
+        return f"superseded: commit {NEWER[:12]} (rollback) changed v.yaml tag back" if descendant == NEWER else None
+
+
+async def test_a_newer_commit_that_undid_ours_fails_and_is_never_synced_over(kube: KubeApiServer, hub: KubeHub) -> None:
+    deployed_before(kube)
+    task = start_wait(hub, sync=True, ancestry=NewerUndidOurs())
+    await asyncio.wait_for(refresh_requested(kube), 10)
+    set_app(kube, app_status(NEWER, sync="OutOfSync", phase=None), refreshed=True)
+    outcome = await asyncio.wait_for(task, 10)
+    assert not outcome.succeeded
+    assert outcome.message.startswith(
+        f"superseded: commit {NEWER[:12]} (rollback) changed v.yaml tag back. Application argocd/sockshop-dev-carts:"
+    ), outcome.message
+    assert "operation" not in get_app(kube), "syncing our commit would take the rollback back"
 
 
 async def test_rbac_403_on_the_watch_ends_the_wait(kube: KubeApiServer, hub: KubeHub) -> None:

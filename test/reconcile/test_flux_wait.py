@@ -26,6 +26,9 @@ class Linear:
         order = [OLD, OURS]
         return ancestor in order and descendant in order and order.index(ancestor) <= order.index(descendant)
 
+    async def superseded(self, commit: str, descendant: str) -> str | None:
+        return None  # nobody changes our values again in these histories
+
 
 def status(ready: str, reason: str, applied: str, attempted: str | None = None, generation: int = 1) -> dict[str, Any]:
     return {
@@ -166,3 +169,35 @@ async def test_timeout_with_a_controlled_clock(kube: KubeApiServer, hub: KubeHub
         f"timed out after 1m30s waiting for Flux to apply commit {OURS[:12]}"
     )
     assert "Ready=False (BuildFailed: BuildFailed message)" in outcome.message
+
+
+NEWER = "c" * 40
+
+
+class NewerUndidOurs:
+    """OLD, OURS, then NEWER, which set our value back before Flux applied OURS."""
+
+    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        order = [OLD, OURS, NEWER]
+        return ancestor in order and descendant in order and order.index(ancestor) <= order.index(descendant)
+
+    async def superseded(self, commit: str, descendant: str) -> str | None:
+        return f"superseded: commit {NEWER[:12]} (rollback) changed k.yaml tag back" if descendant == NEWER else None
+
+
+async def test_a_descendant_that_undid_our_change_is_no_pass(kube: KubeApiServer, hub: KubeHub) -> None:
+    kube.put_object(KS)
+    set_status(kube, status("True", "ReconciliationSucceeded", OLD))
+    waiter = FluxKustomizationWaiter(hub, SystemClock())
+    task = asyncio.create_task(
+        waiter.wait(namespace="sockshop-dev", name="carts", commit=OURS, ancestry=NewerUndidOurs(), timeout=60)
+    )
+    await asyncio.wait_for(kube.wait_for_watches(1), 10)
+    set_status(kube, status("True", "ReconciliationSucceeded", NEWER))
+    outcome = await asyncio.wait_for(task, 10)
+    assert not outcome.succeeded
+    assert outcome.message == (
+        f"superseded: commit {NEWER[:12]} (rollback) changed k.yaml tag back. Kustomization sockshop-dev/carts:"
+        f" Ready=True (ReconciliationSucceeded: ReconciliationSucceeded message), lastAppliedRevision"
+        f" main@sha1:{NEWER}, lastAttemptedRevision main@sha1:{NEWER}"
+    )

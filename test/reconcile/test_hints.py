@@ -35,6 +35,9 @@ class Linear:
         order = [OLD, OURS]
         return ancestor in order and descendant in order and order.index(ancestor) <= order.index(descendant)
 
+    async def superseded(self, commit: str, descendant: str) -> str | None:
+        return None  # nobody changes our values again in these histories
+
 
 def status(ready: str, reason: str, applied: str, attempted: str | None = None) -> dict[str, Any]:
     return {

@@ -56,6 +56,14 @@ JETSTREAM_LEASE = 2
 """``KEPTN_GITOPS_STATE_LEASE`` of the service when it runs with the JetStream key-value store."""
 
 
+def overtaken(finished: dict[str, Any] | None) -> bool:
+    """A deployment that a later deployment of the same service overtook before Flux applied it: it fails as
+    ``superseded`` (docs/troubleshooting.md), the right answer when several deliveries of one service are in flight
+    at once — only the one Flux applies passes."""
+    data = (finished or {}).get("data") or {}
+    return data.get("result") == "fail" and str(data.get("message", "")).startswith("superseded: commit ")
+
+
 # ------------------------------------------------------------------------------------------------ NATS
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from harness import start_loop, stop_loop, triggered
-from reliability.rig import SAFETY, Replies, descendants, rig
+from reliability.rig import SAFETY, Replies, descendants, overtaken, rig
 from support import until
 
 from keptn_gitops_service.clock import ManualClock
@@ -83,7 +83,10 @@ async def test_sigterm_drains_leaves_unfinished_work_to_the_next_process_and_exi
         await r.service.start()
         replies = await r.all_finished([*waiting, sent_while_down])
         assert_exactly_once(replies, [*waiting, sent_while_down])
-        assert {outcome(replies, t)["result"] for t in [*waiting, sent_while_down]} == {"pass"}
+        assert outcome(replies, sent_while_down)["result"] == "pass"
+        # the two carts deployments were in flight together: the one Flux applied passes, the other was overtaken
+        assert all(outcome(replies, t)["result"] == "pass" or overtaken(replies.finished(t)) for t in waiting)
+        assert "pass" in {outcome(replies, t)["result"] for t in waiting}
 
 
 async def test_an_unreachable_git_remote_fails_the_deployment_clearly_and_the_service_recovers(tmp_path: Path) -> None:

@@ -47,8 +47,10 @@ async def test_triggers_published_while_the_service_is_down_are_answered(tmp_pat
 
         loop.service = Service(loop.service.settings, loop.service.config)
         await loop.service.start()
-        for event in missed:
-            assert (await loop.finished(event["id"]))["data"]["result"] == "pass"
+        # handled together, so Flux applies only the newest commit; the others were overtaken before it applied them
+        results = [(await loop.finished(event["id"]))["data"] for event in missed]
+        assert all(d["result"] == "pass" or d["message"].startswith("superseded: commit ") for d in results), results
+        assert "pass" in {d["result"] for d in results}
         await loop.service.wait_idle()
         for event in [first, *missed]:
             kinds = [r["type"].rsplit(".", 1)[1] for r in loop.replies_to(event["id"])]
