@@ -9,6 +9,7 @@ replicas (:mod:`.jetstream`, with leases). A triggered ``id`` is claimed exactly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import sqlite3
 import time
@@ -108,7 +109,10 @@ class SqliteStateStore:
             raise StateError(f"cannot open the state store {path}: {exc}") from None
 
     async def _call(self, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except RuntimeError as exc:  # the executor was shut down: the store is closed
+            raise StateError("the state store is closed") from exc
 
     async def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
         return await self._call(partial(self._claim, triggered_id, context, event_type, payload))
@@ -132,7 +136,8 @@ class SqliteStateStore:
         return await self._call(self._unfinished)
 
     async def close(self) -> None:
-        await self._call(self._db.close)
+        with contextlib.suppress(StateError):  # closing twice is harmless
+            await self._call(self._db.close)
         self._executor.shutdown(wait=True)
 
     def _claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:

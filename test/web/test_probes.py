@@ -34,7 +34,7 @@ async def test_probes_report_nats_and_the_state_store(tmp_path: Path, nats_url: 
         await loop.service.store.close()  # the state store becomes unusable
         status, body = await asyncio.to_thread(get, probes.port, "/readyz")
         assert status == 503 and body["checks"]["stateStore"]["ok"] is False
-        assert "cannot read event" in body["checks"]["stateStore"]["error"]
+        assert body["checks"]["stateStore"]["error"] == "the state store is closed"
     finally:
         loop.service.store = type(loop.service.store)(tmp_path / "state" / "state.sqlite3")
         await stop_loop(loop)
