@@ -104,8 +104,8 @@ class NatsServer:
             proc.wait()
 
 
-async def create_keptn_stream(url: str) -> None:
-    """What Keptn's shipyard-controller does on start-up, plus our consumer with a short ack wait."""
+async def create_keptn_stream(url: str, *, ack_wait: float = ACK_WAIT) -> None:
+    """What Keptn's shipyard-controller does on start-up, plus our consumer (short ack wait unless told)."""
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
@@ -117,7 +117,7 @@ async def create_keptn_stream(url: str) -> None:
                 filter_subject=TRIGGER_SUBJECT,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.NEW,
-                ack_wait=ACK_WAIT,
+                ack_wait=ack_wait,
                 max_ack_pending=1000,
             ),
         )

@@ -28,12 +28,10 @@ from typing import Any
 import nats
 from harness import NO_WAIT_CONFIG, overlay
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from reliability.rig import (
     CONSUMER,
     KEPTN_STREAM,
     SOAK,
-    TRIGGER_SUBJECT,
     Cluster,
     NatsServer,
     Remote,
@@ -176,21 +174,10 @@ async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_l
     replicas: list[ServiceProcess] = []
     nc = None
     try:
+        # the consumer as an earlier version left it: the service must shorten its ack wait to the lease
+        await create_keptn_stream(server.url, ack_wait=OLD_ACK_WAIT)
         nc = await nats.connect(server.url)
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=KEPTN_STREAM, subjects=["sh.keptn.>"]))
-        # the consumer as an earlier version left it: the service must shorten its ack wait to the lease
-        await js.add_consumer(
-            KEPTN_STREAM,
-            ConsumerConfig(
-                durable_name=CONSUMER,
-                filter_subject=TRIGGER_SUBJECT,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.NEW,
-                ack_wait=OLD_ACK_WAIT,
-                max_ack_pending=1000,
-            ),
-        )
         services = [f"svc{i:02d}" for i in range(12)]
         remote = make_remote(tmp_path, {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services})
         config = tmp_path / "gitops.yaml"
