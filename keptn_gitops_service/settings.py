@@ -69,6 +69,10 @@ class Settings:
     git_timeout_seconds: float = 300.0
     """``KEPTN_GITOPS_GIT_TIMEOUT``: seconds any one git command may take before it is killed and the deployment
     ends errored/fail (a remote that accepts connections but never answers)."""
+    progress_interval_seconds: float = 30.0
+    """``KEPTN_GITOPS_PROGRESS_INTERVAL``: seconds between the info lines a waiting deployment logs, each saying
+    what it waits for (the Flux or Argo CD object, our commit) and what it last observed (revision, Ready/Healthy
+    and their reasons)."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
     picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
@@ -122,6 +126,9 @@ class Settings:
             state_store=state_store,
             git_timeout_seconds=_seconds(env.get("KEPTN_GITOPS_GIT_TIMEOUT", "300"), "KEPTN_GITOPS_GIT_TIMEOUT"),
             state_lease_seconds=_seconds(env.get("KEPTN_GITOPS_STATE_LEASE", "30"), "KEPTN_GITOPS_STATE_LEASE"),
+            progress_interval_seconds=_seconds(
+                env.get("KEPTN_GITOPS_PROGRESS_INTERVAL", "30"), "KEPTN_GITOPS_PROGRESS_INTERVAL"
+            ),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),
             argocd_webhook_secret=_secret(env, "ARGOCD_WEBHOOK_SECRET"),

@@ -31,8 +31,14 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
-from keptn_gitops_service.workflow.routing import claim_owned, find_rule, publish_finished, stored_trigger
-from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
+from keptn_gitops_service.workflow.routing import (
+    claim_owned,
+    find_rule,
+    log_finished,
+    publish_finished,
+    stored_trigger,
+)
+from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +105,7 @@ class RollbackWorkflow:
                 # checked before anything is written: a bad timeout must not roll back and fail
                 target = wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext), event.id)
                 timeout = wait_timeout(rule, _properties(event), "data.rollback")
+                await check_wait_target(self.reconciler, rule, target)
                 commit = (await self.writer.write(change)).commit
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 outcome = await self.reconciler.wait(
@@ -121,7 +128,14 @@ class RollbackWorkflow:
 
     async def _finish(self, event: KeptnEvent, scope: EventScope, finished: Finished) -> None:
         data = finished_data(scope, status=finished.status, result=finished.result, message=finished.message)
-        log.info("rollback finished", triggeredid=event.id, status=finished.status, result=finished.result)
+        log_finished(
+            "rollback",
+            status=finished.status,
+            result=finished.result,
+            message=finished.message,
+            commit=finished.commit,
+            triggeredid=event.id,
+        )
         reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
         await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
 

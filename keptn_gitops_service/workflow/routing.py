@@ -60,6 +60,12 @@ async def publish_finished(
     return True
 
 
+def log_finished(what: str, *, status: str, result: str, **fields: object) -> None:
+    """Log a ``.finished`` at the level it deserves: errored at error, fail at warning, pass at info."""
+    level = log.error if status == "errored" else log.warning if result == "fail" else log.info
+    level(f"{what} finished", status=status, result=result, **fields)
+
+
 def stored_trigger(record: Record) -> KeptnEvent:
     """The trigger of a stored record. It passed the wire's size limit when it arrived; its stored re-encoding
     may be a little larger, which must not make it impossible to resume."""
