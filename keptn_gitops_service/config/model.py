@@ -235,10 +235,7 @@ class FluxWait:
     namespace: str
     kustomization: KustomizationRef | None = None
     chart_version: str | None = None
-    may_appear: bool = False
-    """Before committing, the service reads the object(s) it will wait for and refuses to commit when they do not
-    exist. ``true``: they may be created by the commit itself (a new service's first deployment): a missing object
-    is waited for instead. A refused read (403) or an unreadable kubeconfig still stops the deployment."""
+    may_appear: bool = False  # the objects may not exist before the commit (documented in gen-config-reference)
 
 
 @dataclass(frozen=True)
