@@ -27,3 +27,19 @@ def test_a_trigger_accepted_near_the_limit_can_be_resumed() -> None:
     record = Record(event["id"], event["shkeptncontext"], event["type"], payload, Phase.STARTED, "", "", 0.0)
     resumed = stored_trigger(record)
     assert resumed.id == event["id"] and resumed.data["labels"]["padding"] == event["data"]["labels"]["padding"]
+
+
+def test_finished_lines_are_logged_at_the_level_of_their_outcome() -> None:
+    from structlog.testing import capture_logs
+
+    from keptn_gitops_service.workflow.routing import log_finished
+
+    with capture_logs() as logs:
+        log_finished("deployment", status="succeeded", result="pass", triggeredid="a")
+        log_finished("rollback", status="succeeded", result="fail", triggeredid="b")
+        log_finished("deployment", status="errored", result="fail", triggeredid="c")
+    assert [(e["event"], e["log_level"], e["triggeredid"]) for e in logs] == [
+        ("deployment finished", "info", "a"),
+        ("rollback finished", "warning", "b"),
+        ("deployment finished", "error", "c"),
+    ]
