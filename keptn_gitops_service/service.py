@@ -219,7 +219,6 @@ class Service:
         """Connect, subscribe, and resume whatever a previous process left unfinished."""
         if self.probes is not None:
             await self.probes.start()
-        self._startup_task = asyncio.create_task(self._check_startup(), name="start-up checks")
         # Snapshot the work left by a previous process *before* subscribing: a trigger claimed by this process
         # a moment later is already being handled and must not be resumed as well.
         await self.store.open()
@@ -228,6 +227,7 @@ class Service:
         await self.transport.subscribe(self.handlers.on_message)
         for record in leftovers:
             self._resumed.spawn(self._resume(record))
+        self._startup_task = asyncio.create_task(self._check_startup(), name="start-up checks")
         if isinstance(self.store, JetStreamStateStore):
             self._adopter = asyncio.create_task(self._adopt_orphans(self.store.lease / 2), name="orphan adoption")
         if self.uniform is not None:
@@ -275,12 +275,16 @@ class Service:
         until that works, say what is wrong (log lines, ``/readyz``) and try again, spaced out."""
         delay = STARTUP_RECHECK
         while True:
-            problems = await startup_problems(
-                self.config,
-                helper_dir=self.settings.state_dir / "git-home",
-                kubeconfig=self.settings.kubeconfig,
-                git_timeout=self.settings.git_timeout_seconds,
-            )
+            try:
+                problems = await startup_problems(
+                    self.config,
+                    helper_dir=self.settings.state_dir / "git-home",
+                    kubeconfig=self.settings.kubeconfig,
+                    git_timeout=self.settings.git_timeout_seconds,
+                )
+            except Exception as exc:  # a check that cannot run at all must not leave /readyz "still running"
+                log.exception("the start-up checks failed")
+                problems = [f"the start-up checks could not run: {exc.__class__.__name__}: {exc}"]
             self.startup_problems = problems
             self.startup_checked.set()
             if not problems:
