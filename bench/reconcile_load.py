@@ -112,6 +112,11 @@ class PollingReconciler:
         )
         self._interval = interval
 
+    async def check(self, target: Target) -> None:
+        """The same read before the commit as the service's (one GET), so both sides count it."""
+        assert isinstance(target, FluxTarget)
+        await self._hub.get(KUSTOMIZATION, target.namespace, target.name)
+
     async def wait(self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
         assert isinstance(target, FluxTarget)
         deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""``keptn-gitops-service``: run | deploy | config check | demo."""
+"""``keptn-gitops-service``: run | deploy | config check [--online] | demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="validate a config file")
     check.add_argument("path", type=Path)
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also reach every repository with its credentials and load the kubeconfig, as `run` does at start-up",
+    )
     check.set_defaults(func=_config_check)
     return parser
 
@@ -76,7 +82,26 @@ def _load(settings: Settings, path: Path | None) -> GitOpsConfig:
 
 def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.path)
-    print(f"{args.path}: OK ({len(config.repositories)} repositories, {len(config.rules)} rules)")
+    summary = f"{len(config.repositories)} repositories, {len(config.rules)} rules"
+    if args.online:
+        from keptn_gitops_service.workflow.preflight import startup_problems
+
+        settings = Settings.from_env()
+        with tempfile.TemporaryDirectory(prefix="keptn-gitops-check-") as home:
+            problems = asyncio.run(
+                startup_problems(
+                    config,
+                    helper_dir=Path(home),
+                    kubeconfig=settings.kubeconfig,
+                    git_timeout=settings.git_timeout_seconds,
+                )
+            )
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_FAIL
+        summary += "; every repository reachable"
+    print(f"{args.path}: OK ({summary})")
     return EXIT_PASS
 
 

@@ -76,6 +76,10 @@ class ReconcileError(GitOpsServiceError):
     """The GitOps controller reported a failure for our revision, or could not be observed."""
 
 
+class WaitTargetMissingError(ReconcileError):
+    """The object a rule waits for does not exist (checked before anything is committed)."""
+
+
 class ReconcileTimeoutError(ReconcileError):
     """The wait ran out before the controller applied our revision."""
 

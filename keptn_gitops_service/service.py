@@ -31,11 +31,15 @@ from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStor
 from keptn_gitops_service.web.probes import ProbeServer, Route
 from keptn_gitops_service.web.webhooks import Hint, webhook_routes
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
+from keptn_gitops_service.workflow.preflight import startup_problems
 from keptn_gitops_service.workflow.release import ReleaseWorkflow
 from keptn_gitops_service.workflow.rollback import RollbackWorkflow
 from keptn_gitops_service.workflow.routing import loose_scope, ownership
 
 log = structlog.get_logger(__name__)
+
+#: Seconds until the start-up checks run again after a failure; each further failure doubles it, up to the maximum.
+STARTUP_RECHECK, STARTUP_RECHECK_MAX = 30.0, 240.0
 
 
 @dataclass
@@ -203,7 +207,12 @@ class Service:
         self.store: StateStore = _state_store(settings, self.clock)
         self.writer = new_writer(settings)
         self._hub: KubeHub | None = None
-        self.reconciler = Reconciler(self._new_hub, self.clock)
+        self.reconciler = Reconciler(self._new_hub, self.clock, progress_interval=settings.progress_interval_seconds)
+        self.startup_problems: list[str] | None = None
+        """What the start-up checks found (``None``: not done yet); ``/readyz`` is not ready until it is empty."""
+        self.startup_checked = asyncio.Event()
+        """Set once the start-up checks have run (whatever they found); tests and embedders wait on it."""
+        self._startup_task: asyncio.Task[None] | None = None
         routes += webhook_routes(
             self._hint,
             flux_secret=(settings.flux_webhook_secret or "").encode(),
@@ -251,6 +260,7 @@ class Service:
         await self.transport.subscribe(self.handlers.on_message)
         for record in leftovers:
             self._resumed.spawn(self._resume(record))
+        self._startup_task = asyncio.create_task(self._check_startup(), name="start-up checks")
         if isinstance(self.store, JetStreamStateStore):
             self._adopter = asyncio.create_task(self._adopt_orphans(self.store.lease / 2), name="orphan adoption")
         if self.uniform is not None:
@@ -267,7 +277,7 @@ class Service:
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking events, give running work ``grace`` seconds, then leave the rest in the state store
         (it is resumed on the next start)."""
-        for task in (self._uniform_task, self._adopter):
+        for task in (self._uniform_task, self._adopter, self._startup_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -293,6 +303,31 @@ class Service:
             for record in orphans:
                 self._resumed.spawn(self._resume(record))
 
+    async def _check_startup(self) -> None:
+        """Reach every repository with its credentials, load the kubeconfig when a rule waits through Kubernetes;
+        until that works, say what is wrong (log lines, ``/readyz``) and try again, spaced out."""
+        delay = STARTUP_RECHECK
+        while True:
+            try:
+                problems = await startup_problems(
+                    self.config,
+                    helper_dir=self.settings.state_dir / "git-home",
+                    kubeconfig=self.settings.kubeconfig,
+                    git_timeout=self.settings.git_timeout_seconds,
+                )
+            except Exception as exc:  # a check that cannot run at all must not leave /readyz "still running"
+                log.exception("the start-up checks failed")
+                problems = [f"the start-up checks could not run: {exc.__class__.__name__}: {exc}"]
+            self.startup_problems = problems
+            self.startup_checked.set()
+            if not problems:
+                log.info("start-up checks passed", repositories=len(self.config.repositories))
+                return
+            for problem in problems:
+                log.error("start-up check failed; not ready", problem=problem, retry_in=delay)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, STARTUP_RECHECK_MAX)
+
     async def _readiness(self) -> dict[str, dict[str, Any]]:
         try:
             await self.store.get("readiness-probe")
@@ -302,7 +337,15 @@ class Service:
         transport = {"ok": self.transport.connected, "mode": self.transport.mode}
         if self.transport.mode == "core":
             transport["note"] = "Keptn's JetStream stream is not available: triggers sent while down are lost"
-        return {"nats" if isinstance(self.transport, NatsTransport) else "distributor": transport, "stateStore": store}
+        if self.startup_problems is None:
+            startup: dict[str, Any] = {"ok": False, "problems": ["the start-up checks are still running"]}
+        else:
+            startup = {"ok": not self.startup_problems, "problems": list(self.startup_problems)}
+        return {
+            "nats" if isinstance(self.transport, NatsTransport) else "distributor": transport,
+            "stateStore": store,
+            "startupChecks": startup,
+        }
 
     async def wait_idle(self) -> None:
         """Return when no event and no resumed deployment is being handled (tests, the demo)."""

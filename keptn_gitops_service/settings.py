@@ -89,6 +89,10 @@ class Settings:
     """``KEPTN_GITOPS_EDIT_TIMEOUT``: seconds the YAML work of one change (reading, parsing, editing and
     verifying its files; a rollback's diff of the history) may take in its worker thread before the change
     ends errored/fail naming the file."""
+    progress_interval_seconds: float = 30.0
+    """``KEPTN_GITOPS_PROGRESS_INTERVAL``: seconds between the info lines a waiting deployment logs, each saying
+    what it waits for (the Flux or Argo CD object, our commit) and what it last observed (revision, Ready/Healthy
+    and their reasons)."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
     picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
@@ -147,6 +151,9 @@ class Settings:
             yaml_max_nodes=_count(env, "KEPTN_GITOPS_YAML_MAX_NODES", cls.yaml_max_nodes, 0, 100_000_000),
             yaml_max_depth=_count(env, "KEPTN_GITOPS_YAML_MAX_DEPTH", cls.yaml_max_depth, 2, 250),
             edit_timeout_seconds=_seconds(env.get("KEPTN_GITOPS_EDIT_TIMEOUT", "30"), "KEPTN_GITOPS_EDIT_TIMEOUT"),
+            progress_interval_seconds=_seconds(
+                env.get("KEPTN_GITOPS_PROGRESS_INTERVAL", "30"), "KEPTN_GITOPS_PROGRESS_INTERVAL"
+            ),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
             k8s_deployment_name=env.get("K8S_DEPLOYMENT_NAME", ""),
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),

@@ -26,6 +26,14 @@ _ARGO_REST_ONLY = ("server", "tokenEnv", "tokenFile", "caFile", "project")
 _T = TypeVar("_T")
 
 
+#: Where the rules live in the Helm chart's values, for the message about a configuration without rules.
+CHART_RULES_KEY = "config.rules"
+_NO_RULES = (
+    "at least one rule is needed: without rules the service owns no deployment "
+    f"(with the Helm chart, set the values key {CHART_RULES_KEY})"
+)
+
+
 def load_config(path: str | Path) -> m.GitOpsConfig:
     """Read ``path``; raise :class:`ConfigError` listing every problem."""
     source = str(path)
@@ -37,39 +45,101 @@ def load_config(path: str | Path) -> m.GitOpsConfig:
 
 
 def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
-    """Validate config text (``source`` names it in error messages)."""
+    """Validate config text (``source`` names it in error messages). Every problem is reported at once:
+    references to undefined repositories too, also from rules with other problems."""
     reader = NodeReader(source)
-    top = reader.mapping(
-        compose(text, source), "", {"apiVersion": True, "kind": True, "repositories": True, "rules": True}
-    )
-    reader.raise_if_problems()
+    allowed = {"apiVersion": True, "kind": True, "repositories": True, "rules": False}  # no rules: see below
+    top = reader.mapping(compose(text, source), "", allowed)
+    if top is None:
+        reader.raise_if_problems()
     assert top is not None
-    _expect(reader, top["apiVersion"], "apiVersion", m.API_VERSION)
-    _expect(reader, top["kind"], "kind", m.KIND)
-    repos = _list(reader, top["repositories"], "repositories", _repository)
-    rules = _list(reader, top["rules"], "rules", _rule)
+    if "apiVersion" in top:
+        _expect(reader, top["apiVersion"], "apiVersion", m.API_VERSION)
+    if "kind" in top:
+        _expect(reader, top["kind"], "kind", m.KIND)
+    repos = _list(reader, top["repositories"], "repositories", _repository) if "repositories" in top else []
+    rules_node = top.get("rules")
+    if (
+        rules_node is None
+        or _is_null(rules_node)
+        or (isinstance(rules_node, yaml.SequenceNode) and not rules_node.value)
+    ):
+        reader.problem(rules_node, "rules", _NO_RULES)
+        rules: list[m.Rule] = []
+    else:
+        rules = _list(reader, rules_node, "rules", _rule)
     names = [r.name for r in repos]
-    declared = _declared_names(top["repositories"])
     for i, name in enumerate(names):
         if name in names[:i]:
             reader.problem(top["repositories"], f"repositories[{i}].name", f"repository '{name}' is defined twice")
-    for rule in rules:
-        if rule.repository not in declared:
-            reader.problem(top["rules"], f"rules[{rule.index}].repository", f"no repository named '{rule.repository}'")
-    if isinstance(top["rules"], yaml.SequenceNode) and not top["rules"].value:
-        reader.problem(top["rules"], "rules", "at least one rule is needed")
+    _shared_clones(reader, top.get("repositories"), repos)
+    if "repositories" in top:
+        declared = _declared_names(top["repositories"])
+        for index, node in _rule_repositories(rules_node):
+            if node.value not in declared:
+                reader.problem(node, f"rules[{index}].repository", f"no repository named '{node.value}'")
     reader.raise_if_problems()
     return m.GitOpsConfig(repositories=tuple(repos), rules=tuple(rules), source=source)
 
 
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _is_empty_list(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.SequenceNode) and not node.value
+
+
+def _shared_clones(reader: NodeReader, node: yaml.Node | None, repos: list[m.Repository]) -> None:
+    """Entries with the same URL and branch share one working clone (and one push queue), so they must write
+    with the same credentials and identity: otherwise the first entry's would be used for all of them."""
+    items = node.value if isinstance(node, yaml.SequenceNode) else []
+    first: dict[tuple[str, str], m.Repository] = {}
+    for repo in repos:
+        other = first.setdefault((repo.url, repo.branch), repo)
+        if other is repo:
+            continue
+        differ = [
+            what
+            for what, mine, theirs in (
+                ("auth", repo.auth, other.auth),
+                ("author", repo.author, other.author),
+                ("signing", repo.signing, other.signing),
+                ("clone", repo.clone, other.clone),
+            )
+            if mine != theirs
+        ]
+        if differ:
+            index = next(i for i, item in enumerate(items) if _entry_name(item) == repo.name)
+            reader.problem(
+                items[index],
+                f"repositories[{index}]",
+                f"'{repo.name}' has the same url and branch as '{other.name}' but a different "
+                f"{', '.join(differ)}: entries for one branch share one working clone, so they must use the same "
+                "auth, author, signing and clone options (merge them into one entry)",
+            )
+
+
+def _entry_name(node: yaml.Node) -> str | None:
+    for key, value in node.value if isinstance(node, yaml.MappingNode) else []:
+        if getattr(key, "value", None) == "name" and isinstance(value, yaml.ScalarNode):
+            return str(value.value)
+    return None
+
+
+def _rule_repositories(node: yaml.Node | None) -> list[tuple[int, yaml.ScalarNode]]:
+    """``(index, repository value node)`` of every rule as written, even of rules with other problems."""
+    found = []
+    for index, item in enumerate(node.value if isinstance(node, yaml.SequenceNode) else []):
+        for key, value in item.value if isinstance(item, yaml.MappingNode) else []:
+            if getattr(key, "value", None) == "repository" and isinstance(value, yaml.ScalarNode) and value.value:
+                found.append((index, value))
+    return found
+
+
 def _declared_names(node: yaml.Node) -> set[str]:
     """Repository names as written, even of entries with other problems (no follow-on errors)."""
-    names = set()
-    for item in node.value if isinstance(node, yaml.SequenceNode) else []:
-        for key, value in item.value if isinstance(item, yaml.MappingNode) else []:
-            if getattr(key, "value", None) == "name" and isinstance(value, yaml.ScalarNode):
-                names.add(str(value.value))
-    return names
+    return {name for item in (node.value if isinstance(node, yaml.SequenceNode) else []) if (name := _entry_name(item))}
 
 
 def _expect(reader: NodeReader, node: yaml.Node, key: str, want: str) -> None:
@@ -218,7 +288,7 @@ def _rule(reader: NodeReader, node: yaml.Node, key: str, index: int) -> m.Rule |
     updates: list[m.Update] = (
         _list(reader, entries["updates"], f"{key}.updates", _update) if "updates" in entries else []
     )
-    if "updates" in entries and not updates and not reader.problems:
+    if "updates" in entries and isinstance(entries["updates"], yaml.SequenceNode) and not entries["updates"].value:
         reader.problem(entries["updates"], f"{key}.updates", "at least one update is needed")
     wait = _wait(reader, entries["wait"], f"{key}.wait") if "wait" in entries else m.Wait()
     uris = _uris(reader, entries["deploymentURIs"], f"{key}.deploymentURIs") if "deploymentURIs" in entries else None
@@ -486,6 +556,7 @@ def _wait(reader: NodeReader, node: yaml.Node, key: str) -> m.Wait | None:
 
 def _flux(reader: NodeReader, node: yaml.Node, key: str) -> m.FluxWait | None:
     allowed = {"kind": True, "name": True, "namespace": True, "kustomization": False, "chartVersion": False}
+    allowed["mayAppear"] = False
     flux = reader.mapping(node, key, allowed)
     if flux is None or not {"kind", "name", "namespace"} <= flux.keys():
         return None
@@ -509,11 +580,14 @@ def _flux(reader: NodeReader, node: yaml.Node, key: str) -> m.FluxWait | None:
             return None
         parent = _kustomization(reader, flux["kustomization"], f"{key}.kustomization")
     chart = _template(reader, flux["chartVersion"], f"{key}.chartVersion") if "chartVersion" in flux else None
+    may_appear = _flag(reader, flux["mayAppear"], f"{key}.mayAppear") if "mayAppear" in flux else False
     if kind is None or name is None or namespace is None or (kind == "HelmRelease" and parent is None):
         return None
-    if "chartVersion" in flux and chart is None:
+    if ("chartVersion" in flux and chart is None) or may_appear is None:
         return None
-    return m.FluxWait(kind=kind, name=name, namespace=namespace, kustomization=parent, chart_version=chart)
+    return m.FluxWait(
+        kind=kind, name=name, namespace=namespace, kustomization=parent, chart_version=chart, may_appear=may_appear
+    )
 
 
 def _kustomization(reader: NodeReader, node: yaml.Node, key: str) -> m.KustomizationRef | None:

@@ -252,6 +252,7 @@ class FluxWait:
     namespace: str
     kustomization: KustomizationRef | None = None
     chart_version: str | None = None
+    may_appear: bool = False  # the objects may not exist before the commit (documented in gen-config-reference)
 
 
 @dataclass(frozen=True)

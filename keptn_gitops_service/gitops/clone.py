@@ -22,7 +22,7 @@ from pathlib import Path
 
 from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.errors import GitError
-from keptn_gitops_service.gitops.git import Git, last_lines, signing_options
+from keptn_gitops_service.gitops.git import Git, last_lines, repository_label, signing_options
 from keptn_gitops_service.gitops.trailers import carries, parse_line, parse_trailers
 
 # Kargo's classification of a rejected push (pkg/controller/git/work_tree.go).
@@ -87,7 +87,8 @@ class WorkingClone:
         if staged.returncode == 0:
             return None
         if staged.returncode != 1:
-            raise GitError(f"git diff failed: {last_lines(staged.stderr or staged.stdout)}")
+            where = repository_label(self.repository)
+            raise GitError(f"git diff in the clone of {where} failed: {last_lines(staged.stderr or staged.stdout)}")
         sign, config, env = self._signing()
         args = ("commit", "--quiet", "--no-verify", *sign, "--file", "-")
         await self._git.run(*args, cwd=self.path, stdin=message.encode(), config=config, env=env)
@@ -117,7 +118,7 @@ class WorkingClone:
         # 'refs/heads/main': is at X but expected Y"): the same race, resolved the same way.
         if _NON_FAST_FORWARD.search(output) or "[rejected]" in output or _REF_RACE.search(output):
             return PushOutcome.REJECTED
-        raise GitError(f"git push to {self.repository.name} failed: {last_lines(output)}")
+        raise GitError(f"git push to {repository_label(self.repository)} failed: {last_lines(output)}")
 
     async def replay_on_remote(self) -> dict[str, str] | None:
         """After a lost push race: fetch and rebase our commits (those not on the remote-tracking branch) onto

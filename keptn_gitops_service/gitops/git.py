@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from keptn_gitops_service.config.model import Auth, Author, NoAuth, Signing, SshAuth, TokenAuth
+from keptn_gitops_service.config.model import Auth, Author, NoAuth, Repository, Signing, SshAuth, TokenAuth
 from keptn_gitops_service.errors import GitError
 
 DEFAULT_TIMEOUT = 300.0
@@ -49,11 +49,22 @@ class GitResult:
 class Git:
     """A git command runner bound to one repository's credentials and identity."""
 
-    def __init__(self, *, auth: Auth, author: Author, helper_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        auth: Auth,
+        author: Author,
+        helper_dir: Path,
+        timeout: float = DEFAULT_TIMEOUT,
+        label: str = "",
+    ) -> None:
+        """``label`` names the repository in error messages (:func:`repository_label`)."""
         self._auth = auth
         self._author = author
         self._helper_dir = helper_dir
         self._timeout = timeout
+        self._for = f" for {label}" if label else ""
+        self._of = f" of {label}" if label else ""
 
     async def run(
         self,
@@ -91,7 +102,7 @@ class Git:
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()
-            raise GitError(f"git {args[0]} did not finish within {self._timeout:.0f}s") from None
+            raise GitError(f"git {args[0]}{self._for} did not finish within {self._timeout:.0f}s") from None
         except asyncio.CancelledError:
             _kill_group(proc)
             await proc.wait()
@@ -102,7 +113,7 @@ class Git:
             scrub(err.decode(errors="replace"), secrets),
         )
         if check and result.returncode != 0:
-            raise GitError(f"git {args[0]} failed: {last_lines(result.stderr or result.stdout)}")
+            raise GitError(f"git {args[0]}{self._for} failed: {last_lines(result.stderr or result.stdout)}")
         return result
 
     def _environment(self) -> tuple[dict[str, str], list[str]]:
@@ -124,7 +135,7 @@ class Git:
         if isinstance(self._auth, TokenAuth):
             token = os.environ.get(self._auth.token_env, "")
             if not token:
-                raise GitError(f"the git token environment variable {self._auth.token_env} is not set")
+                raise GitError(f"the git token environment variable {self._auth.token_env}{self._of} is not set")
             env["GIT_ASKPASS"] = str(self._askpass())
             env["KEPTN_GITOPS_GIT_USERNAME"] = self._auth.username
             env["KEPTN_GITOPS_GIT_PASSWORD"] = token
@@ -144,6 +155,29 @@ class Git:
             tmp.chmod(stat.S_IRWXU)
             tmp.replace(path)
         return path
+
+
+async def check_access(repository: Repository, *, helper_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Reach ``repository``'s branch with its credentials (``git ls-remote``), as the writer will; raise
+    :class:`GitError` naming the repository when the credentials are missing or refused, the remote cannot be
+    reached, or the branch does not exist."""
+    label = repository_label(repository)
+    git = Git(auth=repository.auth, author=repository.author, helper_dir=helper_dir, timeout=timeout, label=label)
+    branch = f"refs/heads/{repository.branch}"
+    listed = await git.run("ls-remote", "--heads", "--", repository.url, branch)
+    if not listed.stdout.strip():
+        raise GitError(f"the branch {repository.branch} does not exist in {label}")
+
+
+def repository_label(repository: Repository) -> str:
+    """How messages name a repository entry: ``repository 'fleet' (https://git.example.com/fleet.git, branch
+    main)``, the URL without credentials."""
+    return f"repository '{repository.name}' ({display_url(repository.url)}, branch {repository.branch})"
+
+
+def display_url(url: str) -> str:
+    """``url`` without credentials: no user information in an http(s) URL, no ``user:password@`` in any other."""
+    return re.sub(r"(?i)^(https?://)[^/]*@|^([a-z][a-z0-9+.-]*://)[^/@]*:[^/@]*@", r"\1\2", url)
 
 
 def signing_options(signing: Signing) -> tuple[dict[str, str], dict[str, str]]:

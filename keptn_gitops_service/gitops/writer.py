@@ -36,7 +36,7 @@ from keptn_gitops_service.errors import (
     YamlLimitError,
 )
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
-from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git
+from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git, repository_label
 from keptn_gitops_service.gitops.paths import resolve_in_repo
 from keptn_gitops_service.gitops.revert import scalar_changes
 from keptn_gitops_service.gitops.trailers import parse_line, parse_trailers
@@ -142,6 +142,7 @@ class GitWriter:
                 author=repository.author,
                 helper_dir=self.state_dir / "git-home",
                 timeout=self.git_timeout,
+                label=repository_label(repository),
             )
             self._clones[key] = WorkingClone(repository, self.state_dir / "clones", git)
         return self._clones[key]
@@ -283,7 +284,7 @@ class GitWriter:
                 )
                 await self.sleep(delay)
         error = GitError(
-            f"push to {repository.name} ({repository.branch}) was rejected "
+            f"push to {repository_label(repository)} was rejected "
             f"{self.retry.max_attempts} times because others kept pushing; giving up"
         )
         return [error for _ in changes]

@@ -97,6 +97,10 @@ class ArgoCdClient:
             await self._session.close()
             self._session = None
 
+    def check_token(self) -> None:
+        """Raise :class:`ArgoCdAccessDeniedError` when the configured token cannot be read (the start-up check)."""
+        self._token()
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
 

@@ -4,16 +4,24 @@ kept per server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.errors import WaitTargetMissingError
 from keptn_gitops_service.reconcile.argocd import ArgoApi, ArgoApplicationWaiter, ArgoWaitOptions, KubernetesArgoApi
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer, RestArgoApi
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter, ObjectRef
-from keptn_gitops_service.reconcile.kube import KubeHub
+from keptn_gitops_service.reconcile.kube import APPLICATION, HELM_RELEASE, KUSTOMIZATION, KubeHub
 from keptn_gitops_service.reconcile.outcome import Ancestry, WaitOutcome
+from keptn_gitops_service.reconcile.progress import CURRENT, Progress
+
+log = structlog.get_logger(__name__)
 
 #: The namespace of Argo CD's Applications when a rule does not name one (the default install's).
 ARGOCD_NAMESPACE = "argocd"
@@ -28,6 +36,7 @@ class FluxTarget:
     name: str
     kustomization: ObjectRef | None = None
     chart_version: str | None = None
+    may_appear: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,21 @@ class ArgoTarget:
 
 Target = FluxTarget | ArgoTarget | None
 
+#: Seconds between the progress lines of a waiting deployment (``KEPTN_GITOPS_PROGRESS_INTERVAL``).
+PROGRESS_INTERVAL = 30.0
+
+
+def describe_target(target: FluxTarget | ArgoTarget) -> str:
+    """What a wait follows, for log lines: ``Flux Kustomization sockshop-dev/carts``."""
+    if isinstance(target, ArgoTarget):
+        namespace = target.namespace or (ARGOCD_NAMESPACE if target.server is None else "")
+        where = f" through Argo CD's API at {target.server.url}" if target.server is not None else ""
+        return f"Argo CD Application {namespace + '/' if namespace else ''}{target.application}{where}"
+    what = f"Flux {target.kind} {target.namespace}/{target.name}"
+    if target.kind == "HelmRelease" and target.kustomization is not None:
+        what += f" (applied by Kustomization {target.kustomization.namespace}/{target.kustomization.name})"
+    return what
+
 
 class Reconciler:
     """Waits for a commit to be reconciled, by the strategy a rule names."""
@@ -52,16 +76,83 @@ class Reconciler:
         hub_factory: Callable[[], KubeHub],
         clock: Clock,
         argocd_factory: Callable[[ArgoCdServer], ArgoCdClient] = ArgoCdClient,
+        *,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         self._hub_factory = hub_factory
+        self._progress_interval = progress_interval
         self._hub: KubeHub | None = None
         self._clock = clock
         self._argocd_factory = argocd_factory
         self._argocd: dict[ArgoCdServer, ArgoCdClient] = {}
 
+    async def check(self, target: Target) -> None:
+        """Read the object(s) :meth:`wait` will follow, through the same API and with the same credentials, before
+        anything is committed. Returns when the wait can work; raises :class:`ReconcileError` (the object does
+        not exist: :class:`WaitTargetMissingError`; the API refuses us, cannot be reached or configured: an access
+        error) when it cannot. Flux objects of a target with ``may_appear`` may be missing (the commit creates
+        them)."""
+        if target is None:
+            return
+        if isinstance(target, ArgoTarget):
+            await self._check_argocd(target)
+            return
+        objects = [(HELM_RELEASE if target.kind == "HelmRelease" else KUSTOMIZATION, target.namespace, target.name)]
+        if target.kind == "HelmRelease" and target.kustomization is not None:
+            objects.append((KUSTOMIZATION, target.kustomization.namespace, target.kustomization.name))
+        for kind, namespace, name in objects:
+            if await self.hub().get(kind, namespace, name) is None and not target.may_appear:
+                raise WaitTargetMissingError(
+                    f"Flux {kind.kind} {namespace}/{name} does not exist in the cluster "
+                    "(if the commit creates it, set wait.flux.mayAppear: true)"
+                )
+
+    async def _check_argocd(self, target: ArgoTarget) -> None:
+        if target.server is None:
+            namespace = target.namespace or ARGOCD_NAMESPACE
+            if await self.hub().get(APPLICATION, namespace, target.application) is None:
+                raise WaitTargetMissingError(f"Argo CD Application {namespace}/{target.application} does not exist")
+            return
+        client = self.argocd(target.server)
+        found = await client.application(target.application, app_namespace=target.namespace, project=target.project)
+        if found is None:
+            raise WaitTargetMissingError(
+                f"Argo CD at {target.server.url} does not show Application {target.application}: it does not exist, "
+                "or the token's roles do not allow reading it"
+            )
+
     async def wait(self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
+        """Wait for ``target`` to apply ``commit``; every ``progress_interval`` seconds an info line says what the
+        wait follows and what it last observed."""
         if target is None:
             return WaitOutcome(True, f"commit {commit[:12]} is in the repository; not waiting for reconciliation")
+        progress = Progress(describe_target(target), commit[:12])
+        log.info("waiting for reconciliation", waiting_for=progress.waiting_for, commit=progress.commit)
+        token = CURRENT.set(progress)
+        reporter = asyncio.create_task(self._report(progress), name=f"progress {progress.waiting_for}")
+        try:
+            return await self._wait(target, commit=commit, ancestry=ancestry, timeout=timeout)
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            CURRENT.reset(token)
+
+    async def _report(self, progress: Progress) -> None:
+        started = self._clock.monotonic()
+        while True:
+            await self._clock.sleep(self._progress_interval)
+            log.info(
+                "still waiting for reconciliation",
+                waiting_for=progress.waiting_for,
+                commit=progress.commit,
+                observed=progress.status,
+                waited=f"{round(self._clock.monotonic() - started)}s",
+            )
+
+    async def _wait(
+        self, target: FluxTarget | ArgoTarget, *, commit: str, ancestry: Ancestry, timeout: float
+    ) -> WaitOutcome:
         if isinstance(target, ArgoTarget):
             return await self._wait_argocd(target, commit=commit, ancestry=ancestry, timeout=timeout)
         if target.kind == "HelmRelease":

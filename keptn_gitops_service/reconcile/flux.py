@@ -14,6 +14,7 @@ from keptn_gitops_service.errors import KubernetesAccessError, describe_error
 from keptn_gitops_service.reconcile.flux_rules import describe, kustomization_verdict
 from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import Ancestry, Observation, Verdict, WaitOutcome
+from keptn_gitops_service.reconcile.progress import note
 from keptn_gitops_service.reconcile.revisions import revision_sha
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,7 @@ class FluxKustomizationWaiter:
                     return WaitOutcome(False, observation.summary)
             elif watch.last_error:
                 last = f"Kustomization {namespace}/{name} not readable: {watch.last_error}"
+            note(last)
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return WaitOutcome(

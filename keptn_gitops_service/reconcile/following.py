@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.errors import ReconcileError
 from keptn_gitops_service.reconcile.outcome import Observation, Verdict
+from keptn_gitops_service.reconcile.progress import note
 
 Object = Mapping[str, Any]
 
@@ -125,6 +126,7 @@ async def follow(feed: ObjectFeed, name: str, judge: Judge, *, clock: Clock, dea
                 return Followed(observation)
             if obj is None and feed.last_error:
                 observation = Observation(Verdict.IN_PROGRESS, f"{observation.summary} ({feed.last_error})")
+            note(observation.summary)
             remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return Followed(observation, timed_out=True)

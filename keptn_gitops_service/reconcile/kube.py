@@ -55,8 +55,17 @@ def load_client(kubeconfig: str | None = None) -> AsyncClient:
     try:
         config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
     except Exception as exc:  # lightkube raises several unrelated types here
-        raise KubernetesAccessError(f"cannot load the Kubernetes configuration: {exc}") from None
+        where = kubeconfig or "KUBECONFIG, ~/.kube/config or the in-cluster service account"
+        raise KubernetesAccessError(
+            f"cannot load the Kubernetes configuration from {where}: {_describe_error(exc)}"
+        ) from None
     return AsyncClient(config=config, field_manager="keptn-gitops-service")
+
+
+async def check_kubeconfig(kubeconfig: str | None = None) -> None:
+    """Load the Kubernetes configuration the waits will use (:func:`load_client`); raise
+    :class:`KubernetesAccessError` when it cannot be loaded."""
+    await load_client(kubeconfig).close()
 
 
 class SharedWatch(ObjectCache):

@@ -34,8 +34,15 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import EditNotes, file_edits
-from keptn_gitops_service.workflow.routing import Replier, envelope, ownership, publish_finished, stored_trigger
-from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
+from keptn_gitops_service.workflow.routing import (
+    Replier,
+    envelope,
+    log_finished,
+    ownership,
+    publish_finished,
+    stored_trigger,
+)
+from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +139,8 @@ class DeploymentWorkflow:
             # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
             note = ""
             if not commit:
+                # what the wait will read must be readable now: a wrong name or a 403 must not deploy and then fail
+                await check_wait_target(self.reconciler, rule, target)
                 commit, note = await self._commit(event, rule, trigger)
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
@@ -260,12 +269,13 @@ class DeploymentWorkflow:
                 "message": finished.message,
                 "deployment": block,
             }
-        log.info(
-            "deployment finished",
-            triggeredid=event.id,
+        log_finished(
+            "deployment",
             status=finished.status,
             result=finished.result,
             message=finished.message,
+            commit=finished.commit,
+            triggeredid=event.id,
         )
         reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
         await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)

@@ -17,7 +17,14 @@ from keptn_gitops_service.keptn.data import echoed_result, finished_data, scope_
 from keptn_gitops_service.keptn.events import KeptnEvent, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.state.store import Phase, Record, StateStore
-from keptn_gitops_service.workflow.routing import Replier, claim_owned, publish_finished, scope_problem, stored_trigger
+from keptn_gitops_service.workflow.routing import (
+    Replier,
+    claim_owned,
+    log_finished,
+    publish_finished,
+    scope_problem,
+    stored_trigger,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +71,7 @@ class ReleaseWorkflow:
             await self.store.advance(event.id, Phase.STARTED)
         result = echoed_result(event.data)
         finished = finished_data(scope, status="succeeded", result=result, message="Finished release")
+        log_finished("release", status="succeeded", result=result, message="Finished release", triggeredid=event.id)
         reply = make_reply(
             event, "finished", finished, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id()
         )

@@ -35,12 +35,13 @@ from keptn_gitops_service.workflow.routing import (
     Replier,
     claim_owned,
     envelope,
+    log_finished,
     ownership,
     publish_finished,
     scope_problem,
     stored_trigger,
 )
-from keptn_gitops_service.workflow.waits import RepositoryAncestry, wait_target, wait_timeout
+from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +133,7 @@ class RollbackWorkflow:
                 # checked before anything is written: a bad timeout must not roll back and fail
                 target = wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext), event.id)
                 timeout = wait_timeout(rule, _properties(event), "data.rollback")
+                await check_wait_target(self.reconciler, rule, target)
                 commit = (await self.writer.write(change)).commit
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
                 outcome = await self.reconciler.wait(
@@ -157,7 +159,14 @@ class RollbackWorkflow:
 
     async def _finish(self, event: KeptnEvent, scope: EventScope, finished: Finished) -> None:
         data = finished_data(scope, status=finished.status, result=finished.result, message=finished.message)
-        log.info("rollback finished", triggeredid=event.id, status=finished.status, result=finished.result)
+        log_finished(
+            "rollback",
+            status=finished.status,
+            result=finished.result,
+            message=finished.message,
+            commit=finished.commit,
+            triggeredid=event.id,
+        )
         reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
         await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
 

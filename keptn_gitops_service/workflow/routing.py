@@ -184,7 +184,7 @@ class Replier:
             await self.sink.publish(reply)
             await self.store.advance(event.id, Phase.STARTED)
         data = {**scope, "status": "errored", "result": "fail", "message": message, **(extra or {})}
-        log.info("invalid trigger answered", triggeredid=event.id, type=event.type, message=message)
+        log_finished(f"invalid {event.task}", status="errored", result="fail", triggeredid=event.id, message=message)
         reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
         await publish_finished(self.store, self.sink, event, reply, result="fail")
 
@@ -222,6 +222,12 @@ async def publish_finished(
     await sink.publish(reply)
     await store.advance(trigger.id, Phase.FINISHED, commit=commit, result=result)
     return True
+
+
+def log_finished(what: str, *, status: str, result: str, **fields: object) -> None:
+    """Log a ``.finished`` at the level it deserves: errored at error, fail at warning, pass at info."""
+    level = log.error if status == "errored" else log.warning if result == "fail" else log.info
+    level(f"{what} finished", status=status, result=result, **fields)
 
 
 def stored_trigger(record: Record) -> KeptnEvent:

@@ -8,12 +8,12 @@ from typing import Any
 
 from keptn_gitops_service.config.durations import parse_duration
 from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, Rule
-from keptn_gitops_service.errors import EventError
+from keptn_gitops_service.errors import EventError, ReconcileError
 from keptn_gitops_service.gitops.supersede import superseded
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.reconcile.argocd import ArgoWaitOptions
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdServer
-from keptn_gitops_service.reconcile.dispatch import ArgoTarget, FluxTarget, Target
+from keptn_gitops_service.reconcile.dispatch import ArgoTarget, FluxTarget, Reconciler, Target
 from keptn_gitops_service.reconcile.helmrelease import ObjectRef
 from keptn_gitops_service.workflow.context import TemplateContext
 
@@ -39,6 +39,7 @@ def wait_target(rule: Rule, context: TemplateContext, triggered_id: str = "") ->
         if parent is not None
         else None,
         chart_version=context.render(target.chart_version, f"{where}.chartVersion") if target.chart_version else None,
+        may_appear=target.may_appear,
     )
 
 
@@ -62,6 +63,17 @@ def _argo_target(target: ArgoWait, context: TemplateContext, triggered_id: str, 
             triggeredid=triggered_id,
         ),
     )
+
+
+async def check_wait_target(reconciler: Reconciler, rule: Rule, target: Target) -> None:
+    """Before committing: the wait can read its target (:meth:`Reconciler.check`), else a :class:`ReconcileError`
+    whose message names the rule, the object and the reason, and says that nothing was committed."""
+    try:
+        await reconciler.check(target)
+    except ReconcileError as exc:
+        raise type(exc)(
+            f"{exc}; nothing was committed (rules[{rule.index}].wait is checked before the commit)"
+        ) from None
 
 
 def wait_timeout(rule: Rule, properties: Mapping[str, Any], where: str) -> float:

@@ -94,3 +94,75 @@ def test_demo_runs_the_whole_loop_and_exits_zero(tmp_path: Path) -> None:
     assert out.index("deployment.triggered") < out.index("deployment.started") < out.index("deployment.finished")
     assert "[result]                 succeeded/pass: Flux applied commit" in out
     assert '+    newTag: 0.13.1 # {"$imagepolicy": "flux-system:carts:tag"}' in out
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: kube-token}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+def test_config_check_online_reaches_every_repository_and_loads_the_kubeconfig(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, content.REPOSITORY_FILES)
+    path = tmp_path / "gitops.yaml"
+    text = config_text(remote).replace(
+        "    branch: main\n", "    branch: main\n    auth: {type: token, tokenEnv: CLI_GIT_TOKEN}\n"
+    )
+    text = text.replace("rules:\n", f"  - name: archive\n    url: file://{tmp_path}/archive.git\nrules:\n")
+    path.write_text(text)
+    kubeconfig = tmp_path / "kubeconfig"
+    env = {"CLI_GIT_TOKEN": "", "KUBECONFIG": str(kubeconfig)}
+    result = cli("config", "check", "--online", str(path), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: the git token environment variable CLI_GIT_TOKEN of repository 'fleet' (file://{remote}, branch main)"
+        " is not set",
+        f"error: git ls-remote for repository 'archive' (file://{tmp_path}/archive.git, branch main) failed: "
+        "fatal: Could not read from remote repository. / Please make sure you have the correct access rights / and "
+        "the repository exists.",
+        f"error: cannot load the Kubernetes configuration from {kubeconfig}: ConfigError: Configuration file "
+        f"{kubeconfig} not found (needed by the Kubernetes waits of rules[0])",
+    ]
+    assert result.stdout == ""
+    make_remote(tmp_path / "second", {"README.md": "archive\n"}).rename(tmp_path / "archive.git")
+    kubeconfig.write_text(KUBECONFIG)
+    result = cli("config", "check", "--online", str(path), cwd=tmp_path, env={**env, "CLI_GIT_TOKEN": "t0ken"})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{path}: OK (2 repositories, 1 rules; every repository reachable)\n"
+
+
+def test_run_without_rules_refuses_to_start_and_names_the_chart_key(tmp_path: Path) -> None:
+    path = tmp_path / "gitops.yaml"
+    text = config_text(tmp_path / "remote.git")
+    path.write_text(text[: text.index("rules:")] + "rules: []\n")
+    for args in (("run", "--config", str(path)), ("config", "check", str(path))):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"error: {path}:8:8: rules: at least one rule is needed: without rules the service owns no deployment "
+            "(with the Helm chart, set the values key config.rules)\n"
+        )
+
+
+def test_the_readme_online_check_example_is_real_output(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```yaml\napiVersion")
+    example = readme[start + len("```yaml\n") : readme.index("```", start + 7)]
+    block = readme[readme.index("$ keptn-gitops-service config check --online gitops.yaml\n") :]
+    shown = block[block.index("\n") + 1 : block.index("```")]
+    (tmp_path / "gitops.yaml").write_text(example)
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    env = {k: v for k, v in os.environ.items() if k != "GIT_TOKEN"} | {"KUBECONFIG": str(tmp_path / "kubeconfig")}
+    result = subprocess.run(
+        [sys.executable, "-m", "keptn_gitops_service", "config", "check", "--online", "gitops.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (result.returncode, result.stderr) == (1, shown)

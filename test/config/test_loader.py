@@ -118,8 +118,73 @@ def test_duplicate_keys_and_syntax_errors_have_positions() -> None:
     only_rule_broken = problems(EXAMPLE.replace("repository: fleet\n", "repository: [fleet]\n"))
     assert only_rule_broken == ["c.yaml:11:17: rules[0].repository: must be a string, got a list"]
     assert problems(EXAMPLE[: EXAMPLE.index("rules:")] + "rules: []\n")[0].endswith(
-        "rules: at least one rule is needed"
+        "rules: at least one rule is needed: without rules the service owns no deployment "
+        "(with the Helm chart, set the values key config.rules)"
     )
+
+
+@pytest.mark.parametrize("rules", ["", "rules:\n", "rules: []\n"])
+def test_no_rules_points_to_the_chart_values_key(rules: str) -> None:
+    found = problems(EXAMPLE[: EXAMPLE.index("rules:")] + rules)
+    assert len(found) == 1, found
+    assert found[0].endswith(
+        ": rules: at least one rule is needed: without rules the service owns no deployment "
+        "(with the Helm chart, set the values key config.rules)"
+    )
+
+
+def test_every_problem_in_one_run_including_references_of_broken_rules() -> None:
+    text = (
+        EXAMPLE.replace("kind: GitOpsConfig\n", "")
+        .replace("    branch: main\n", "    brnch: main\n")
+        .replace("repository: fleet", "repository: flet")
+        .replace('kustomizeImage: {name: "docker.io/keptnexamples/{service}"}', "kustomizeImage: {nam: x}")
+    )
+    text += """\
+  - match: {project: other}
+    repository: nowhere
+    updates:
+      - {file: a.yaml, yamlPath: a, value: "{image.tag}"}
+"""
+    assert problems(text) == [
+        "c.yaml:1:1: kind: required key is missing",
+        "c.yaml:5:5: repositories[0].brnch: unknown key (allowed: auth, author, branch, clone, name, signing, url)",
+        "c.yaml:13:26: rules[0].updates[0].kustomizeImage.nam: unknown key (allowed: image, name)",
+        "c.yaml:13:25: rules[0].updates[0].kustomizeImage.name: required key is missing",
+        "c.yaml:10:17: rules[0].repository: no repository named 'flet'",
+        "c.yaml:24:17: rules[1].repository: no repository named 'nowhere'",
+    ]
+
+
+def test_entries_sharing_a_clone_must_share_credentials_and_author() -> None:
+    second = """\
+  - name: fleet-ci
+    url: https://git.example.com/org/fleet.git
+    auth: {type: token, tokenEnv: CI_TOKEN}
+    author: {name: ci, email: ci@example.com}
+rules:"""
+    found = problems(EXAMPLE.replace("rules:", second, 1))
+    assert found == [
+        "c.yaml:9:5: repositories[1]: 'fleet-ci' has the same url and branch as 'fleet' but a different auth, "
+        "author: entries for one branch share one working clone, so they must use the same auth, author, signing "
+        "and clone options (merge them into one entry)"
+    ]
+    same = second.replace("CI_TOKEN", "GIT_TOKEN").replace(
+        "{name: ci, email: ci@example.com}", "{name: keptn-gitops-service, email: gitops@keptn.invalid}"
+    )
+    assert len(parse_config(EXAMPLE.replace("rules:", same, 1)).repositories) == 2
+    other_branch = second.replace("    auth:", "    branch: ci\n    auth:")
+    assert len(parse_config(EXAMPLE.replace("rules:", other_branch, 1)).repositories) == 2
+
+
+def test_may_appear() -> None:
+    wait = 'flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"'
+    assert parse_config(EXAMPLE).rules[0].wait.target == m.FluxWait("Kustomization", "{service}", "{project}-{stage}")
+    config = parse_config(EXAMPLE.replace(wait, wait + ", mayAppear: true"))
+    assert config.rules[0].wait.target == m.FluxWait("Kustomization", "{service}", "{project}-{stage}", may_appear=True)
+    assert problems(EXAMPLE.replace(wait, wait + ", mayAppear: sometimes")) == [
+        "c.yaml:19:97: rules[0].wait.flux.mayAppear: must be true or false"
+    ]
 
 
 def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from support import make_remote
 
-from keptn_gitops_service.config.model import Author, NoAuth, Signing, SshAuth, TokenAuth
+from keptn_gitops_service.config.model import Author, NoAuth, Repository, Signing, SshAuth, TokenAuth
 from keptn_gitops_service.errors import GitError
-from keptn_gitops_service.gitops.git import Git, scrub, signing_options, ssh_command
+from keptn_gitops_service.gitops.git import Git, check_access, display_url, scrub, signing_options, ssh_command
 
 SECRET = "ghp_SuperSecretToken123"
 
@@ -84,3 +85,41 @@ def test_signing_options_name_the_key_and_its_home_but_hold_no_secret() -> None:
     assert pgp == ({"gpg.format": "openpgp", "user.signingkey": "3AA5C34371567BD2"}, {"GNUPGHOME": "/gnupg"})
     with pytest.raises(GitError, match="unknown commit signing format 'x509'"):
         signing_options(Signing("x509", key_file="/k"))
+
+
+def test_messages_show_urls_without_credentials() -> None:
+    assert display_url("https://bot:ghp_x@git.example.com/org/fleet.git") == "https://git.example.com/org/fleet.git"
+    assert display_url("https://ghp_x@git.example.com/fleet.git") == "https://git.example.com/fleet.git"
+    assert display_url("ssh://bot:pw@git.example.com/fleet.git") == "ssh://git.example.com/fleet.git"
+    assert display_url("ssh://git@git.example.com/fleet.git") == "ssh://git@git.example.com/fleet.git"
+    assert display_url("git@git.example.com:org/fleet.git") == "git@git.example.com:org/fleet.git"
+    assert display_url("file:///srv/fleet.git") == "file:///srv/fleet.git"
+
+
+async def test_a_git_failure_names_the_repository_entry_and_its_url(tmp_path: Path) -> None:
+    # a URL with credentials in it (the loader refuses them; an embedding program might not)
+    repo = Repository("fleet", f"https://bot:{SECRET}@127.0.0.1:9/org/fleet.git", branch="prod")
+    with pytest.raises(GitError) as info:
+        await check_access(repo, helper_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith(
+        "git ls-remote for repository 'fleet' (https://127.0.0.1:9/org/fleet.git, branch prod) failed: "
+    )
+    assert SECRET not in message and "bot" not in message
+
+
+async def test_reaching_a_repository_checks_the_token_variable_and_the_branch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = make_remote(tmp_path, {"README.md": "x\n"})
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    tokened = Repository("fleet", f"file://{remote}", auth=TokenAuth("NOPE_TOKEN"))
+    with pytest.raises(GitError) as info:
+        await check_access(tokened, helper_dir=tmp_path / "home")
+    assert str(info.value) == (
+        f"the git token environment variable NOPE_TOKEN of repository 'fleet' (file://{remote}, branch main) is not set"
+    )
+    await check_access(Repository("fleet", f"file://{remote}"), helper_dir=tmp_path / "home")
+    with pytest.raises(GitError) as info:
+        await check_access(Repository("fleet", f"file://{remote}", branch="prod"), helper_dir=tmp_path / "home")
+    assert str(info.value) == f"the branch prod does not exist in repository 'fleet' (file://{remote}, branch prod)"

@@ -77,7 +77,9 @@ async def test_a_missing_signing_key_fails_the_commit_and_leaves_the_remote_alon
     missing = tmp_path / "no-such-key"
     repo = Repository("fleet", f"file://{remote}", author=AUTHOR, signing=Signing("ssh", key_file=str(missing)))
     head = git("rev-parse", "main", cwd=remote).strip()
-    with pytest.raises(GitError, match=r"git commit failed: .*no-such-key"):
+    with pytest.raises(
+        GitError, match=r"git commit for repository 'fleet' \(file://.*, branch main\) failed: .*no-such-key"
+    ):
         await GitWriter(tmp_path / "state").write(change(repo, "1"))
     assert git("rev-parse", "main", cwd=remote).strip() == head
 

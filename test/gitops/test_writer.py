@@ -229,7 +229,9 @@ async def test_paths_cannot_leave_the_repository(tmp_path: Path, path: str, mess
 async def test_missing_branch_is_a_clear_error(tmp_path: Path, remote: Path) -> None:
     writer = GitWriter(tmp_path / "state")
     repo = Repository(name="fleet", url=f"file://{remote}", branch="production")
-    with pytest.raises(GitError, match=r"git clone failed: .*production"):
+    with pytest.raises(
+        GitError, match=rf"git clone for repository 'fleet' \(file://{remote}, branch production\) failed: .*production"
+    ):
         await writer.write(change(repo, "id", FileEdit("README.md", lambda t: t + "x")))
 
 

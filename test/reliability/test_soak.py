@@ -69,6 +69,8 @@ def flat(samples: list[Sample]) -> list[str]:
 async def test_soak_file_descriptors_children_and_memory_stay_flat(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
         pid = r.service.pid
+        # the start-up checks' git ls-remote runs right after start: the baseline is taken once it is done
+        await r.until(lambda: not descendants(pid), "no git child running")
         samples = [sample(pid, 0)]
         ids: list[str] = []
         while len(ids) < N:

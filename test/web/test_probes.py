@@ -28,8 +28,10 @@ async def test_probes_report_nats_and_the_state_store(tmp_path: Path, nats_url: 
         assert probes is not None and probes.port > 0
         status, body = await asyncio.to_thread(get, probes.port, "/healthz")
         assert (status, body) == (200, {"status": "ok"})
+        await loop.service.startup_checked.wait()
         status, body = await asyncio.to_thread(get, probes.port, "/readyz")
         assert status == 200 and body["ready"] is True
+        assert body["checks"]["startupChecks"] == {"ok": True, "problems": []}
         assert body["checks"]["nats"]["mode"] == "core" and body["checks"]["stateStore"] == {"ok": True}
         await loop.service.store.close()  # the state store becomes unusable
         status, body = await asyncio.to_thread(get, probes.port, "/readyz")

@@ -93,3 +93,19 @@ def test_ownership_reads_the_scope_loosely(envelope: dict[str, object], rule: in
 def test_events_we_never_answer_have_no_task(envelope: object) -> None:
     owner = ownership(parse_config(RULES, "rules.yaml"), envelope)
     assert (owner.task, owner.rule) == (None, None)
+
+
+def test_finished_lines_are_logged_at_the_level_of_their_outcome() -> None:
+    from structlog.testing import capture_logs
+
+    from keptn_gitops_service.workflow.routing import log_finished
+
+    with capture_logs() as logs:
+        log_finished("deployment", status="succeeded", result="pass", triggeredid="a")
+        log_finished("rollback", status="succeeded", result="fail", triggeredid="b")
+        log_finished("deployment", status="errored", result="fail", triggeredid="c")
+    assert [(e["event"], e["log_level"], e["triggeredid"]) for e in logs] == [
+        ("deployment finished", "info", "a"),
+        ("rollback finished", "warning", "b"),
+        ("deployment finished", "error", "c"),
+    ]
