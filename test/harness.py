@@ -145,13 +145,17 @@ async def start_loop(
     if run_flux:
         flux.start(interval=3600)
     service_settings = Settings(
-        nats_url=nats_url,
-        topics=TOPICS,
-        state_dir=tmp / "state",
-        kubeconfig=str(kubeconfig),
-        log_format="console",
-        http_port=0,
-        **(settings or {}),
+        **{
+            "nats_url": nats_url,
+            "topics": TOPICS,
+            "state_dir": tmp / "state",
+            "kubeconfig": str(kubeconfig),
+            "log_format": "console",
+            "http_port": 0,
+            # a wait's only sleeper on a controlled clock is its timeout (progress lines: test/reconcile)
+            "progress_interval_seconds": 86400.0,
+            **(settings or {}),
+        }
     )
     service = Service(
         service_settings,

@@ -146,23 +146,3 @@ def test_run_without_rules_refuses_to_start_and_names_the_chart_key(tmp_path: Pa
             f"error: {path}:8:8: rules: at least one rule is needed: without rules the service owns no deployment "
             "(with the Helm chart, set the values key config.rules)\n"
         )
-
-
-def test_the_readme_online_check_example_is_real_output(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("```yaml\napiVersion")
-    example = readme[start + len("```yaml\n") : readme.index("```", start + 7)]
-    block = readme[readme.index("$ keptn-gitops-service config check --online gitops.yaml\n") :]
-    shown = block[block.index("\n") + 1 : block.index("```")]
-    (tmp_path / "gitops.yaml").write_text(example)
-    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
-    env = {k: v for k, v in os.environ.items() if k != "GIT_TOKEN"} | {"KUBECONFIG": str(tmp_path / "kubeconfig")}
-    result = subprocess.run(
-        [sys.executable, "-m", "keptn_gitops_service", "config", "check", "--online", "gitops.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert (result.returncode, result.stderr) == (1, shown)
