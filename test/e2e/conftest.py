@@ -1,24 +1,35 @@
 """Fixtures of the end-to-end suite: one real control plane with Flux for the session, and per test a GitOps
 repository with its namespace, a nats-server (``nats_url`` from test/conftest.py) and the service's process.
 
-Run by ``./scripts/e2e`` (``KEPTN_GITOPS_E2E=1``); the unit suite leaves this directory out.
+Run by ``./scripts/e2e`` (``KEPTN_GITOPS_E2E=1``); the unit suite leaves this directory out. test_keptn.py needs
+Keptn 1.4.5's programs, which this project does not build: it is collected only when ``KEPTN_GITOPS_KEPTN_BIN``
+names a directory holding them (keptnbin.py).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from e2e.build import Toolchain, toolchain
 from e2e.environment import Cluster, running_cluster
 from e2e.fleet import Fleet, create_fleet
+from e2e.keptnbin import ENV, KeptnTools, keptn_binaries
+from e2e.keptnplane import KeptnPlane, running_keptn
 from e2e.keptnside import KeptnBus, start_service
 from e2e.processes import Process
+from support import nats_server
 
 _projects = itertools.count(1)
+
+# Without Keptn's programs the Keptn scenarios are not collected at all (./scripts/e2e says they did not run).
+collect_ignore = [] if os.environ.get(ENV, "").strip() else ["test_keptn.py"]
 
 
 def _report(config: pytest.Config, line: str) -> None:
@@ -80,3 +91,40 @@ async def keptn(service: Process, nats_url: str) -> AsyncIterator[KeptnBus]:
         yield bus
     finally:
         await bus.close()
+
+
+@pytest.fixture(scope="session")
+def keptn_bin(pytestconfig: pytest.Config) -> KeptnTools:
+    """Keptn 1.4.5's shipyard-controller, resource-service, api-service, distributor and CLI from
+    ``KEPTN_GITOPS_KEPTN_BIN``, checked (keptnbin.py), and FerretDB, built on first use, then cached."""
+    lines: list[str] = []
+    found = keptn_binaries(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e keptn: {line}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def keptn_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Keptn's NATS: JetStream on, for the control plane's ``keptn`` stream (one server for the session)."""
+    with nats_server(jetstream=True, store_dir=tmp_path_factory.mktemp("keptn-nats")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def keptn_plane(
+    pytestconfig: pytest.Config,
+    keptn_bin: KeptnTools,
+    cluster: Cluster,
+    keptn_nats: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[KeptnPlane]:
+    """The Keptn control plane (keptnplane.py) on the e2e API server and ``keptn_nats``, for the session."""
+    workdir = tmp_path_factory.mktemp("e2e-keptn")
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    ca = workdir / "kube-ca.crt"
+    ca.write_bytes(base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]))
+    token = config["users"][0]["user"]["token"]
+    with running_keptn(keptn_bin, workdir, keptn_nats, cluster.kube, cluster.kube.server, ca, token) as plane:
+        _report(pytestconfig, f"e2e keptn: Keptn {keptn_bin.version} up; logs in {plane.logs}")
+        yield plane

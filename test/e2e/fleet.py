@@ -20,14 +20,21 @@ SERVICES = ("carts", "orders")
 FLUX_TIMEOUT = 120  # seconds for Flux to apply (or reject) the seed commit
 
 
-def repository_files(namespace: str) -> dict[str, str]:
+def repository_files(project: str, stages: tuple[str, ...] = (STAGE,)) -> dict[str, str]:
     files = {"README.md": "# fleet\n\nApplied by Flux; image tags updated by keptn-gitops-service.\n"}
+    for stage in stages:
+        files |= _stage_files(stage, f"{project}-{stage}")
+    return files
+
+
+def _stage_files(stage: str, namespace: str) -> dict[str, str]:
+    files = {}
     for service in SERVICES:
         resources = "  - deployment.yaml\n"
         if service == "orders":
             resources += "  - service.yaml  # missing: this overlay does not build\n"
-        files[f"apps/{STAGE}/{service}/kustomization.yaml"] = (
-            f"# {service} in {STAGE}\n"
+        files[f"apps/{stage}/{service}/kustomization.yaml"] = (
+            f"# {service} in {stage}\n"
             "apiVersion: kustomize.config.k8s.io/v1beta1\n"
             "kind: Kustomization\n"
             f"namespace: {namespace}\n"
@@ -36,7 +43,7 @@ def repository_files(namespace: str) -> dict[str, str]:
             f"  - name: docker.io/keptnexamples/{service}\n"
             f'    newTag: 0.13.0 # {{"$imagepolicy": "flux-system:{service}:tag"}}\n'
         )
-        files[f"apps/{STAGE}/{service}/deployment.yaml"] = (
+        files[f"apps/{stage}/{service}/deployment.yaml"] = (
             "apiVersion: apps/v1\n"
             "kind: Deployment\n"
             "metadata:\n"
@@ -56,32 +63,39 @@ def repository_files(namespace: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Fleet:
-    """One test's repository (``bare``, served to Flux at ``url``) and namespace ``<project>-dev``."""
+    """One test's repository (``bare``, served to Flux at ``url``) and a namespace ``<project>-<stage>`` per
+    stage (``dev`` unless told otherwise)."""
 
     project: str
     bare: Path
     url: str
     kube: KubeClient
+    stages: tuple[str, ...] = (STAGE,)
 
     @property
     def namespace(self) -> str:
         return f"{self.project}-{STAGE}"
 
+    def namespace_of(self, stage: str) -> str:
+        return f"{self.project}-{stage}"
+
     def head(self) -> str:
         return git("rev-parse", "main", cwd=self.bare).strip()
 
-    def kustomization(self, service: str) -> JSON:
-        return self.kube.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", service, self.namespace)
+    def kustomization(self, service: str, stage: str = STAGE) -> JSON:
+        return self.kube.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", service, self.namespace_of(stage))
 
-    def git_repository(self) -> JSON:
-        return self.kube.get("source.toolkit.fluxcd.io/v1", "GitRepository", "fleet", self.namespace)
+    def git_repository(self, stage: str = STAGE) -> JSON:
+        return self.kube.get("source.toolkit.fluxcd.io/v1", "GitRepository", "fleet", self.namespace_of(stage))
 
-    def deployment_image(self, service: str) -> str:
-        deployment = self.kube.get("apps/v1", "Deployment", service, self.namespace)
+    def deployment_image(self, service: str, stage: str = STAGE) -> str:
+        deployment = self.kube.get("apps/v1", "Deployment", service, self.namespace_of(stage))
         image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         return image
 
-    def wait_kustomization(self, service: str, *, ready: str, revision: str, attempted: bool = False) -> JSON:
+    def wait_kustomization(
+        self, service: str, *, ready: str, revision: str, attempted: bool = False, stage: str = STAGE
+    ) -> JSON:
         """Wait until Flux reports ``Ready=<ready>`` for ``main@sha1:<revision>`` (applied, or only attempted)."""
         field = "lastAttemptedRevision" if attempted else "lastAppliedRevision"
         expected = f"main@sha1:{revision}"
@@ -95,48 +109,50 @@ class Fleet:
             "kustomize.toolkit.fluxcd.io/v1",
             "Kustomization",
             service,
-            self.namespace,
+            self.namespace_of(stage),
             reached,
             what=f"Ready={ready} with {field} {expected}",
             timeout=FLUX_TIMEOUT,
         )
 
 
-def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str) -> Fleet:
-    """Seed the repository, create the namespace, the GitRepository and one Kustomization per service, and wait
-    until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""
-    namespace = f"{project}-{STAGE}"
+def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages: tuple[str, ...] = (STAGE,)) -> Fleet:
+    """Seed the repository, create per stage the namespace, the GitRepository and one Kustomization per service,
+    and wait until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""
     (git_http.root / project).mkdir(parents=True)
-    bare = make_remote(git_http.root / project, repository_files(namespace))
-    fleet = Fleet(project, bare, git_http.url(bare), kube)
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    kube.create(
-        {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "GitRepository",
-            "metadata": {"name": "fleet", "namespace": namespace},
-            # A long interval: a new commit is fetched at once only because the service asks Flux to reconcile.
-            "spec": {"interval": "10m", "timeout": "60s", "url": fleet.url, "ref": {"branch": "main"}},
-        }
-    )
-    for service in SERVICES:
+    bare = make_remote(git_http.root / project, repository_files(project, stages))
+    fleet = Fleet(project, bare, git_http.url(bare), kube, stages)
+    for stage in stages:
+        namespace = fleet.namespace_of(stage)
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         kube.create(
             {
-                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-                "kind": "Kustomization",
-                "metadata": {"name": service, "namespace": namespace},
-                "spec": {
-                    "interval": "10m",
-                    "retryInterval": "10m",
-                    "timeout": "1m",
-                    "path": f"./apps/{STAGE}/{service}",
-                    "prune": True,
-                    "wait": False,
-                    "sourceRef": {"kind": "GitRepository", "name": "fleet"},
-                },
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "GitRepository",
+                "metadata": {"name": "fleet", "namespace": namespace},
+                # A long interval: a new commit is fetched at once only because the service asks Flux to reconcile.
+                "spec": {"interval": "10m", "timeout": "60s", "url": fleet.url, "ref": {"branch": "main"}},
             }
         )
+        for service in SERVICES:
+            kube.create(
+                {
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                    "kind": "Kustomization",
+                    "metadata": {"name": service, "namespace": namespace},
+                    "spec": {
+                        "interval": "10m",
+                        "retryInterval": "10m",
+                        "timeout": "1m",
+                        "path": f"./apps/{stage}/{service}",
+                        "prune": True,
+                        "wait": False,
+                        "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                    },
+                }
+            )
     seed = fleet.head()
-    fleet.wait_kustomization("carts", ready="True", revision=seed)
-    fleet.wait_kustomization("orders", ready="False", revision=seed, attempted=True)
+    for stage in stages:
+        fleet.wait_kustomization("carts", ready="True", revision=seed, stage=stage)
+        fleet.wait_kustomization("orders", ready="False", revision=seed, attempted=True, stage=stage)
     return fleet

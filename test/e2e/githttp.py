@@ -2,7 +2,9 @@
 
 A small threaded HTTP server runs ``git http-backend`` as a CGI program for each request (an argument list,
 never a shell), passing the request body through and turning the CGI ``Status:`` header into the HTTP status.
-Read-only: pushing over HTTP is refused, the service pushes to the same bare repositories with ``file://``.
+Read-only by default: pushing over HTTP is refused, the service pushes to the same bare repositories with
+``file://``. With ``push=True`` (the upstream of Keptn's resource-service, which only pushes over HTTP(S)) pushes
+are accepted from any user name, as a Git host would after authenticating it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ CGI_TIMEOUT = 60
 class GitHttpServer:
     """Every bare repository under ``root``, at ``http://127.0.0.1:<port>/<its path below root>``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, push: bool = False) -> None:
         self.root = root
+        self.push = push
         self.requests: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -63,13 +66,29 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class names it so)
             server.requests.append(f"{self.command} {self.path}")
 
+        def _chunked_body(self) -> bytes:
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+
         def _cgi(self) -> None:
             url = urlsplit(self.path)
-            if "git-receive-pack" in url.path or "service=git-receive-pack" in url.query:
+            pushing = "git-receive-pack" in url.path or "service=git-receive-pack" in url.query
+            if pushing and not server.push:
                 self.send_error(403, "read-only: push with file:// instead")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                body = self._chunked_body()  # libgit2 pushes with chunked requests
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+            length = len(body)
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "GIT_CONFIG_NOSYSTEM": "1",
@@ -85,6 +104,8 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                 "CONTENT_LENGTH": str(length),
                 "REMOTE_ADDR": self.client_address[0],
             }
+            if pushing:
+                env["REMOTE_USER"] = "keptn"  # git http-backend accepts pushes from an authenticated user
             for header in ("Git-Protocol", "Content-Encoding", "Accept"):
                 if header in self.headers:
                     env["HTTP_" + header.upper().replace("-", "_")] = self.headers[header]

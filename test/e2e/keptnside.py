@@ -41,13 +41,21 @@ rules:
 """
 
 
-def start_service(fleet: Fleet, nats_url: str, kubeconfig: Path, workdir: Path) -> Process:
+def start_service(
+    fleet: Fleet,
+    nats_url: str,
+    kubeconfig: Path,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Process:
     """``python -m keptn_gitops_service run`` for ``fleet``; returns once ``/readyz`` answers 200.
 
     The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
     config.write_text(CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
-    port = free_port()
+    port = port or free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
@@ -57,7 +65,7 @@ def start_service(fleet: Fleet, nats_url: str, kubeconfig: Path, workdir: Path) 
         "HTTP_PORT": str(port),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "DEBUG",
-    }
+    } | (extra_env or {})
     process = Process(
         "keptn-gitops-service",
         [sys.executable, "-m", "keptn_gitops_service", "run", "--config", str(config)],

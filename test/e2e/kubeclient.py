@@ -110,6 +110,15 @@ class KubeClient:
             time.sleep(POLL)
 
 
+def wait_until(probe: Callable[[], bool], *, what: str, timeout: float) -> None:
+    """Call ``probe`` until it returns True; on timeout, fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout:.0f}s")
+        time.sleep(POLL)
+
+
 def collection_path(obj: Mapping[str, Any]) -> str:
     prefix, plural, namespaced = RESOURCES[(obj["apiVersion"], obj["kind"])]
     namespace = obj["metadata"].get("namespace", "")
