@@ -8,6 +8,8 @@ Like cloudevents' exceptions, input errors also inherit from :class:`ValueError`
 
 from __future__ import annotations
 
+import asyncio
+
 
 class GitOpsServiceError(Exception):
     """Base of every error this package raises on purpose."""
@@ -22,6 +24,17 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, GitOpsServiceError):
         return text or name
     return f"{name}: {text}" if text else name
+
+
+def stop_if_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` when the running task has been asked to stop.
+
+    nats-py turns a cancellation that arrives while the connection closes into its own errors, so a loop that
+    catches those and carries on (a fetch, a lease renewal, the orphan search) would swallow the cancel and run
+    forever — and whoever awaits the stopped task with it. Such loops call this in their ``except`` branches."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class ConfigError(GitOpsServiceError, ValueError):

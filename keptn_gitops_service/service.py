@@ -15,7 +15,7 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME, __version__
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
-from keptn_gitops_service.errors import EventError, StateError, describe_error
+from keptn_gitops_service.errors import EventError, StateError, describe_error, stop_if_cancelled
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.gitops.yamllimits import YamlLimits
 from keptn_gitops_service.keptn.distributor import DistributorTransport
@@ -298,6 +298,7 @@ class Service:
             try:
                 orphans = await self.store.orphans()
             except StateError as exc:
+                stop_if_cancelled()
                 log.warning("could not look for orphaned deployments", error=describe_error(exc))
                 continue
             for record in orphans:

@@ -33,7 +33,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from keptn_gitops_service.errors import TransportError, describe_error
+from keptn_gitops_service.errors import TransportError, describe_error, stop_if_cancelled
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
 from keptn_gitops_service.keptn.transport import Handler, HandlerTasks
 
@@ -262,8 +262,10 @@ class NatsTransport:
                     self._tasks.spawn(_Delivery(msg, ack_wait / 3, unrecorded.release).handle(handler))
                     fetched = True
             except NatsTimeoutError:
+                stop_if_cancelled()
                 continue
             except (NatsError, OSError) as exc:
+                stop_if_cancelled()
                 failures += 1
                 log.warning("fetching from the Keptn stream failed; retrying", error=describe_error(exc))
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures))

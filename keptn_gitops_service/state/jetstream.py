@@ -33,7 +33,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.errors import LeaseLostError, StateError, describe_error
+from keptn_gitops_service.errors import LeaseLostError, StateError, describe_error, stop_if_cancelled
 from keptn_gitops_service.state.store import ORDER, Phase, Record
 
 log = structlog.get_logger(__name__)
@@ -307,6 +307,7 @@ async def _quietly(renewal: Awaitable[bool], triggered_id: str) -> None:
         if not await renewal:
             log.warning("lost the lease of a deployment to another replica", triggeredid=triggered_id)
     except StateError as exc:
+        stop_if_cancelled()
         log.warning("could not renew a lease", triggeredid=triggered_id, error=describe_error(exc))
 
 
