@@ -34,20 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchgit import GIT_ENV
+
 from keptn_gitops_service.config.model import Author, CloneOptions, Repository
 from keptn_gitops_service.gitops.imageref import parse_image
 from keptn_gitops_service.gitops.kustomize import set_kustomize_image
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 
-ENV = {
-    **os.environ,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@x.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@x.invalid",
-}
 AUTHOR = Author("keptn-gitops-service", "gitops@keptn.invalid")
 IMAGE = "docker.io/keptnexamples/{service}"
 CACHE = Path.home() / ".cache" / "keptn-gitops-service" / "bench"
@@ -57,7 +50,7 @@ CACHE = Path.home() / ".cache" / "keptn-gitops-service" / "bench"
 
 
 def git(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=ENV, input=stdin, capture_output=True, check=True)
+    done = subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, input=stdin, capture_output=True, check=True)
     return done.stdout.decode()
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
+from benchgit import git
 
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.demo.natsd import EmbeddedNats
@@ -46,15 +46,6 @@ from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
 
 T = TypeVar("T")
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@x.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@x.invalid",
-}
 CONFIG = """\
 apiVersion: gitops.keptn-contrib/v1
 kind: GitOpsConfig
@@ -70,10 +61,6 @@ rules:
         value: "{{image.tag}}"
     wait: {{none: {{}}}}
 """
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
 
 
 def alias_bomb() -> str:

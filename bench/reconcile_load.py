@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from benchgit import GIT_ENV, git
 from lightkube.generic_resource import create_namespaced_resource
 
 from keptn_gitops_service.config.loader import parse_config
@@ -55,23 +55,10 @@ from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
 
 NAMESPACE = f"{content.PROJECT}-{content.STAGE}"
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@x.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@x.invalid",
-}
 
 
 def service_name(i: int) -> str:
     return f"svc-{i:03d}"
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
 
 
 def make_remote(root: Path, count: int) -> Path:
