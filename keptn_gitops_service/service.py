@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
 from keptn_gitops_service.state.jetstream import JetStreamStateStore
 from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStore
+from keptn_gitops_service.tasks import cancel_and_wait
 from keptn_gitops_service.web.probes import ProbeServer, Route
 from keptn_gitops_service.web.webhooks import Hint, webhook_routes
 from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
@@ -277,11 +277,7 @@ class Service:
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking events, give running work ``grace`` seconds, then leave the rest in the state store
         (it is resumed on the next start)."""
-        for task in (self._uniform_task, self._adopter, self._startup_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait([t for t in (self._uniform_task, self._adopter, self._startup_task) if t is not None])
         await asyncio.gather(self.transport.close(grace=grace), self._resumed.drain(grace))
         if self.uniform is not None:
             await self.uniform.close()

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from keptn_gitops_service.keptn.events import KeptnEvent
+from keptn_gitops_service.tasks import cancel_and_wait
 
 Ack = Callable[[], Awaitable[None]]
 """Acknowledges a received message (idempotent). Called once the trigger is persisted, or known not ours."""
@@ -54,10 +55,7 @@ class HandlerTasks:
         """Let running handlers finish for up to ``grace`` seconds, then cancel the rest and wait for them."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in set(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await cancel_and_wait(set(self._tasks))
 
     async def wait_idle(self) -> None:
         while self._tasks:
