@@ -161,6 +161,9 @@ async def run(args: argparse.Namespace, root: Path, nats_url: str) -> list[dict[
         log_format="console",
         http_port=0,
         edit_timeout_seconds=args.edit_timeout,
+        # the worst file is a manifest of thousands of small documents, kept within every limit so that only the
+        # edit deadline stops it (the default allows 1,000 documents)
+        yaml_max_documents=1_000_000,
     )
     service = Service(settings, parse_config(CONFIG.format(remote=remote), "bench.yaml"))
     await service.start()
