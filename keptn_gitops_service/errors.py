@@ -130,6 +130,10 @@ class LeaseLostError(StateError):
     """Another replica has taken over a deployment this one was working on (its lease had expired)."""
 
 
+class CDEventsError(GitOpsServiceError):
+    """A CDEvent could not be built or delivered to its sink (HTTP or NATS); the outbox retries delivery."""
+
+
 class WebhookError(GitOpsServiceError, ValueError):
     """A webhook request is refused; :attr:`status` is the HTTP answer. The message never contains a secret."""
 

@@ -12,6 +12,8 @@ from typing import Any
 import structlog
 
 from keptn_gitops_service import SERVICE_NAME, __version__
+from keptn_gitops_service.cdevents.outbox import CDEventsEmitter, OutboxWorker
+from keptn_gitops_service.cdevents.senders import HttpSender, NatsSender, Sender
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import EventError, StateError, describe_error, stop_if_cancelled
@@ -232,10 +234,16 @@ class Service:
             if settings.http_port is not None
             else None
         )
+        self.cdevents = _cdevents_worker(settings, self.store, self.clock)
+        emitter = CDEventsEmitter(self.store, self.cdevents, source=settings.cdevents_source) if self.cdevents else None
         self.handlers = Handlers(
-            deployment=DeploymentWorkflow(config, self.writer, self.reconciler, self.store, sink, self.clock, ids),
+            deployment=DeploymentWorkflow(
+                config, self.writer, self.reconciler, self.store, sink, self.clock, ids, observer=emitter
+            ),
             release=ReleaseWorkflow(config, self.store, sink, self.clock, ids),
-            rollback=RollbackWorkflow(config, self.writer, self.reconciler, self.store, sink, self.clock, ids),
+            rollback=RollbackWorkflow(
+                config, self.writer, self.reconciler, self.store, sink, self.clock, ids, observer=emitter
+            ),
             sink=sink,
             clock=self.clock,
         )
@@ -255,6 +263,8 @@ class Service:
         # Snapshot the work left by a previous process *before* subscribing: a trigger claimed by this process
         # a moment later is already being handled and must not be resumed as well.
         await self.store.open()
+        if self.cdevents is not None:
+            self.cdevents.start()  # re-sends what a previous process left in the outbox
         leftovers = await self.store.unfinished()
         await self.transport.connect()
         await self.transport.subscribe(self.handlers.on_message)
@@ -283,6 +293,8 @@ class Service:
             await self.uniform.close()
         await self.writer.close()
         await self.reconciler.close()
+        if self.cdevents is not None:
+            await self.cdevents.stop()
         await self.store.close()
         if self.probes is not None:
             await self.probes.stop()
@@ -369,6 +381,17 @@ class Service:
         finally:
             log.info("shutting down")
             await self.stop()
+
+
+def _cdevents_worker(settings: Settings, store: StateStore, clock: Clock) -> OutboxWorker | None:
+    """The CDEvents outbox worker when a sink or subject is configured (``None``: no CDEvents)."""
+    senders: list[Sender] = []
+    if settings.cdevents_sink:
+        structured = settings.cdevents_mode == "structured"
+        senders.append(HttpSender(settings.cdevents_sink, mode="structured" if structured else "binary"))
+    if settings.cdevents_subject:
+        senders.append(NatsSender(settings.nats_url, settings.cdevents_subject))
+    return OutboxWorker(store, senders, clock) if senders else None
 
 
 def _state_store(settings: Settings, clock: Clock) -> StateStore:

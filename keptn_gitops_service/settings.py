@@ -109,6 +109,20 @@ class Settings:
     """``ARGOCD_WEBHOOK_HEADER``: the header that carries ``ARGOCD_WEBHOOK_SECRET`` (with ``Authorization``,
     ``Bearer <secret>`` is accepted too)."""
 
+    cdevents_sink: str = ""
+    """``KEPTN_GITOPS_CDEVENTS_SINK``: an ``http://`` or ``https://`` URL that receives a CDEvent (CloudEvents 1.0,
+    HTTP binding) for every deployment that passed and every rollback that was applied: ``service.deployed``,
+    ``service.upgraded`` or ``service.rolledback`` (see docs/cdevents.md). Unset: no HTTP delivery."""
+    cdevents_mode: str = "binary"
+    """``KEPTN_GITOPS_CDEVENTS_MODE``: the CloudEvents HTTP content mode, ``binary`` (the context in ``ce-``
+    headers, the CDEvent as the body) or ``structured`` (one ``application/cloudevents+json`` document)."""
+    cdevents_subject: str = ""
+    """``KEPTN_GITOPS_CDEVENTS_SUBJECT``: a NATS subject on ``NATS_URL`` that receives the same CDEvents as
+    structured CloudEvents (with ``KEPTN_GITOPS_CDEVENTS_SINK``, both receive every event). Unset: none."""
+    cdevents_source: str = "/keptn-gitops-service"
+    """``KEPTN_GITOPS_CDEVENTS_SOURCE``: the ``source`` of the CDEvents (a URI reference) that names this
+    installation."""
+
     @property
     def replica_id(self) -> str:
         """The name this replica holds its state-store leases under: the pod name, else ``<hostname>-<pid>``."""
@@ -159,7 +173,27 @@ class Settings:
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),
             argocd_webhook_secret=_secret(env, "ARGOCD_WEBHOOK_SECRET"),
             argocd_webhook_header=_header(env.get("ARGOCD_WEBHOOK_HEADER") or DEFAULT_ARGOCD_WEBHOOK_HEADER),
+            **_cdevents(env),
         )
+
+
+def _cdevents(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``KEPTN_GITOPS_CDEVENTS_*`` settings, checked (messages never show the sink URL: it may hold a token)."""
+    sink = env.get("KEPTN_GITOPS_CDEVENTS_SINK", "").strip()
+    if sink and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", sink):
+        raise ConfigError(["KEPTN_GITOPS_CDEVENTS_SINK: must be an http:// or https:// URL"])
+    mode = (env.get("KEPTN_GITOPS_CDEVENTS_MODE") or "binary").strip().lower()
+    if mode not in ("binary", "structured"):
+        raise ConfigError([f"KEPTN_GITOPS_CDEVENTS_MODE={mode!r}: must be 'binary' or 'structured'"])
+    subject = env.get("KEPTN_GITOPS_CDEVENTS_SUBJECT", "").strip()
+    if subject and not re.fullmatch(r"[^\s.*>]+(\.[^\s.*>]+)*", subject):
+        raise ConfigError(
+            [f"KEPTN_GITOPS_CDEVENTS_SUBJECT={subject!r}: must be a NATS subject without wildcards or spaces"]
+        )
+    source = env.get("KEPTN_GITOPS_CDEVENTS_SOURCE", "").strip() or Settings.cdevents_source
+    if not re.fullmatch(r"[!#$%&'()*+,\-./0-9:;=?@A-Z\[\]_a-z~]+", source):
+        raise ConfigError([f"KEPTN_GITOPS_CDEVENTS_SOURCE={source!r}: must be a URI reference (no spaces)"])
+    return {"cdevents_sink": sink, "cdevents_mode": mode, "cdevents_subject": subject, "cdevents_source": source}
 
 
 def _seconds(text: str, name: str) -> float:

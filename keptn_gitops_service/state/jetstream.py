@@ -10,6 +10,11 @@ way, and learns it at its next write (:class:`LeaseLostError`) — before it cou
 
 JetStream KV semantics relied on (nats.py ``nats/js/kv.py``): ``create`` succeeds only for a missing key,
 ``update(key, value, last=revision)`` only while the key's latest revision is ``last``.
+
+The CDEvents outbox and the histories that decide each event's type live in a second bucket,
+``<bucket>-cdevents``, whose entries never expire (a service's history must outlive the seven days of the trigger
+records). An outbox entry names the replica that added it; another replica delivers it only once it has waited
+a lease (its owner may be dead), so a live replica's events are normally sent by that replica alone.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from keptn_gitops_service.state.store import ORDER, Phase, Record
 log = structlog.get_logger(__name__)
 
 DEFAULT_BUCKET = "keptn-gitops-service"
+CDEVENTS_SUFFIX = "-cdevents"
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _CAS_ATTEMPTS = 8
 
@@ -58,6 +64,7 @@ class JetStreamStateStore:
         self,
         kv: KeyValue | None = None,
         *,
+        memo_kv: KeyValue | None = None,
         owner: str,
         clock: Clock,
         lease: float = 30.0,
@@ -67,6 +74,7 @@ class JetStreamStateStore:
     ) -> None:
         """Use ``kv``, or connect to ``nats_url`` and bind ``bucket`` in :meth:`open`."""
         self._kv_bound = kv
+        self._memo_bound = memo_kv
         self.owner = owner
         self._clock = clock
         self.lease = lease
@@ -82,7 +90,13 @@ class JetStreamStateStore:
         cls, js: JetStreamContext, *, owner: str, clock: Clock, bucket: str = DEFAULT_BUCKET, lease: float = 30.0
     ) -> JetStreamStateStore:
         """A store on an existing JetStream connection (the caller closes the connection)."""
-        store = cls(await _bucket(js, bucket, 7 * 24 * 3600), owner=owner, clock=clock, lease=lease)
+        store = cls(
+            await _bucket(js, bucket, 7 * 24 * 3600),
+            memo_kv=await _bucket(js, bucket + CDEVENTS_SUFFIX, None),
+            owner=owner,
+            clock=clock,
+            lease=lease,
+        )
         store.start_renewing()
         return store
 
@@ -96,6 +110,8 @@ class JetStreamStateStore:
             except Exception as exc:
                 raise StateError(f"cannot connect to NATS for the state store: {_describe(exc)}") from None
             self._kv_bound = await _bucket(self._nc.jetstream(), self._bucket_name, self._keep)
+        if self._memo_bound is None and self._nc is not None:
+            self._memo_bound = await _bucket(self._nc.jetstream(), self._bucket_name + CDEVENTS_SUFFIX, None)
         self.start_renewing()
 
     @property
@@ -103,6 +119,70 @@ class JetStreamStateStore:
         if self._kv_bound is None:
             raise StateError("the JetStream state store is not open yet")
         return self._kv_bound
+
+    @property
+    def _memo(self) -> KeyValue:
+        if self._memo_bound is None:
+            raise StateError("the JetStream state store has no CDEvents bucket (it is not open yet)")
+        return self._memo_bound
+
+    async def outbox_add(self, event_id: str, body: bytes) -> None:
+        value = json.dumps(
+            {"id": event_id, "body": base64.b64encode(body).decode(), "owner": self.owner, "addedAt": self._now()},
+            separators=(",", ":"),
+        ).encode()
+        try:
+            await self._memo.create(_outbox_key(event_id), value)
+        except KeyWrongLastSequenceError:
+            return  # already there
+        except Exception as exc:
+            raise StateError(f"cannot keep CDEvent {event_id} in the outbox: {_describe(exc)}") from None
+
+    async def outbox_pending(self) -> list[tuple[str, bytes]]:
+        """This replica's undelivered events, and those of others that have waited more than a lease."""
+        found: list[tuple[float, str, bytes]] = []
+        try:
+            watcher = await self._memo.watch("outbox.*", ignore_deletes=True)
+            try:
+                async for entry in watcher:
+                    if entry is None:
+                        break
+                    if entry.value is None or entry.operation is not None:
+                        continue
+                    data = json.loads(entry.value)
+                    added = float(data["addedAt"])
+                    if data["owner"] == self.owner or added + self.lease <= self._now():
+                        found.append((added, str(data["id"]), base64.b64decode(data["body"])))
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"an entry of the CDEvents outbox is corrupt: {exc}") from None
+        except StateError:
+            raise
+        except Exception as exc:
+            raise StateError(f"cannot list the CDEvents outbox: {_describe(exc)}") from None
+        return [(event_id, body) for _, event_id, body in sorted(found)]
+
+    async def outbox_remove(self, event_id: str) -> None:
+        try:
+            await self._memo.delete(_outbox_key(event_id))
+        except Exception as exc:
+            raise StateError(f"cannot remove CDEvent {event_id} from the outbox: {_describe(exc)}") from None
+
+    async def memo_get(self, key: str) -> bytes | None:
+        try:
+            entry = await self._memo.get(_memo_key(key))
+        except KeyNotFoundError:
+            return None
+        except Exception as exc:
+            raise StateError(f"cannot read {key} from the state store: {_describe(exc)}") from None
+        return entry.value
+
+    async def memo_put(self, key: str, value: bytes) -> None:
+        try:
+            await self._memo.put(_memo_key(key), value)
+        except Exception as exc:
+            raise StateError(f"cannot store {key}: {_describe(exc)}") from None
 
     def start_renewing(self) -> None:
         """Renew the leases of the records this instance works on, every third of the lease."""
@@ -264,8 +344,9 @@ class JetStreamStateStore:
         return self._clock.now().timestamp()
 
 
-async def _bucket(js: JetStreamContext, bucket: str, keep: float) -> KeyValue:
-    """Bind ``bucket``, creating it (file-backed, one revision per key, entries kept ``keep`` s) when missing."""
+async def _bucket(js: JetStreamContext, bucket: str, keep: float | None) -> KeyValue:
+    """Bind ``bucket``, creating it (file-backed, one revision per key, entries kept ``keep`` s, or for ever when
+    ``None``) when missing."""
     try:
         try:
             return await js.key_value(bucket)
@@ -282,6 +363,16 @@ def _key(triggered_id: str) -> str:
     if _PLAIN_ID.match(triggered_id):
         return f"trigger.{triggered_id}"
     return f"trigger.h{hashlib.sha256(triggered_id.encode()).hexdigest()}"
+
+
+def _outbox_key(event_id: str) -> str:
+    if _PLAIN_ID.match(event_id):
+        return f"outbox.{event_id}"
+    return f"outbox.h{hashlib.sha256(event_id.encode()).hexdigest()}"
+
+
+def _memo_key(key: str) -> str:
+    return f"memo.{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _decode(value: bytes, revision: int) -> _Stored:

@@ -84,6 +84,26 @@ class StateStore(Protocol):
 
     async def close(self) -> None: ...
 
+    # ---- the CDEvents outbox and what deciding an event remembers (cdevents/) ----
+
+    async def outbox_add(self, event_id: str, body: bytes) -> None:
+        """Keep an event until it is delivered; adding an id that is already there changes nothing."""
+        ...
+
+    async def outbox_pending(self) -> list[tuple[str, bytes]]:
+        """The events this instance should deliver now, oldest first."""
+        ...
+
+    async def outbox_remove(self, event_id: str) -> None:
+        """Forget a delivered event."""
+        ...
+
+    async def memo_get(self, key: str) -> bytes | None:
+        """A value stored under ``key`` (``None``: never stored); kept until replaced, never expiring."""
+        ...
+
+    async def memo_put(self, key: str, value: bytes) -> None: ...
+
 
 class SqliteStateStore:
     """:class:`StateStore` in one SQLite file (WAL mode; each call is one short transaction).
@@ -104,6 +124,11 @@ class SqliteStateStore:
                 " event_type TEXT NOT NULL, payload BLOB NOT NULL, phase TEXT NOT NULL,"
                 " git_commit TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', updated_at REAL NOT NULL)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS cdevents_outbox (event_id TEXT PRIMARY KEY, body BLOB NOT NULL,"
+                " added_at REAL NOT NULL)"
+            )
+            self._db.execute("CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
         except sqlite3.Error as exc:
             self._executor.shutdown(wait=False)
             raise StateError(f"cannot open the state store {path}: {exc}") from None
@@ -139,6 +164,54 @@ class SqliteStateStore:
         with contextlib.suppress(StateError):  # closing twice is harmless
             await self._call(self._db.close)
         self._executor.shutdown(wait=True)
+
+    async def outbox_add(self, event_id: str, body: bytes) -> None:
+        await self._write(
+            "INSERT OR IGNORE INTO cdevents_outbox (event_id, body, added_at) VALUES (?, ?, ?)",
+            (event_id, body, time.time()),
+            f"cannot keep CDEvent {event_id} in the outbox",
+        )
+
+    async def outbox_pending(self) -> list[tuple[str, bytes]]:
+        def pending() -> list[tuple[str, bytes]]:
+            try:
+                rows = self._db.execute(
+                    "SELECT event_id, body FROM cdevents_outbox ORDER BY added_at, event_id"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot list the CDEvents outbox: {exc}") from None
+            return [(str(r[0]), bytes(r[1])) for r in rows]
+
+        return await self._call(pending)
+
+    async def outbox_remove(self, event_id: str) -> None:
+        await self._write(
+            "DELETE FROM cdevents_outbox WHERE event_id = ?",
+            (event_id,),
+            f"cannot remove CDEvent {event_id} from the outbox",
+        )
+
+    async def memo_get(self, key: str) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                row = self._db.execute("SELECT value FROM memo WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read {key} from the state store: {exc}") from None
+            return bytes(row[0]) if row else None
+
+        return await self._call(get)
+
+    async def memo_put(self, key: str, value: bytes) -> None:
+        await self._write("INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)", (key, value), f"cannot store {key}")
+
+    async def _write(self, sql: str, parameters: tuple[object, ...], failure: str) -> None:
+        def write() -> None:
+            try:
+                self._db.execute(sql, parameters)
+            except sqlite3.Error as exc:
+                raise StateError(f"{failure}: {exc}") from None
+
+        await self._call(write)
 
     def _claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
         try:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import structlog
 
 from keptn_gitops_service import SERVICE_NAME, metrics
+from keptn_gitops_service.cdevents.model import TaskObserver
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError, GitOpsServiceError
@@ -34,6 +35,7 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import EditNotes, file_edits
+from keptn_gitops_service.workflow.observed import TaskFacts, artifact_of, finished_task, target_uri
 from keptn_gitops_service.workflow.routing import (
     Replier,
     envelope,
@@ -76,6 +78,8 @@ class DeploymentWorkflow:
     sink: EventSink
     clock: Clock
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    observer: TaskObserver | None = None
+    """Told about every finished deployment (the CDEvents emitter)."""
 
     async def handle(self, event: KeptnEvent, *, wait: bool = True, on_claimed: Ack | None = None) -> Finished | None:
         """Answer one ``deployment.triggered``; ``None`` when it is not ours or already handled.
@@ -128,6 +132,7 @@ class DeploymentWorkflow:
         self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
     ) -> Finished:
         started = self.clock.monotonic()
+        facts = TaskFacts(rule) if rule is not None else None
         try:
             if scope is None or rule is None:
                 scope_from_data(event.data)  # raises the precise error
@@ -136,6 +141,7 @@ class DeploymentWorkflow:
             # what the wait needs is checked before anything is written: a bad timeout must not deploy and fail
             target = wait_target(rule, _context(event, trigger), event.id) if wait else None
             timeout = wait_timeout(rule, trigger.properties, "data.deployment")
+            facts = TaskFacts(rule, artifact_of(_context(event, trigger)), target_uri(target))
             # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
             note = ""
             if not commit:
@@ -170,7 +176,7 @@ class DeploymentWorkflow:
                 None,
             )
         # 5. finish, exactly like helm-service (plus the commit)
-        await self._finish(event, scope, finished, block)
+        await self._finish(event, scope, finished, block, facts=facts)
         metrics.DEPLOYMENTS.labels(scope.stage if scope else "", finished.result).inc()
         return finished
 
@@ -247,6 +253,8 @@ class DeploymentWorkflow:
         finished: Finished,
         block: Mapping[str, Any] | None,
         partial: Mapping[str, Any] | None = None,
+        *,
+        facts: TaskFacts | None = None,
     ) -> None:
         if block is None:
             # helm-service's zero block on errors (upstream keptn/derived/07), plus the commit when one was made
@@ -277,8 +285,32 @@ class DeploymentWorkflow:
             commit=finished.commit,
             triggeredid=event.id,
         )
-        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
-        await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
+        now = self.clock.now()
+        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=now, event_id=self.new_id())
+        task = None
+        if facts is not None and scope is not None:
+            task = finished_task(
+                "deployment",
+                event,
+                scope,
+                facts,
+                self.config,
+                status=finished.status,
+                result=finished.result,
+                commit=finished.commit,
+                now=now,
+                finished_id=reply.id,
+            )
+        await publish_finished(
+            self.store,
+            self.sink,
+            event,
+            reply,
+            commit=finished.commit,
+            result=finished.result,
+            task=task,
+            observer=self.observer,
+        )
 
     async def _reply(self, trigger: KeptnEvent, kind: Literal["started"], data: Mapping[str, Any]) -> None:
         reply = make_reply(

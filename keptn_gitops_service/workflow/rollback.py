@@ -19,6 +19,7 @@ from typing import Any, Literal
 import structlog
 
 from keptn_gitops_service import SERVICE_NAME, metrics
+from keptn_gitops_service.cdevents.model import TaskObserver
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EditError, EventError, GitOpsServiceError
@@ -31,6 +32,7 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER, Finished
+from keptn_gitops_service.workflow.observed import TaskFacts, finished_task, target_uri
 from keptn_gitops_service.workflow.routing import (
     Replier,
     claim_owned,
@@ -59,6 +61,8 @@ class RollbackWorkflow:
     sink: EventSink
     clock: Clock
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    observer: TaskObserver | None = None
+    """Told about every finished rollback (the CDEvents emitter)."""
 
     async def handle(self, event: KeptnEvent, *, on_claimed: Ack | None = None) -> Finished | None:
         """Answer one ``rollback.triggered``; ``None`` when it is not ours or already handled."""
@@ -102,6 +106,7 @@ class RollbackWorkflow:
 
     async def _rollback(self, event: KeptnEvent, rule: Rule, scope: EventScope) -> Finished:
         commit = ""
+        facts = TaskFacts(rule)
         try:
             repository = self.config.repository(rule.repository)
             where = f"{scope.project}/{scope.stage}/{scope.service}"
@@ -133,6 +138,7 @@ class RollbackWorkflow:
                 # checked before anything is written: a bad timeout must not roll back and fail
                 target = wait_target(rule, TemplateContext(scope, {}, event.shkeptncontext), event.id)
                 timeout = wait_timeout(rule, _properties(event), "data.rollback")
+                facts = TaskFacts(rule, None, target_uri(target))
                 await check_wait_target(self.reconciler, rule, target)
                 commit = (await self.writer.write(change)).commit
                 await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
@@ -153,11 +159,13 @@ class RollbackWorkflow:
         except Exception as exc:  # a bug must still end the task
             log.exception("rollback failed unexpectedly", triggeredid=event.id)
             finished = Finished("errored", "fail", f"internal error: {exc.__class__.__name__}: {exc}", commit)
-        await self._finish(event, scope, finished)
+        await self._finish(event, scope, finished, facts)
         metrics.ROLLBACKS.labels(scope.stage, finished.result).inc()
         return finished
 
-    async def _finish(self, event: KeptnEvent, scope: EventScope, finished: Finished) -> None:
+    async def _finish(
+        self, event: KeptnEvent, scope: EventScope, finished: Finished, facts: TaskFacts | None = None
+    ) -> None:
         data = finished_data(scope, status=finished.status, result=finished.result, message=finished.message)
         log_finished(
             "rollback",
@@ -167,8 +175,32 @@ class RollbackWorkflow:
             commit=finished.commit,
             triggeredid=event.id,
         )
-        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
-        await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
+        now = self.clock.now()
+        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=now, event_id=self.new_id())
+        task = None
+        if facts is not None:
+            task = finished_task(
+                "rollback",
+                event,
+                scope,
+                facts,
+                self.config,
+                status=finished.status,
+                result=finished.result,
+                commit=finished.commit,
+                now=now,
+                finished_id=reply.id,
+            )
+        await publish_finished(
+            self.store,
+            self.sink,
+            event,
+            reply,
+            commit=finished.commit,
+            result=finished.result,
+            task=task,
+            observer=self.observer,
+        )
 
     async def _reply(self, trigger: KeptnEvent, kind: Literal["started"], data: Mapping[str, Any]) -> None:
         reply = make_reply(trigger, kind, data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())

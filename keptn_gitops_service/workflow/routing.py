@@ -18,6 +18,7 @@ from typing import Any, Final
 import structlog
 
 from keptn_gitops_service import SERVICE_NAME
+from keptn_gitops_service.cdevents.model import FinishedTask, TaskObserver
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError
@@ -212,14 +213,28 @@ async def claim_owned(
 
 
 async def publish_finished(
-    store: StateStore, sink: EventSink, trigger: KeptnEvent, reply: KeptnEvent, *, commit: str = "", result: str = ""
+    store: StateStore,
+    sink: EventSink,
+    trigger: KeptnEvent,
+    reply: KeptnEvent,
+    *,
+    commit: str = "",
+    result: str = "",
+    task: FinishedTask | None = None,
+    observer: TaskObserver | None = None,
 ) -> bool:
     """Publish ``.finished`` for ``trigger`` and record it — unless another replica has taken the trigger over
-    (its lease had expired while this one was paused or cut off): then the other replica answers, not us."""
+    (its lease had expired while this one was paused or cut off): then the other replica answers, not us.
+
+    THE call site of the finished-task observer (the CDEvents): after the reply is published (it never waits for
+    the observer) and before the record is marked finished (a crash in between finishes the task again, and the
+    observer is told again)."""
     if not await store.owns(trigger.id):
         log.warning("another replica took this trigger over; it will answer", triggeredid=trigger.id)
         return False
     await sink.publish(reply)
+    if observer is not None and task is not None:
+        await observer.finished(task)
     await store.advance(trigger.id, Phase.FINISHED, commit=commit, result=result)
     return True
 
