@@ -140,7 +140,7 @@ class JetStreamStateStore:
 
     async def outbox_pending(self) -> list[tuple[str, bytes]]:
         """This replica's undelivered events, and those of others that have waited more than a lease."""
-        found: list[tuple[float, str, bytes]] = []
+        found: list[tuple[int, str, bytes]] = []  # by revision: the order they were added in
         try:
             watcher = await self._memo.watch("outbox.*", ignore_deletes=True)
             try:
@@ -152,7 +152,7 @@ class JetStreamStateStore:
                     data = json.loads(entry.value)
                     added = float(data["addedAt"])
                     if data["owner"] == self.owner or added + self.lease <= self._now():
-                        found.append((added, str(data["id"]), base64.b64decode(data["body"])))
+                        found.append((entry.revision or 0, str(data["id"]), base64.b64decode(data["body"])))
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         except (ValueError, KeyError, TypeError) as exc:

@@ -175,9 +175,7 @@ class SqliteStateStore:
     async def outbox_pending(self) -> list[tuple[str, bytes]]:
         def pending() -> list[tuple[str, bytes]]:
             try:
-                rows = self._db.execute(
-                    "SELECT event_id, body FROM cdevents_outbox ORDER BY added_at, event_id"
-                ).fetchall()
+                rows = self._db.execute("SELECT event_id, body FROM cdevents_outbox ORDER BY rowid").fetchall()
             except sqlite3.Error as exc:
                 raise StateError(f"cannot list the CDEvents outbox: {exc}") from None
             return [(str(r[0]), bytes(r[1])) for r in rows]
