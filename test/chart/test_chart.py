@@ -42,6 +42,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "full-config": ("full-config.yaml",),
     "webhooks": ("flux.yaml", "webhooks.yaml"),
     "replicas": ("flux.yaml", "replicas.yaml"),
+    "cdevents": ("flux.yaml", "cdevents.yaml"),
 }
 FULLNAME = f"{RELEASE}-keptn-gitops-service"
 CONFIG_PATH = "/etc/keptn-gitops-service/config.yaml"
@@ -797,6 +798,25 @@ def test_replicas_share_the_jetstream_state_store(render: Any) -> None:
     assert variables["KEPTN_GITOPS_STATE_LEASE"]["value"] == "20"
     assert variables["K8S_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # the lease owner
     assert env_values(service_container(render("flux")))["KEPTN_GITOPS_STATE_STORE"] == "sqlite"
+
+
+def test_cdevents_settings_reach_the_service(render: Any, helm: Helm) -> None:
+    variables = env(service_container(render("cdevents")))
+    assert variables["KEPTN_GITOPS_CDEVENTS_SINK"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cdevents-sink",
+        "key": "sink",
+    }
+    assert variables["KEPTN_GITOPS_CDEVENTS_MODE"]["value"] == "structured"
+    assert variables["KEPTN_GITOPS_CDEVENTS_SUBJECT"]["value"] == "cdevents.keptn"
+    assert variables["KEPTN_GITOPS_CDEVENTS_SOURCE"]["value"] == "/keptn/prod-eu"
+    assert not any(name.startswith("KEPTN_GITOPS_CDEVENTS_") for name in env(service_container(render("flux"))))
+    proc = template(helm, ("flux.yaml",), ("cdevents.sink=http://sink.example:8080/events",))
+    variables = env_values(service_container(objects(proc)))
+    assert variables["KEPTN_GITOPS_CDEVENTS_SINK"] == "http://sink.example:8080/events"
+    assert variables["KEPTN_GITOPS_CDEVENTS_MODE"] == "binary"
+    for wrong in ("cdevents.mode=json", "cdevents.sink=ftp://x", "cdevents.subject=a b"):
+        proc = template(helm, ("flux.yaml",), (wrong,))
+        assert proc.returncode != 0 and "cdevents" in proc.stderr, wrong
 
 
 # ---- Keptn's value names: remoteControlPlane.* ----
