@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from support import free_port
@@ -57,3 +57,17 @@ class Sink:
     def events(self) -> list[dict[str, Any]]:
         """The CDEvents received in binary mode (the bodies)."""
         return [json.loads(body) for _, body in self.received]
+
+
+class _Outbox(Protocol):
+    async def outbox_pending(self) -> list[tuple[str, bytes]]: ...
+
+
+async def drained(store: _Outbox, timeout: float = 30.0) -> None:
+    """Wait until the store's outbox is empty (every event was delivered to every sender and removed)."""
+
+    async def wait() -> None:
+        while await store.outbox_pending():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), timeout)

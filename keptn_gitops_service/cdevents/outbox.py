@@ -122,7 +122,6 @@ class OutboxWorker:
         self._delivered: dict[str, set[str]] = {}
         """Per pending event, the senders that already took it (so a retry goes only to the others)."""
         self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
 
     def wake(self) -> None:
         """Look at the outbox now (a new event); a running backoff is not cut short."""
@@ -140,21 +139,11 @@ class OutboxWorker:
         for sender in self.senders:
             await sender.close()
 
-    async def wait_idle(self) -> None:
-        """Return once the outbox was found empty after the last wake-up (tests, the demo)."""
-        while True:
-            await self._idle.wait()
-            if not self._wakeup.is_set():
-                return
-            self._idle.clear()
-
     async def run(self) -> None:
         while True:
             self._wakeup.clear()
-            self._idle.clear()
             if await self.deliver_once():
                 self.failures = 0
-                self._idle.set()
                 await self._wakeup.wait()
                 continue
             self.failures += 1

@@ -4,6 +4,7 @@ worker then retries it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal, Protocol
 
 import aiohttp
@@ -84,15 +85,18 @@ class NatsSender:
     async def send(self, body: bytes) -> None:
         headers, payload = structured(body)
         try:
-            if self._nc is None or self._nc.is_closed:
-                self._nc = await nats.connect(
-                    self.nats_url,
-                    name="keptn-gitops-service cdevents",
-                    connect_timeout=self._timeout,
-                    max_reconnect_attempts=-1,
-                )
-            await self._nc.publish(self.subject, payload, headers={"content-type": headers["Content-Type"]})
-            await self._nc.flush(timeout=max(1, round(self._timeout)))
+            async with asyncio.timeout(self._timeout):
+                if self._nc is None or self._nc.is_closed:
+                    # no reconnecting in the background: a lost connection fails this send, and the next one
+                    # (the outbox retries) connects anew
+                    self._nc = await nats.connect(
+                        self.nats_url,
+                        name="keptn-gitops-service cdevents",
+                        connect_timeout=self._timeout,
+                        allow_reconnect=False,
+                    )
+                await self._nc.publish(self.subject, payload, headers={"content-type": headers["Content-Type"]})
+                await self._nc.flush(timeout=max(1, round(self._timeout)))
         except Exception as exc:  # nats-py raises its own errors, timeouts and OSError
             raise CDEventsError(
                 f"cannot publish the CDEvent to NATS subject {self.subject}: {describe_error(exc)}"

@@ -13,8 +13,8 @@ from typing import Any
 
 import nats
 import pytest
-from cdevents_sink import Sink
-from support import nats_server, until
+from cdevents_sink import Sink, drained
+from support import free_port, nats_server, until
 
 from keptn_gitops_service.cdevents.model import DEPLOYED, UPGRADED, Artifact, FinishedTask
 from keptn_gitops_service.cdevents.outbox import CDEventsEmitter, Outbox, OutboxWorker
@@ -76,7 +76,7 @@ async def test_binary_mode_sends_the_cdevent_as_the_body(
     worker = await started(store, [HttpSender(sink.url)])
     await emit(store, 2, worker)
     await sink.wait_for(2)
-    await until(lambda: not worker._delivered)
+    await drained(worker.store)
     assert await store.outbox_pending() == []
     await worker.stop()
     events = sink.events()
@@ -174,7 +174,7 @@ async def test_events_a_stopped_process_left_are_sent_after_a_restart(tmp_path: 
         assert len(await second.outbox_pending()) == 2
         worker = await started(second, [HttpSender(sink.url)])
         await sink.wait_for(2)
-        await until(lambda: not worker._delivered)
+        await drained(worker.store)
         await worker.stop()
         assert await second.outbox_pending() == []
         assert [e["context"]["type"] for e in sink.events()] == [DEPLOYED, UPGRADED]
@@ -241,6 +241,19 @@ async def test_a_sender_that_took_an_event_does_not_get_it_again_while_another_i
         await nc.close()
 
 
+async def test_an_unreachable_nats_server_fails_the_send_and_keeps_the_event(store: SqliteStateStore) -> None:
+    port = free_port()
+    sender = NatsSender(f"nats://127.0.0.1:{port}", "cdevents.keptn", timeout=5.0)
+    clock = ManualClock()
+    worker = await started(store, [sender], clock)
+    try:
+        await emit(store, 1, worker)
+        await until(lambda: worker.failures == 1 and clock.sleepers == 1)
+        assert len(await store.outbox_pending()) == 1
+    finally:
+        await worker.stop()
+
+
 # ---- the JetStream store's outbox ----
 
 
@@ -269,7 +282,7 @@ async def test_the_jetstream_outbox_keeps_events_and_histories_for_replicas(js_u
         assert [event_id for event_id, _ in await b.outbox_pending()] == [event_id for event_id, _ in pending]
         worker = await started(b, [HttpSender(sink.url)], clock)
         await sink.wait_for(2)
-        await until(lambda: not worker._delivered)
+        await drained(worker.store)
         await worker.stop()
         assert await a.outbox_pending() == [] and await b.outbox_pending() == []
         assert [e["context"]["type"] for e in sink.events()] == [DEPLOYED, UPGRADED]

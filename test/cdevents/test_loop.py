@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from cdevents_sink import Sink
+from cdevents_sink import Sink, drained
 from harness import Loop, start_loop, stop_loop, triggered
 from support import until
 
@@ -144,9 +144,7 @@ async def test_unsent_events_are_sent_after_a_restart_and_the_history_survives_i
         assert sink.events()[1]["context"]["type"] == UPGRADED  # the history outlived the process
         for event in sink.events():
             validate(event)
-        await until(
-            lambda: restarted is not None and restarted.cdevents is not None and not restarted.cdevents._delivered
-        )
+        await drained(restarted.store)
         assert len(sink.received) == 2
     finally:
         await stop_loop(loop)
