@@ -165,7 +165,7 @@ class _SchemaReader:
         if isinstance(k.variants, Presence) and k.yaml is None:
             present = [p for p in k.variants.members if p in entries]
             if len(present) != 1:
-                self.reader.problem(node, key, k.variants.missing())
+                self.reader.problem(node, key, k.variants.missing)
                 return BAD
             (chosen,) = present
             return self.object(k.variants.members[chosen], entries[chosen], _join(key, chosen))
@@ -332,7 +332,7 @@ class _SchemaReader:
             return BAD
         present = [p for p in union.members if p in entries]
         if len(present) != 1:
-            self.reader.problem(node, key, union.missing())
+            self.reader.problem(node, key, union.missing)
             return BAD
         (chosen,) = present
         cls = union.members[chosen]

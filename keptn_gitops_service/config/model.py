@@ -809,7 +809,9 @@ class Wait:
         default_factory=NoWait,
         metadata=key(
             None,
-            variants=Presence({"argocd": ArgoWait, "flux": FluxWait, "none": NoWait}),
+            variants=Presence(
+                {"argocd": ArgoWait, "flux": FluxWait, "none": NoWait}, "needs exactly one of: argocd, flux, none"
+            ),
             requirement="exactly one of `argocd`, `flux`, `none`",
         ),
     )
@@ -867,7 +869,8 @@ class Rule:
                     "argocdApplication": ArgoCDApplicationUpdate,
                     "argocdSourceFile": ArgoCDSourceFileUpdate,
                 },
-                "edit strategy",
+                "needs exactly one edit strategy: kustomizeImage, yamlPath, marker, containerImage, helmRelease, "
+                "argocdApplication or argocdSourceFile",
             ),
             empty="at least one update is needed",
             requirement="**required**, at least one",

@@ -74,15 +74,8 @@ class Presence:
 
     members: Mapping[str, type]
     """Key -> member class, in the order of the documentation."""
-    noun: str = ""
-    """Named in the problem when no or several keys are present: ``needs exactly one <noun>: a, b or c``; without a
-    noun: ``needs exactly one of: a, b, c``."""
-
-    def missing(self) -> str:
-        names = list(self.members)
-        if self.noun:
-            return f"needs exactly one {self.noun}: {', '.join(names[:-1])} or {names[-1]}"
-        return f"needs exactly one of: {', '.join(names)}"
+    missing: str
+    """The problem when none or several of the keys are present."""
 
 
 @dataclass(frozen=True)
