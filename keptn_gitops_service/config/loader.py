@@ -18,7 +18,16 @@ import yaml
 from keptn_gitops_service.config import model as m
 from keptn_gitops_service.config.durations import parse_duration
 from keptn_gitops_service.config.nodes import NodeReader, compose
-from keptn_gitops_service.config.schema import Presence, Tagged, default_of, has_default, is_required, key_of
+from keptn_gitops_service.config.schema import (
+    Check,
+    Key,
+    Presence,
+    Tagged,
+    default_of,
+    has_default,
+    is_required,
+    key_of,
+)
 from keptn_gitops_service.config.templates import parse_template, template_fields
 from keptn_gitops_service.errors import ConfigError, TemplateError
 
@@ -31,6 +40,7 @@ class _Bad:
 
 
 BAD: Final = _Bad()
+_WHOLE_NUMBER: Final = Check("[+-]?[0-9]+", "must be a whole number")
 
 
 def load_config(path: str | Path) -> m.GitOpsConfig:
@@ -60,7 +70,8 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
     fields = {f.name: f for f in dataclasses.fields(m.GitOpsConfig)}
     repos: list[m.Repository] = []
     if "repositories" in top:
-        repos = [r for r in schema.items(fields["repositories"], top["repositories"], "repositories") if r is not BAD]
+        found = schema.items(key_of(fields["repositories"]), m.Repository, top["repositories"], "repositories")
+        repos = [r for r in found if r is not BAD]
     rules = schema.field(m.GitOpsConfig, fields["rules"], node, "", top)
     names = [r.name for r in repos]
     for i, name in enumerate(names):
@@ -83,7 +94,7 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(m))
+    return typing.get_type_hints(cls)
 
 
 def _optional(hint: Any) -> Any:
@@ -126,12 +137,14 @@ class _SchemaReader:
         entries: dict[str, yaml.Node],
         *,
         missing: str | None = None,
+        reported: frozenset[str] = frozenset(),
         index: int | None = None,
         inner: tuple[yaml.Node, dict[str, bool]] | None = None,
     ) -> Any:
         """``cls`` from the ``entries`` of its mapping (``missing``: the problem for a required key that is not
-        there, when the mapping did not report it; ``inner``: the mapping of the dotted keys and its keys, read when
-        the first dotted field is, see :class:`Presence`)."""
+        there, except for the keys the mapping ``reported``; ``index``: the item's position in its list, for a field
+        not read from the file; ``inner``: the mapping of the dotted keys and its keys, read when the first dotted
+        field is, see :class:`Presence`)."""
         fields = dataclasses.fields(cls)
         values: dict[str, Any] = {}
         inner_read = False
@@ -148,8 +161,9 @@ class _SchemaReader:
                 if not has_default(f):
                     values[f.name] = index  # the item's position in its list (a rule's index)
                 continue
-            if k.yaml and k.yaml not in entries and missing and is_required(f) and not k.when and "." not in k.yaml:
-                self.reader.problem(node, f"{key}.{k.yaml}", missing)
+            absent = k.yaml and k.yaml not in entries and k.yaml not in reported and "." not in k.yaml
+            if absent and missing and is_required(f) and not k.when:
+                self.reader.problem(node, _join(key, str(k.yaml)), missing)
                 values[f.name] = BAD
                 continue
             values[f.name] = self.field(cls, f, node, key, entries)
@@ -193,12 +207,12 @@ class _SchemaReader:
             self.reader.problem(node, key, "must be true or false")
             return BAD
         if hint is int:
-            text = str(node.value) if _scalar_tag(node, "int") else None
-            failed = next((c for c in k.checks if text is None or not c.ok(text)), None)
+            number = str(node.value) if _scalar_tag(node, "int") else ""
+            failed = next((c for c in k.checks or (_WHOLE_NUMBER,) if not (number and c.ok(number))), None)
             if failed is not None:
                 self.reader.problem(node, key, failed.message)
                 return BAD
-            return int(str(text)) if text is not None else BAD
+            return int(number)
         if hint is timedelta:
             text = self.reader.string(node, key)
             if text is None:
@@ -209,19 +223,17 @@ class _SchemaReader:
                 self.reader.problem(node, key, str(exc))
                 return BAD
         if hint is str:
-            return self.text(f, node, key)
+            return self.text(k, node, key)
         if typing.get_origin(hint) is tuple:
             item = typing.get_args(hint)[0]
             if typing.get_origin(item) is tuple:  # a TemplateMap
                 return self.template_map(node, key)
-            items = self.items(f, node, key)
+            items = self.items(k, item, node, key)
             return BAD if BAD in items else tuple(items)
         raise TypeError(f"the loader cannot read {hint!r} ({key}); teach _SchemaReader.value about it")
 
-    def items(self, f: dataclasses.Field[Any], node: yaml.Node, key: str) -> list[Any]:
-        """The items of a list field (``BAD`` for each item with a problem)."""
-        k = key_of(f)
-        item_hint = typing.get_args(_optional(_hints_of_field(f)))[0]
+    def items(self, k: Key, item_hint: Any, node: yaml.Node, key: str) -> list[Any]:
+        """The items of a list (``BAD`` for each item with a problem, and after them when it is no list)."""
         found = []
         for i, child in enumerate(self.reader.sequence(node, key) or []):
             where = f"{key}[{i}]"
@@ -230,25 +242,19 @@ class _SchemaReader:
             elif dataclasses.is_dataclass(item_hint):
                 found.append(self.object(typing.cast(type, item_hint), child, where, index=i))
             else:
-                found.append(self.text(f, child, where))
+                found.append(self.text(k, child, where))
         if not isinstance(node, yaml.SequenceNode):
             found.append(BAD)
         return found
 
-    def text(self, f: dataclasses.Field[Any], node: yaml.Node, key: str) -> Any:
-        """A string or template, checked."""
-        k = key_of(f)
-        text = self.reader.string(node, key, allow_empty=k.allow_empty)
+    def text(self, k: Key, node: yaml.Node, key: str) -> Any:
+        """A string or template, checked (a template with fields is checked once rendered)."""
+        read = self.template if k.template else self.reader.string
+        text = read(node, key, allow_empty=k.allow_empty)
         if text is None:
             return BAD
-        if k.template:
-            try:
-                parse_template(text)
-            except TemplateError as exc:
-                self.reader.problem(node, key, str(exc))
-                return BAD
-            if template_fields(text):
-                return text  # checked once rendered
+        if k.template and template_fields(text):
+            return text
         failed = next((c for c in k.checks if not c.ok(text)), None)
         if failed is not None:
             self.reader.problem(node, key, failed.message)
@@ -342,7 +348,9 @@ class _SchemaReader:
         inner = None
         if inner_fields:
             inner = (entries[chosen], {str(key_of(f).yaml)[len(prefix) :]: is_required(f) for f in inner_fields})
-        built = self.build(cls, node, key, flat, missing=f"required with {chosen}", inner=inner)
+        built = self.build(
+            cls, node, key, flat, missing=f"required with {chosen}", reported=frozenset(everyone), inner=inner
+        )
         ok = True
         for name in entries:
             if name in outer and cls not in outer[name]:
@@ -413,22 +421,6 @@ def _selector(cls: type, yaml_key: str, values: dict[str, Any]) -> str | None:
             value = values.get(f.name, BAD)
             return None if value is BAD else str(value)
     raise KeyError(yaml_key)
-
-
-def _hints_of_field(f: dataclasses.Field[Any]) -> Any:
-    for cls in _field_owners():
-        if f in dataclasses.fields(cls):
-            return _hints(cls)[f.name]
-    raise KeyError(f.name)
-
-
-@cache
-def _field_owners() -> tuple[type, ...]:
-    return tuple(
-        obj
-        for obj in vars(m).values()
-        if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == m.__name__
-    )
 
 
 def _join(prefix: str, key: str) -> str:
