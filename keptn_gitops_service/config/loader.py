@@ -156,7 +156,7 @@ class _SchemaReader:
                 found = self.reader.mapping(inner[0], _join(key, prefix), inner[1])
                 if found is None:
                     return BAD  # reader.mapping reported it
-                entries = entries | {f"{prefix}.{name}": child for name, child in (found or {}).items()}
+                entries = entries | {f"{prefix}.{name}": child for name, child in found.items()}
             if k.yaml is None and not isinstance(k.variants, Presence):
                 if not has_default(f):
                     values[f.name] = index  # the item's position in its list (a rule's index)
@@ -192,10 +192,10 @@ class _SchemaReader:
             return BAD
         if child is None:
             return default_of(f) if has_default(f) else BAD
-        return self.value(_hints(cls)[f.name], f, child, where)
+        return self.value(_hints(cls)[f.name], k, child, where)
 
-    def value(self, hint: Any, f: dataclasses.Field[Any], node: yaml.Node, key: str) -> Any:
-        k = key_of(f)
+    def value(self, hint: Any, k: Key, node: yaml.Node, key: str) -> Any:
+        """A value of the type ``hint`` (``X | None`` reads as ``X``)."""
         hint = _optional(hint)
         if isinstance(k.variants, Tagged):
             return self.tagged(k.variants, node, key)

@@ -1,6 +1,9 @@
 """The configuration file's schema as immutable, documented dataclasses.
 
-The loader (:mod:`.loader`) is the only producer of these objects; everything else reads them.
+Each field carries how it is written in the file — YAML key, documentation, constraints — as
+``field(metadata=key(...))`` (see :mod:`.schema`): the loader (:mod:`.loader`) reads the file by it and
+``scripts/gen-config-reference`` documents it. The loader is the only producer of these objects; everything else
+reads them.
 Strings that are templates (see :mod:`.templates`) stay unrendered here — rendering needs an event.
 """
 
