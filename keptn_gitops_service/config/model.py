@@ -158,7 +158,6 @@ class Signing:
             "format",
             "``ssh`` (``gpg.format=ssh``, signed by ``ssh-keygen -Y sign``) or ``openpgp`` (gpg).",
             checks=(Check("ssh|openpgp", "must be one of: ssh, openpgp"),),
-            requirement="**required**",
         )
     )
     key_file: str | None = field(
@@ -171,7 +170,6 @@ class Signing:
             ),
             required=True,
             when=_SIGN_SSH,
-            requirement="**required** (with `format: ssh`)",
         ),
     )
     key_id: str | None = field(
@@ -181,7 +179,6 @@ class Signing:
             "``openpgp``: the key id or fingerprint of a secret key in the GnuPG home directory.",
             required=True,
             when=_SIGN_OPENPGP,
-            requirement="**required** (with `format: openpgp`)",
         ),
     )
     gnupg_home: str | None = field(
@@ -191,7 +188,6 @@ class Signing:
             ("``openpgp``: the GnuPG home directory (``GNUPGHOME``) holding the key; gpg must be able to write to it."),
             required=True,
             when=_SIGN_OPENPGP,
-            requirement="**required** (with `format: openpgp`)",
         ),
     )
 
@@ -299,7 +295,6 @@ class KustomizeImageUpdate:
                 "deploys."
             ),
             elsewhere="can change an image repository",
-            requirement="default `false` (with `kustomizeImage`, `marker`, `argocdSourceFile`)",
         ),
     )
 
@@ -385,7 +380,6 @@ class MarkerUpdate:
                 "changed from <old> to <new>`."
             ),
             elsewhere="can change an image repository",
-            requirement="default `false` (with `kustomizeImage`, `marker`, `argocdSourceFile`)",
         ),
     )
 
@@ -442,7 +436,6 @@ class HelmReleaseUpdate:
             ),
             template=True,
             group=_CHART_OR_VALUES,
-            requirement="`chartVersion`, `values` or both",
         ),
     )
     values: TemplateMap = field(
@@ -457,7 +450,6 @@ class HelmReleaseUpdate:
             ),
             type=PATH_MAP,
             group=_CHART_OR_VALUES,
-            requirement="`chartVersion`, `values` or both",
         ),
     )
 
@@ -488,7 +480,6 @@ class ArgoCDApplicationUpdate:
             "Names of existing ``helm.parameters`` entries mapped to their new ``value``, written as a string.",
             type=NAME_MAP,
             group=_PARAMETERS_OR_VALUES,
-            requirement="`parameters`, `values` or both",
         ),
     )
     values: TemplateMap = field(
@@ -501,7 +492,6 @@ class ArgoCDApplicationUpdate:
             ),
             type=PATH_MAP,
             group=_PARAMETERS_OR_VALUES,
-            requirement="`parameters`, `values` or both",
         ),
     )
 
@@ -526,7 +516,6 @@ class ArgoCDSourceFileUpdate:
             ),
             template=True,
             group=_IMAGE_OR_PARAMETERS,
-            requirement="exactly one of `kustomizeImage`, `helmParameters`",
         ),
     )
     helm_parameters: TemplateMap = field(
@@ -540,7 +529,6 @@ class ArgoCDSourceFileUpdate:
             ),
             type=NAME_MAP,
             group=_IMAGE_OR_PARAMETERS,
-            requirement="exactly one of `kustomizeImage`, `helmParameters`",
         ),
     )
     create: bool = field(
@@ -563,7 +551,6 @@ class ArgoCDSourceFileUpdate:
                 "changed from <old> to <new>`."
             ),
             elsewhere="can change an image repository",
-            requirement="default `false` (with `kustomizeImage`, `marker`, `argocdSourceFile`)",
         ),
     )
 
@@ -619,7 +606,6 @@ class FluxWait:
             ),
             required=True,
             when=_HELM_RELEASE,
-            requirement="**required** with `kind: HelmRelease`",
         ),
     )
     chart_version: str | None = field(
@@ -633,7 +619,6 @@ class FluxWait:
             ),
             template=True,
             when=_HELM_RELEASE,
-            requirement="optional (with `kind: HelmRelease`)",
         ),
     )
     may_appear: bool = field(
@@ -695,7 +680,6 @@ class ArgoWait:
             required=True,
             when=_REST,
             checks=(Check(r"https?://[^\s/@]+(/\S*)?", "must be an https:// or http:// URL without credentials"),),
-            requirement="**required** with `api: rest`",
         ),
     )
     token_env: str | None = field(
@@ -709,7 +693,6 @@ class ArgoWait:
             checks=(_ENV_NAME,),
             when=_REST,
             group=_ONE_TOKEN,
-            requirement="one of `tokenEnv`, `tokenFile` (with `api: rest`)",
         ),
     )
     token_file: str | None = field(
@@ -722,7 +705,6 @@ class ArgoWait:
             ),
             when=_REST,
             group=_ONE_TOKEN,
-            requirement="one of `tokenEnv`, `tokenFile` (with `api: rest`)",
         ),
     )
     ca_file: str | None = field(
@@ -731,7 +713,6 @@ class ArgoWait:
             "caFile",
             "CA certificates (PEM) to verify `server`'s certificate with, instead of the system's.",
             when=_REST,
-            requirement="optional (with `api: rest`)",
         ),
     )
     project: str | None = field(
@@ -746,7 +727,6 @@ class ArgoWait:
             ),
             template=True,
             when=_REST,
-            requirement="optional (with `api: rest`)",
         ),
     )
     refresh: bool = field(
@@ -815,7 +795,6 @@ class Wait:
             variants=Presence(
                 {"argocd": ArgoWait, "flux": FluxWait, "none": NoWait}, "needs exactly one of: argocd, flux, none"
             ),
-            requirement="exactly one of `argocd`, `flux`, `none`",
         ),
     )
     timeout: timedelta = field(
@@ -876,7 +855,6 @@ class Rule:
                 "argocdApplication or argocdSourceFile",
             ),
             empty="at least one update is needed",
-            requirement="**required**, at least one",
         )
     )
     wait: Wait = field(
@@ -913,7 +891,6 @@ class GitOpsConfig:
                 "at least one rule is needed: without rules the service owns no deployment "
                 f"(with the Helm chart, set the values key {CHART_RULES_KEY})"
             ),
-            requirement="**required**, at least one",
         )
     )
     source: str = field(default="<memory>", metadata=key(None))
