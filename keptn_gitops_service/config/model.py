@@ -107,7 +107,14 @@ class Author:
 
 @dataclass(frozen=True)
 class CloneOptions:
-    """How the working clone is made: shallow and/or partial, for big repositories."""
+    """How the working clone is made: shallow and/or partial, for big repositories.
+
+    A shallow clone keeps every commit it fetches after the first clone. Recognising a redelivered trigger's commit
+    (by its ``Keptn-Triggered-Id`` trailer) searches only that fetched history, never deeper. Other reads fetch more
+    history on demand (``git fetch --deepen``): a rollback's search deepens until it finds a commit of its context
+    (a rollback that finds none has read the whole history once), the wait's ancestry check until its answer is
+    certain, and reading a commit's changes fetches its parent. Partial clones fetch missing file contents from the
+    server when needed, with the same credentials."""
 
     depth: int | None = field(
         default=None,
@@ -151,6 +158,9 @@ class Signing:
     """Sign every commit (``git commit -S``) with an SSH key or an OpenPGP key.
 
     The key must not need a passphrase: git signs without a terminal.
+
+    Check the signatures with ``git verify-commit`` (for SSH keys, ``gpg.ssh.allowedSignersFile`` lists the author's
+    e-mail and public key), or let Flux verify OpenPGP signatures (``spec.verify`` of the GitRepository).
     """
 
     format: str = field(
@@ -585,7 +595,20 @@ _HELM_RELEASE = When(
 @dataclass(frozen=True)
 class FluxWait:
     """Wait for a Flux object to apply our commit: a ``Kustomization``, or a ``HelmRelease`` together with the
-    Kustomization that applies it."""
+    Kustomization that applies it.
+
+    ``Kustomization``: done when its ``lastAppliedRevision`` is the commit or a descendant of it that still holds
+    the values the commit set, with ``Ready=True`` at the current generation, not reconciling, and ``Healthy=True``
+    where health checks are configured. Failed at once when it is ``Stalled``, or ``Ready=False`` (other than
+    progressing, waiting for a dependency or suspended) for an attempted revision that is the commit or a newer one,
+    or when the applied (or attempted) revision is a descendant in which a later commit changed those values again
+    (``superseded``, e.g. a rollback committed meanwhile). The service asks Flux to reconcile now by annotating the
+    Kustomization's GitRepository with ``reconcile.fluxcd.io/requestedAt``. ``HelmRelease``: first its
+    ``kustomization`` must have applied the commit as above; then the service asks helm-controller to reconcile the
+    HelmRelease (the same annotation) and judges only a status written after that request: done when
+    ``observedGeneration`` is current, ``Ready=True``, the newest ``status.history`` entry is ``deployed`` with the
+    values digest Flux last attempted (and ``chartVersion``, when given); failed at once on ``InstallFailed``,
+    ``UpgradeFailed``, ``TestFailed``, a rollback or uninstall, ``ArtifactFailed``, ``InitFailed``, or ``Stalled``."""
 
     kind: str = field(
         metadata=key(
@@ -643,7 +666,17 @@ _ONE_TOKEN = Group("api: rest needs exactly one of tokenEnv, tokenFile", exactly
 @dataclass(frozen=True)
 class ArgoWait:
     """Wait for an Argo CD Application to sync our commit and report it ``Healthy``, through the Kubernetes API or
-    through Argo CD's REST API."""
+    through Argo CD's REST API.
+
+    Done when no operation is pending, the last operation ``Succeeded`` and the Application was reconciled after it
+    (health read right after a sync may be stale), ``status.sync.revision`` (or the ``sourceIndex`` entry of
+    ``revisions``) is the commit or a descendant of it that still holds the values the commit set, the sync status
+    is ``Synced`` and health is ``Healthy``. Failed at once when that revision is a descendant in which a later
+    commit changed those values again (``superseded``; the service then never syncs the commit over it), when the
+    operation for the commit ends ``Failed`` or ``Error``, when a ``SyncError``, ``ComparisonError`` or
+    ``InvalidSpecError`` condition stands after the refresh, or when the Application stays ``Degraded`` on the
+    commit longer than ``degradedGrace``. One Kubernetes watch (or one Argo CD application stream) per namespace
+    serves every deployment."""
 
     application: str = field(metadata=key("application", "The Application's name.", template=True))
     namespace: str | None = field(
@@ -778,7 +811,9 @@ class ArgoWait:
 
 @dataclass(frozen=True)
 class NoWait:
-    """Finish right after the push."""
+    """Finish right after the push.
+
+    An empty mapping: ``none: {}``."""
 
 
 WaitTarget = FluxWait | ArgoWait | NoWait
@@ -874,7 +909,10 @@ class Rule:
 
 @dataclass(frozen=True)
 class GitOpsConfig:
-    """The whole configuration file."""
+    """The whole configuration file.
+
+    One YAML document. Strict: unknown keys, wrong types, unknown template fields and references to undefined
+    repositories are errors, all reported at once as ``file:line:column: key: message``."""
 
     repositories: tuple[Repository, ...] = field(
         metadata=key("repositories", "The GitOps repositories the service writes to. Each `name` may be defined once.")
