@@ -20,6 +20,7 @@ from keptn_gitops_service.config.durations import parse_duration
 from keptn_gitops_service.config.nodes import NodeReader, compose
 from keptn_gitops_service.config.schema import (
     Check,
+    Group,
     Key,
     Presence,
     Tagged,
@@ -397,7 +398,7 @@ class _SchemaReader:
         self, cls: type, node: yaml.Node, key: str, entries: dict[str, yaml.Node], values: dict[str, Any]
     ) -> bool:
         """Keys of which at least (or exactly) one must be given (:class:`Group`)."""
-        groups: dict[Any, list[str]] = {}
+        groups: dict[Group, list[str]] = {}
         for f in dataclasses.fields(cls):
             k = key_of(f)
             if k.group is not None and k.yaml is not None:

@@ -83,7 +83,8 @@ class Key:
     """How one model field is written in the file."""
 
     yaml: str | None
-    """The YAML key (``<key>.<name>`` inside a :class:`Presence` member's mapping); ``None``: not read from the file."""
+    """The YAML key (``<key>.<name>`` inside a :class:`Presence` member's mapping); ``None``: not read from the file
+    (the loader gives such a field without default the item's position in its list: a rule's ``index``)."""
     doc: str = ""
     """What the key means (reST-style ``literals``; Markdown links)."""
     template: bool = False
