@@ -263,8 +263,8 @@ async def through_the_service(root: Path, count: int) -> Latency:
     import nats
 
     from keptn_gitops_service.config.loader import parse_config
-    from keptn_gitops_service.demo.natsd import EmbeddedNats
-    from keptn_gitops_service.demo.runner import shipyard_trigger
+    from keptn_gitops_sim.natsd import EmbeddedNats
+    from keptn_gitops_sim.runner import shipyard_trigger
     from keptn_gitops_service.service import Service
     from keptn_gitops_service.settings import Settings
 

@@ -37,8 +37,8 @@ import nats
 from benchgit import git
 
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo.natsd import EmbeddedNats
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim.natsd import EmbeddedNats
+from keptn_gitops_sim.runner import shipyard_trigger
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.gitops.yamllimits import limited
 from keptn_gitops_service.logs import configure_logging

@@ -40,11 +40,11 @@ from benchgit import GIT_ENV, git
 from lightkube.generic_resource import create_namespaced_resource
 
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
-from keptn_gitops_service.demo.natsd import EmbeddedNats
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim import content
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer, StoreEvent
+from keptn_gitops_sim.natsd import EmbeddedNats
+from keptn_gitops_sim.runner import shipyard_trigger
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.reconcile.dispatch import FluxTarget, Target
 from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict

@@ -189,6 +189,6 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from keptn_gitops_service.demo.runner import run_demo
+    from keptn_gitops_sim.runner import run_demo
 
     return asyncio.run(run_demo(image=args.image))

@@ -13,10 +13,10 @@ from support import make_remote
 
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim import content
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer
+from keptn_gitops_sim.runner import shipyard_trigger
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
 

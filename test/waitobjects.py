@@ -6,7 +6,7 @@ import asyncio
 import copy
 from typing import Any
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 OLD, OURS, NEWER = "b" * 40, "a" * 40, "c" * 40  # a straight history: OLD, then OURS, then someone else's NEWER
 

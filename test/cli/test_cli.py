@@ -10,7 +10,7 @@ from pathlib import Path
 from harness import config_text
 from support import make_remote, read_remote
 
-from keptn_gitops_service.demo import content
+from keptn_gitops_sim import content
 
 
 def cli(

@@ -13,8 +13,8 @@ import structlog
 from waitobjects import OLD, OURS, Linear, app_status, application, get_app, refresh_requested, set_app
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.argocd import ArgoCdApiServer
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.argocd import ArgoCdApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter, ArgoWaitOptions
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer, RestArgoApi

@@ -26,8 +26,8 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock
-from keptn_gitops_service.demo.argocd import ArgoCdApiServer
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.argocd import ArgoCdApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 from keptn_gitops_service.errors import (
     ArgoCdAccessDeniedError,
     ArgoCdAccessError,

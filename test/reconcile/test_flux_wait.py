@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KubeHub

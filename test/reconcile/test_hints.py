@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import WaitOutcome

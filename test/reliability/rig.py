@@ -34,10 +34,10 @@ from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from support import free_port, git, make_remote, nats_server_binary
 
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim import content
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer
+from keptn_gitops_sim.runner import shipyard_trigger
 
 SOAK = os.environ.get("KGS_SOAK", "") == "1"
 """``KGS_SOAK=1``: the long variants (docs/reliability.md)."""

@@ -44,8 +44,8 @@ from support import git, make_remote, read_remote
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.config.model import Author, Repository
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim import content
+from keptn_gitops_sim.runner import shipyard_trigger
 from keptn_gitops_service.errors import EditError, EditTimeoutError, EventError
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 from keptn_gitops_service.gitops.yamledit import set_scalar

@@ -45,7 +45,7 @@ from reliability.rig import (
 )
 from support import git, make_remote
 
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim.runner import shipyard_trigger
 
 ROUNDS = 30 if SOAK else 6
 LEASE = "2"

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import yaml
 
-from keptn_gitops_service.demo.kubeapi import JSON, KubeApiServer, StoreEvent, now_rfc3339
+from keptn_gitops_sim.kubeapi import JSON, KubeApiServer, StoreEvent, now_rfc3339
 
 __all__ = [
     "REQUESTED_AT",

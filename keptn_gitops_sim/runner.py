@@ -19,10 +19,10 @@ import nats
 
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.loader import load_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
-from keptn_gitops_service.demo.natsd import EmbeddedNats
+from keptn_gitops_sim import content
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer, StoreEvent
+from keptn_gitops_sim.natsd import EmbeddedNats
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings

@@ -16,7 +16,7 @@ from typing import Any
 
 from waitobjects import HR_GROUP, HR_PLURAL, HR_VERSION, KS_PLURAL, REQUESTED_AT, hr_status
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
+from keptn_gitops_sim.kubeapi import KubeApiServer, StoreEvent
 
 
 class SimulatedHelmController:
