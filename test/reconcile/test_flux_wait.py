@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_sim.kubeapi import KubeApiServer
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 OURS, OLD = "a" * 40, "b" * 40
 GROUP, VERSION, PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"

@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_sim.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 from keptn_gitops_service.web.probes import ProbeServer
 from keptn_gitops_service.web.webhooks import FLUX_PATH, Hint, webhook_routes
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 OURS, OLD = "a" * 40, "b" * 40
 GROUP, VERSION, PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
