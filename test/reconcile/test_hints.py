@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from waitobjects import OLD, OURS, Linear
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
@@ -22,21 +23,9 @@ from keptn_gitops_service.web.probes import ProbeServer
 from keptn_gitops_service.web.webhooks import FLUX_PATH, Hint, webhook_routes
 from keptn_gitops_sim.kubeapi import KubeApiServer
 
-OURS, OLD = "a" * 40, "b" * 40
 GROUP, VERSION, PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
 NS, NAME = "sockshop-dev", "carts"
 SECRET = b"hmac-token"
-
-
-class Linear:
-    """Ancestry of a straight history: OLD, then OURS."""
-
-    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        order = [OLD, OURS]
-        return ancestor in order and descendant in order and order.index(ancestor) <= order.index(descendant)
-
-    async def superseded(self, commit: str, descendant: str) -> str | None:
-        return None  # nobody changes our values again in these histories
 
 
 def status(ready: str, reason: str, applied: str, attempted: str | None = None) -> dict[str, Any]:
