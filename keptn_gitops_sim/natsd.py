@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -71,6 +72,9 @@ class NatsServer:
         """Start the server and return its URL once it accepts connections."""
         if self._proc is not None:
             raise RuntimeError(f"the nats-server on port {self.port} is already running")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            # else the readiness check below would take the other listener for this server
+            raise TransportError(f"nats-server cannot start on port {self.port}: something else listens there.")
         args = [nats_server_path(), "-a", "127.0.0.1", "-p", str(self.port)]
         if self.jetstream:
             args += ["-js", "-sd", str(self.store_dir)]
