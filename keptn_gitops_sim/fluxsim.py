@@ -1,7 +1,7 @@
-"""SIMULATED Flux source-controller + kustomize-controller (tests and the ``demo`` command only).
+"""SIMULATED Flux source-controller + kustomize-controller (tests and the ``keptn-gitops-demo`` command only).
 
 This is **not** Flux.  :class:`SimulatedFlux` plays the two controllers against a
-:class:`~keptn_gitops_service.demo.kubeapi.KubeApiServer` so that code watching Flux objects through the
+:class:`~keptn_gitops_sim.kubeapi.KubeApiServer` so that code watching Flux objects through the
 real Kubernetes API sees the same status shapes and transitions that real Flux v2 produces
 (source-controller's and kustomize-controller's ``docs/spec``):
 
