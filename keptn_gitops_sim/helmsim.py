@@ -1,4 +1,4 @@
-"""A SIMULATED Flux helm-controller for whole-loop tests, next to demo/fluxsim.py's source and kustomize controllers.
+"""A SIMULATED Flux helm-controller for whole-loop tests, next to fluxsim.py's source and kustomize controllers.
 
 When the parent Kustomization applies a revision, the HelmRelease's spec takes it (kustomize-controller's apply:
 the generation moves). Each new generation or ``reconcile.fluxcd.io/requestedAt`` is reconciled the way

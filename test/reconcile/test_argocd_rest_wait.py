@@ -1,5 +1,6 @@
-"""The Argo CD wait through Argo CD's REST API: our client against the SIMULATED Argo CD API server (demo/argocd.py),
-which serves the Applications of the Kubernetes-API test server the way argocd-server does."""
+"""The Argo CD wait through Argo CD's REST API: our client against the SIMULATED Argo CD API server
+(keptn_gitops_sim/argocd.py), which serves the Applications of the Kubernetes-API test server the way argocd-server
+does."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ async def test_a_hint_wakes_the_waiter_while_the_watch_is_held_back(kube: KubeAp
     await following(kube, hub, task)
     kube.pause_watches()
     set_status(kube, status("True", "ReconciliationSucceeded", OURS))
-    # the paused watch holds the event back (test/demo/test_kubeapi_pause.py): only the hint can deliver it
+    # the paused watch holds the event back (test/sim/test_kubeapi_pause.py): only the hint can deliver it
     cached = hub.watch(KUSTOMIZATION, NS).get(NAME)
     assert cached is not None and cached["status"]["lastAppliedRevision"] == f"main@sha1:{OLD}"
     assert not task.done()
