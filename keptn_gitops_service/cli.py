@@ -1,4 +1,4 @@
-"""``keptn-gitops-service``: run | deploy | config check [--online] | demo."""
+"""``keptn-gitops-service``: run | deploy | config check [--online]. (The demo is the ``keptn-gitops-demo`` command.)"""
 
 from __future__ import annotations
 
@@ -48,10 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the service (Keptn events over NATS)")
     run.add_argument("--config", type=Path, help="config file (default: $KEPTN_GITOPS_CONFIG)")
     run.set_defaults(func=_run)
-
-    demo = commands.add_parser("demo", help="the whole loop on this machine, with a SIMULATED cluster")
-    demo.add_argument("--image", default="docker.io/keptnexamples/carts:0.13.1")
-    demo.set_defaults(func=_demo)
 
     deploy = commands.add_parser("deploy", help="one deployment without Keptn (same code path as an event)")
     for name in ("project", "stage", "service", "image"):
@@ -186,9 +182,3 @@ def _deploy(args: argparse.Namespace) -> int:
         return EXIT_PASS if finished.passed else EXIT_FAIL
 
     return asyncio.run(deploy())
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from keptn_gitops_service.demo.runner import run_demo
-
-    return asyncio.run(run_demo(image=args.image))

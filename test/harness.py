@@ -1,4 +1,5 @@
-"""The whole loop with real parts: nats-server, a bare git remote, the Kubernetes-API test server, simulated Flux."""
+"""The whole loop with real parts: nats-server, a bare git remote, and the SIMULATED cluster (keptn_gitops_sim.cluster:
+the Kubernetes-API test server with simulated Flux)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from support import make_remote
 
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
-from keptn_gitops_service.demo.runner import shipyard_trigger
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim import content
+from keptn_gitops_sim.cluster import SimulatedCluster
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer
+from keptn_gitops_sim.runner import shipyard_trigger
 
 TOPICS = (
     "sh.keptn.event.deployment.triggered",
@@ -41,12 +43,22 @@ class Loop:
 
     tmp: Path
     nats_url: str
-    remote: Path
-    kube: KubeApiServer
-    flux: SimulatedFlux
+    cluster: SimulatedCluster
     service: Service
     replies: list[dict[str, Any]] = field(default_factory=list)
     _nc: Any = None
+
+    @property
+    def remote(self) -> Path:
+        return self.cluster.remote
+
+    @property
+    def kube(self) -> KubeApiServer:
+        return self.cluster.kube
+
+    @property
+    def flux(self) -> SimulatedFlux:
+        return self.cluster.flux
 
     async def publish(self, event: dict[str, Any] | bytes) -> None:
         body = event if isinstance(event, bytes) else json.dumps(event).encode()
@@ -113,6 +125,28 @@ def config_text(
     return text.replace("    wait:\n", extra_update + "    wait:\n") if extra_update else text
 
 
+def fleet_remote(tmp: Path, files: dict[str, str] | None = None) -> Path:
+    """The fleet remote (``tmp / "remote.git"``): the demo's repository, a Helm values file for carts, ``files``."""
+    repository = dict(content.REPOSITORY_FILES)
+    repository["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
+    repository.update(files or {})
+    return make_remote(tmp, repository)
+
+
+async def start_cluster(
+    tmp: Path,
+    *,
+    files: dict[str, str] | None = None,
+    legacy: bool = False,
+    ks_path: str | None = None,
+    run_flux: bool = True,
+) -> SimulatedCluster:
+    """The SIMULATED cluster over :func:`fleet_remote`, its kubeconfig at ``tmp / "kubeconfig"``."""
+    cluster = SimulatedCluster(fleet_remote(tmp, files), legacy_revisions=legacy, kustomization_path=ks_path)
+    await cluster.start(tmp / "kubeconfig", run_flux=run_flux)
+    return cluster
+
+
 async def start_loop(
     tmp: Path,
     nats_url: str,
@@ -125,31 +159,19 @@ async def start_loop(
     settings: dict[str, Any] | None = None,
     ping_interval: float = 5.0,
     files: dict[str, str] | None = None,
+    cluster: SimulatedCluster | None = None,
 ) -> Loop:
-    repository = dict(content.REPOSITORY_FILES)
-    repository["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
-    repository.update(files or {})
-    remote = make_remote(tmp, repository)
-    kube = KubeApiServer()
-    await kube.start()
-    kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
-    repo_obj = json.loads(json.dumps(content.GIT_REPOSITORY))
-    repo_obj["spec"]["url"] = f"file://{remote}"
-    kube.put_object(repo_obj)
-    ks = json.loads(json.dumps(content.KUSTOMIZATION))
-    if ks_path:
-        ks["spec"]["path"] = ks_path
-    kube.put_object(ks)
-    flux = SimulatedFlux(kube, {f"file://{remote}": remote}, legacy_revisions=legacy)
-    await flux.reconcile_once()
-    if run_flux:
-        flux.start(interval=3600)
+    """The service on ``nats_url`` and ``cluster`` (the ``cluster`` fixture), or on a cluster started here with
+    ``files``, ``legacy``, ``ks_path`` and ``run_flux``."""
+    if cluster is None:
+        cluster = await start_cluster(tmp, files=files, legacy=legacy, ks_path=ks_path, run_flux=run_flux)
+    remote = cluster.remote
     service_settings = Settings(
         **{
             "nats_url": nats_url,
             "topics": TOPICS,
             "state_dir": tmp / "state",
-            "kubeconfig": str(kubeconfig),
+            "kubeconfig": str(tmp / "kubeconfig"),
             "log_format": "console",
             "http_port": 0,
             # a wait's only sleeper on a controlled clock is its timeout (progress lines: test/reconcile)
@@ -164,7 +186,7 @@ async def start_loop(
         ping_interval=ping_interval,
     )
     await service.start()
-    loop = Loop(tmp, nats_url, remote, kube, flux, service)
+    loop = Loop(tmp, nats_url, cluster, service)
     loop._nc = await nats.connect(nats_url)
 
     async def record(msg: Any) -> None:
@@ -181,5 +203,4 @@ async def start_loop(
 async def stop_loop(loop: Loop) -> None:
     await loop._nc.close()
     await loop.service.stop()
-    await loop.flux.aclose()
-    await loop.kube.stop()
+    await loop.cluster.stop()

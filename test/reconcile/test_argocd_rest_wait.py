@@ -1,5 +1,6 @@
-"""The Argo CD wait through Argo CD's REST API: our client against the SIMULATED Argo CD API server (demo/argocd.py),
-which serves the Applications of the Kubernetes-API test server the way argocd-server does."""
+"""The Argo CD wait through Argo CD's REST API: our client against the SIMULATED Argo CD API server
+(keptn_gitops_sim/argocd.py), which serves the Applications of the Kubernetes-API test server the way argocd-server
+does."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import structlog
 from waitobjects import OLD, OURS, Linear, app_status, application, get_app, refresh_requested, set_app
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.argocd import ArgoCdApiServer
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter, ArgoWaitOptions
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer, RestArgoApi
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
+from keptn_gitops_sim.argocd import ArgoCdApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 TOKEN = "argocd-api-token-5f3a2b1c"
 CONTEXT, TRIGGERED = "3c4a7d8e-0d7b-4bde-9d4c-0f5c4a1e2b3c", "b8f5f8b4-4d2a-4f0e-9f53-5f3a2b1c0d9e"

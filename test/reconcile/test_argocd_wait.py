@@ -23,10 +23,10 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter, ArgoWaitOptions, KubernetesArgoApi
 from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 CONTEXT, TRIGGERED = "3c4a7d8e-0d7b-4bde-9d4c-0f5c4a1e2b3c", "b8f5f8b4-4d2a-4f0e-9f53-5f3a2b1c0d9e"
 

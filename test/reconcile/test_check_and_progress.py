@@ -26,8 +26,6 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock
-from keptn_gitops_service.demo.argocd import ArgoCdApiServer
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.errors import (
     ArgoCdAccessDeniedError,
     ArgoCdAccessError,
@@ -39,6 +37,8 @@ from keptn_gitops_service.reconcile.argocd_rest import ArgoCdServer
 from keptn_gitops_service.reconcile.dispatch import ArgoTarget, FluxTarget, Reconciler
 from keptn_gitops_service.reconcile.helmrelease import ObjectRef
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
+from keptn_gitops_sim.argocd import ArgoCdApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 TOKEN = "argocd-check-token-77aa"
 

@@ -25,10 +25,10 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter, ObjectRef
 from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 
 def start_wait(

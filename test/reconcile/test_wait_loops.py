@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from harness import config_text, start_loop, stop_loop, triggered
-from helmsim import SimulatedHelmController
 from support import git
 from waitobjects import application, get_app, helmrelease
 
-from keptn_gitops_service.demo.argocd import ArgoCdApiServer, SimulatedArgoCD
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.argocd import ArgoCdApiServer, SimulatedArgoCD
+from keptn_gitops_sim.helmsim import SimulatedHelmController
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 FLUX_KS = '      flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}\n'
 APP = "sockshop-dev-carts"

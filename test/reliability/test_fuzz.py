@@ -44,8 +44,6 @@ from support import git, make_remote, read_remote
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.config.model import Author, Repository
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.runner import shipyard_trigger
 from keptn_gitops_service.errors import EditError, EditTimeoutError, EventError
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 from keptn_gitops_service.gitops.yamledit import set_scalar
@@ -53,6 +51,8 @@ from keptn_gitops_service.gitops.yamllimits import YamlLimits, limited
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, KeptnEvent, from_json, to_structured
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim import content
+from keptn_gitops_sim.runner import shipyard_trigger
 
 DECODER_EXAMPLES = 10_000 if SOAK else 500
 WORKFLOW_EXAMPLES = 10_000 if SOAK else 200

@@ -4,22 +4,17 @@ answered when it comes back, exactly once; without the stream the service falls 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
 import pytest
 from harness import start_loop, stop_loop, triggered
 from nats.js.api import StreamConfig
-from support import git, nats_server
+from support import git
 
 from keptn_gitops_service.service import Service
 
-
-@pytest.fixture
-def jetstream_url(tmp_path: Path) -> Iterator[str]:
-    with nats_server(jetstream=True, store_dir=tmp_path / "jetstream") as url:
-        yield url
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
 
 
 async def create_keptn_stream(url: str) -> None:
@@ -31,9 +26,9 @@ async def create_keptn_stream(url: str) -> None:
         await nc.close()
 
 
-async def test_triggers_published_while_the_service_is_down_are_answered(tmp_path: Path, jetstream_url: str) -> None:
-    await create_keptn_stream(jetstream_url)
-    loop = await start_loop(tmp_path, jetstream_url)
+async def test_triggers_published_while_the_service_is_down_are_answered(tmp_path: Path, nats_url: str) -> None:
+    await create_keptn_stream(nats_url)
+    loop = await start_loop(tmp_path, nats_url)
     try:
         assert loop.service.transport.mode == "jetstream"
         first = triggered("docker.io/keptnexamples/carts:0.30.0")
@@ -60,15 +55,15 @@ async def test_triggers_published_while_the_service_is_down_are_answered(tmp_pat
         await stop_loop(loop)
 
 
-async def test_a_new_consumer_does_not_replay_the_stream_history(tmp_path: Path, jetstream_url: str) -> None:
+async def test_a_new_consumer_does_not_replay_the_stream_history(tmp_path: Path, nats_url: str) -> None:
     """Triggers from before the service ever ran (days-old stream content) must not be deployed again."""
-    await create_keptn_stream(jetstream_url)
-    nc = await nats.connect(jetstream_url)
+    await create_keptn_stream(nats_url)
+    nc = await nats.connect(nats_url)
     old = triggered("docker.io/keptnexamples/carts:0.1.0")
     await nc.publish(old["type"], json.dumps(old).encode())
     await nc.flush()
     await nc.close()
-    loop = await start_loop(tmp_path, jetstream_url)
+    loop = await start_loop(tmp_path, nats_url)
     try:
         fresh = triggered("docker.io/keptnexamples/carts:0.40.0")
         await loop.publish(fresh)
@@ -79,8 +74,8 @@ async def test_a_new_consumer_does_not_replay_the_stream_history(tmp_path: Path,
         await stop_loop(loop)
 
 
-async def test_without_the_stream_core_nats_is_used(tmp_path: Path, jetstream_url: str) -> None:
-    loop = await start_loop(tmp_path, jetstream_url)
+async def test_without_the_stream_core_nats_is_used(tmp_path: Path, nats_url: str) -> None:
+    loop = await start_loop(tmp_path, nats_url)
     try:
         assert loop.service.transport.mode == "core"
         event = triggered()

@@ -15,7 +15,7 @@ from harness import Loop, config_text, start_loop, stop_loop, triggered
 from structlog.testing import capture_logs
 from support import git, until
 
-from keptn_gitops_service.demo import content
+from keptn_gitops_sim import content
 
 FLUX_WAIT = 'flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}'
 CHECKED = "; nothing was committed (rules[0].wait is checked before the commit)"

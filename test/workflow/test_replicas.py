@@ -4,12 +4,11 @@ replica died is taken over once its lease expires — finished exactly once, com
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
-from support import git, nats_server
+from support import git
 
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.service import Service
@@ -19,10 +18,7 @@ from keptn_gitops_service.state.store import Phase
 LEASE = 30.0
 
 
-@pytest.fixture
-def jetstream_url(tmp_path: Path) -> Iterator[str]:
-    with nats_server(jetstream=True, store_dir=tmp_path / "jetstream") as url:
-        yield url
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
 
 
 def replica(loop: Loop, name: str, clock: ManualClock) -> Service:
@@ -42,11 +38,11 @@ async def until(predicate: object, clock: ManualClock | None = None, step: float
     raise AssertionError("condition not reached")
 
 
-async def test_a_dead_replicas_deployment_is_taken_over_after_its_lease(tmp_path: Path, jetstream_url: str) -> None:
+async def test_a_dead_replicas_deployment_is_taken_over_after_its_lease(tmp_path: Path, nats_url: str) -> None:
     clock = ManualClock()
     loop = await start_loop(
         tmp_path,
-        jetstream_url,
+        nats_url,
         clock=clock,
         run_flux=False,  # Flux does not reconcile until told: the deployment waits
         settings={"state_store": "jetstream", "k8s_pod_name": "a", "state_lease_seconds": LEASE},
@@ -81,11 +77,11 @@ async def test_a_dead_replicas_deployment_is_taken_over_after_its_lease(tmp_path
         await stop_loop(loop)
 
 
-async def test_replicas_share_the_work_and_answer_each_trigger_once(tmp_path: Path, jetstream_url: str) -> None:
+async def test_replicas_share_the_work_and_answer_each_trigger_once(tmp_path: Path, nats_url: str) -> None:
     services = [f"svc{i}" for i in range(12)]
     loop = await start_loop(
         tmp_path,
-        jetstream_url,
+        nats_url,
         files={f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services},
         config=NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git"),
         settings={"state_store": "jetstream", "k8s_pod_name": "a", "state_lease_seconds": LEASE},

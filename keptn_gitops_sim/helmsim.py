@@ -1,4 +1,4 @@
-"""A SIMULATED Flux helm-controller for whole-loop tests, next to demo/fluxsim.py's source and kustomize controllers.
+"""A SIMULATED Flux helm-controller for whole-loop tests, next to fluxsim.py's source and kustomize controllers.
 
 When the parent Kustomization applies a revision, the HelmRelease's spec takes it (kustomize-controller's apply:
 the generation moves). Each new generation or ``reconcile.fluxcd.io/requestedAt`` is reconciled the way
@@ -14,9 +14,69 @@ import contextlib
 import copy
 from typing import Any
 
-from waitobjects import HR_GROUP, HR_PLURAL, HR_VERSION, KS_PLURAL, REQUESTED_AT, hr_status
+from keptn_gitops_sim.fluxsim import KUSTOMIZATION, REQUESTED_AT
+from keptn_gitops_sim.kubeapi import KubeApiServer, StoreEvent
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
+HR_GROUP, HR_VERSION, HR_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
+KS_PLURAL = KUSTOMIZATION.plural
+DIGEST = "sha256:e15c415d62760896bd8bec192a44c5716dc224db9e0fc609b9ac14718f8f9e56"
+"""The values digest the SIMULATED helm-controller reports (``lastAttemptedConfigDigest``, ``configDigest``)."""
+
+
+def condition(kind: str, status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message or f"{reason} message",
+        "observedGeneration": generation,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def snapshot(chart: str = "1.0.0", status: str = "deployed", release: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "appVersion": chart,
+        "chartName": "carts",
+        "chartVersion": chart,
+        "configDigest": DIGEST,
+        "digest": "sha256:e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9",
+        "name": "carts",
+        "namespace": "sockshop-dev",
+        "status": status,
+        "version": release,
+        "action": "upgrade" if release > 1 else "install",
+    }
+
+
+def hr_status(
+    generation: int,
+    *,
+    ready: str = "True",
+    reason: str = "UpgradeSucceeded",
+    handled: str = "",
+    chart: str = "1.0.0",
+    history_status: str = "deployed",
+    extra: list[dict[str, Any]] | None = None,
+    observed: int | None = None,
+) -> dict[str, Any]:
+    """A HelmRelease status after (or during) a reconcile of ``generation``."""
+    message = {
+        "UpgradeSucceeded": f"Helm upgrade succeeded for release sockshop-dev/carts.v2 with chart carts@{chart}",
+        "Progressing": "reconciliation in progress",
+    }.get(reason, f"{reason} message")
+    status: dict[str, Any] = {
+        "observedGeneration": generation if observed is None else observed,
+        "lastAttemptedGeneration": generation,
+        "lastAttemptedConfigDigest": DIGEST,
+        "lastAttemptedRevision": chart,
+        "conditions": [condition("Ready", ready, reason, message, generation), *(extra or [])],
+        "history": [snapshot(chart, history_status, 2), snapshot("0.9.0", "superseded", 1)],
+    }
+    if handled:
+        status["lastHandledReconcileAt"] = handled
+    return status
 
 
 class SimulatedHelmController:

@@ -36,8 +36,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from keptn_gitops_service.demo.fluxsim import run_git
-from keptn_gitops_service.demo.kubeapi import JSON, KubeApiServer, StoreEvent, now_rfc3339
+from keptn_gitops_sim.fluxsim import run_git
+from keptn_gitops_sim.kubeapi import JSON, KubeApiServer, StoreEvent, now_rfc3339
 
 __all__ = ["ArgoCdApiServer", "SimulatedArgoCD"]
 

@@ -1,4 +1,4 @@
-"""``keptn-gitops-service demo``: one Keptn delivery through the whole loop, on this machine.
+"""``keptn-gitops-demo``: one Keptn delivery through the whole loop, on this machine.
 
 Real: the service, a nats-server, a git repository, the Keptn events. SIMULATED (and labelled so): the
 Kubernetes API server and the Flux controllers, which update the Kustomization's status the way Flux does.
@@ -6,12 +6,14 @@ Kubernetes API server and the Flux controllers, which update the Kustomization's
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import copy
 import json
 import os
+import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,16 @@ import nats
 
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.loader import load_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
-from keptn_gitops_service.demo.natsd import EmbeddedNats
+from keptn_gitops_service.errors import GitOpsServiceError
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim import content
+from keptn_gitops_sim.cluster import SimulatedCluster
+from keptn_gitops_sim.kubeapi import StoreEvent
+from keptn_gitops_sim.natsd import NatsServer
+
+DEFAULT_IMAGE = "docker.io/keptnexamples/carts:0.13.1"
 
 _GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -94,6 +99,22 @@ def shipyard_trigger(image: str) -> dict[str, Any]:
     }
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``keptn-gitops-demo`` console script: exit 0 when the delivery passed, 1 when it did not."""
+    parser = argparse.ArgumentParser(
+        prog="keptn-gitops-demo", description="The whole loop on this machine, with a SIMULATED cluster."
+    )
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"the image to deliver (default: {DEFAULT_IMAGE})")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run_demo(image=args.image))
+    except GitOpsServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 async def run_demo(image: str) -> int:
     configure_logging("WARNING", "console")
     with tempfile.TemporaryDirectory(prefix="keptn-gitops-demo-") as tmp:
@@ -102,34 +123,28 @@ async def run_demo(image: str) -> int:
 
 async def _run(root: Path, image: str) -> int:
     print(
-        "keptn-gitops-service demo — real: NATS, git, the service, Keptn events;"
+        "keptn-gitops-demo — real: NATS, git, the service, Keptn events;"
         " SIMULATED: Kubernetes API server and Flux controllers\n"
     )
-    async with EmbeddedNats() as nats_url:
+    async with NatsServer() as nats_url:
         say("[nats-server]", f"listening on {nats_url}")
         bare = await seed_repository(root)
         say("[git]", f"GitOps repository file://{bare} (apps/dev/carts/kustomization.yaml at newTag 0.13.0)")
-        kube = KubeApiServer()
-        await kube.start()
-        flux = SimulatedFlux(kube, {f"file://{bare}": bare})
+        cluster = SimulatedCluster(bare)
         try:
-            repo = copy.deepcopy(content.GIT_REPOSITORY)
-            repo["spec"]["url"] = f"file://{bare}"
-            kube.put_object(repo)
-            kube.put_object(content.KUSTOMIZATION)
-            await flux.reconcile_once()
-            unsubscribe = kube.add_listener(_show_flux_status)
-            flux.start(interval=60)
+            await cluster.start(root / "kubeconfig", run_flux=False)
+            unsubscribe = cluster.kube.add_listener(_show_flux_status)
+            cluster.resume(interval=60)
             say(
-                "[SIMULATED k8s + Flux]", f"API at {kube.url}; Kustomization sockshop-dev/carts applied the seed commit"
+                "[SIMULATED k8s + Flux]",
+                f"API at {cluster.kube.url}; Kustomization sockshop-dev/carts applied the seed commit",
             )
             try:
-                return await _deliver(root, nats_url, kube, bare, image)
+                return await _deliver(root, nats_url, bare, image)
             finally:
                 unsubscribe()
         finally:
-            await flux.aclose()
-            await kube.stop()
+            await cluster.stop()
 
 
 def _show_flux_status(change: StoreEvent) -> None:
@@ -144,13 +159,13 @@ def _show_flux_status(change: StoreEvent) -> None:
         say("[SIMULATED Flux]", f"Kustomization carts Ready={ready['status']} {ready['reason']}: {ready['message']}")
 
 
-async def _deliver(root: Path, nats_url: str, kube: KubeApiServer, bare: Path, image: str) -> int:
+async def _deliver(root: Path, nats_url: str, bare: Path, image: str) -> int:
     config_path = root / "gitops.yaml"
     config_path.write_text(content.CONFIG.format(url=f"file://{bare}"))
     settings = Settings(
         nats_url=nats_url,
         state_dir=root / "state",
-        kubeconfig=str(kube.write_kubeconfig(root / "kubeconfig")),
+        kubeconfig=str(root / "kubeconfig"),
         log_format="console",
         http_port=0,
     )

@@ -15,7 +15,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType, on_error_retry
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 TOKEN = "s3cr3t-simulated-token"
 NS = "flux-system"

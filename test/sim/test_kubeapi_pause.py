@@ -14,7 +14,7 @@ import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 NS = "flux-system"
 Kustomization = create_namespaced_resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations")

@@ -1,7 +1,7 @@
-"""SIMULATED Flux source-controller + kustomize-controller (tests and the ``demo`` command only).
+"""SIMULATED Flux source-controller + kustomize-controller (tests and the ``keptn-gitops-demo`` command only).
 
 This is **not** Flux.  :class:`SimulatedFlux` plays the two controllers against a
-:class:`~keptn_gitops_service.demo.kubeapi.KubeApiServer` so that code watching Flux objects through the
+:class:`~keptn_gitops_sim.kubeapi.KubeApiServer` so that code watching Flux objects through the
 real Kubernetes API sees the same status shapes and transitions that real Flux v2 produces
 (source-controller's and kustomize-controller's ``docs/spec``):
 
@@ -41,18 +41,19 @@ from typing import Any, Final
 
 import yaml
 
-from keptn_gitops_service.demo.kubeapi import JSON, KubeApiServer, StoreEvent, now_rfc3339
+from keptn_gitops_service.config.durations import parse_duration
+from keptn_gitops_service.errors import GitError
+from keptn_gitops_service.reconcile.revisions import revision_sha
+from keptn_gitops_sim.kubeapi import JSON, KubeApiServer, StoreEvent, now_rfc3339
 
 __all__ = [
     "REQUESTED_AT",
-    "GitError",
     "RepoResolver",
     "SimulatedFlux",
     "clean_path",
     "find_condition",
     "format_duration",
     "format_revision",
-    "parse_duration",
     "run_git",
     "set_condition",
 ]
@@ -78,15 +79,9 @@ _GIT_ENV: Final = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
 _SHA: Final = re.compile(r"[0-9a-fA-F]{40}")
 _KUSTOMIZATION_FILES: Final = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _CONDITION_ORDER: Final = {"Reconciling": 0, "Stalled": 1, "Ready": 2}
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|h|m|s)")
-_DURATION_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-class GitError(Exception):
-    """A git command failed (the message is git's stderr, or a Flux-like description)."""
 
 
 async def run_git(git_dir: Path, *args: str, git: str = "git") -> bytes:
@@ -121,21 +116,12 @@ def format_revision(pointer: str, sha: str, *, legacy: bool = False) -> str:
     return f"{pointer}@sha1:{sha}" if pointer else f"sha1:{sha}"
 
 
-def revision_sha(revision: str) -> str:
-    """The commit SHA of a revision in either format."""
-    if "@" in revision or ":" in revision:
-        return revision.rpartition(":")[2]
-    return revision.rpartition("/")[2]
-
-
-def parse_duration(text: Any, default: float) -> float:
-    """Seconds in a Go duration string (``5m``, ``1h30m``, ``90s``); ``default`` when absent/invalid."""
-    if not isinstance(text, str) or not text.strip():
+def seconds(text: Any, default: float) -> float:
+    """Seconds in a Go duration string (``5m``, ``1h30m``, ``90s``); ``default`` when absent or invalid."""
+    try:
+        return parse_duration(text).total_seconds() if isinstance(text, str) else default
+    except ValueError:
         return default
-    parts = _DURATION_PART.findall(text.strip())
-    if not parts or "".join(number + unit for number, unit in parts) != text.strip():
-        return default
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
 def format_duration(seconds: float) -> str:
@@ -502,7 +488,7 @@ class SimulatedFlux:
             return "ArtifactFailed", f'GitRepository.source.toolkit.fluxcd.io "{name}" not found'
         revision = ((source.get("status") or {}).get("artifact") or {}).get("revision")
         if not revision:
-            retry = format_duration(parse_duration(spec.get("retryInterval") or spec.get("interval"), 600))
+            retry = format_duration(seconds(spec.get("retryInterval") or spec.get("interval"), 600))
             return "ArtifactFailed", f"Source artifact not found, retrying in {retry}"
         for dep in spec.get("dependsOn") or []:
             dep_ref = _Ref(dep.get("namespace") or ks["metadata"]["namespace"], str(dep.get("name", "")))
@@ -526,8 +512,8 @@ class SimulatedFlux:
     async def _apply_revision(self, ref: _Ref, spec: JSON, source: JSON) -> None:
         """Steps 5-13: progress, path check, lastAttemptedRevision, build, (health), success."""
         revision = str(source["status"]["artifact"]["revision"])
-        interval = parse_duration(spec.get("interval"), 600)
-        timeout = format_duration(max(30.0, parse_duration(spec.get("timeout"), interval - 30)))
+        interval = seconds(spec.get("interval"), 600)
+        timeout = format_duration(max(30.0, seconds(spec.get("timeout"), interval - 30)))
         self._ks_progress(ref, revision, timeout)
         try:
             git_dir = self._repo_path(str((source.get("spec") or {}).get("url", "")))

@@ -15,8 +15,8 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 NS = "flux-system"
 URL = "https://git.example.invalid/org/fleet.git"
