@@ -39,8 +39,8 @@ from benchgit import git
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.demo.natsd import EmbeddedNats
 from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_service.editing.yamllimits import limited
 from keptn_gitops_service.gitops.writer import GitWriter
-from keptn_gitops_service.gitops.yamllimits import limited
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings

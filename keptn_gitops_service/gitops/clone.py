@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keptn_gitops_service.config.model import Repository
+from keptn_gitops_service.editing.trailers import carries, parse_line, parse_trailers
 from keptn_gitops_service.errors import GitError
 from keptn_gitops_service.gitops.git import Git, last_lines, repository_label, signing_options
-from keptn_gitops_service.gitops.trailers import carries, parse_line, parse_trailers
 
 # Kargo's classification of a rejected push (pkg/controller/git/work_tree.go).
 _NON_FAST_FORWARD = re.compile(

@@ -21,8 +21,8 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME, metrics
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
+from keptn_gitops_service.editing.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.errors import EditError, EventError, GitOpsServiceError
-from keptn_gitops_service.gitops.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter
 from keptn_gitops_service.keptn.data import EventScope, echoed_result, finished_data, scope_from_data, started_data
 from keptn_gitops_service.keptn.events import KeptnEvent, make_reply

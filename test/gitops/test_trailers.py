@@ -10,8 +10,8 @@ import pytest
 from support import git, make_remote
 
 from keptn_gitops_service.config.model import Repository
+from keptn_gitops_service.editing.trailers import carries, parse_trailers
 from keptn_gitops_service.gitops.supersede import superseded
-from keptn_gitops_service.gitops.trailers import carries, parse_trailers
 from keptn_gitops_service.gitops.writer import BATCH_TRAILER, GitWriter, batch_files
 
 

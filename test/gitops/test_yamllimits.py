@@ -12,15 +12,15 @@ import pytest
 from support import make_remote, read_remote, until
 
 from keptn_gitops_service.config.model import Author, Repository
+from keptn_gitops_service.editing import yamllimits
+from keptn_gitops_service.editing.imageref import parse_image
+from keptn_gitops_service.editing.kustomize import set_kustomize_image
+from keptn_gitops_service.editing.markers import set_marked_values
+from keptn_gitops_service.editing.revert import scalar_changes
+from keptn_gitops_service.editing.yamledit import get_scalar, load_documents, set_scalar
+from keptn_gitops_service.editing.yamllimits import YamlLimits, limited
 from keptn_gitops_service.errors import ConfigError, EditError, EditTimeoutError, YamlLimitError
-from keptn_gitops_service.gitops import yamllimits
-from keptn_gitops_service.gitops.imageref import parse_image
-from keptn_gitops_service.gitops.kustomize import set_kustomize_image
-from keptn_gitops_service.gitops.markers import set_marked_values
-from keptn_gitops_service.gitops.revert import scalar_changes
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
-from keptn_gitops_service.gitops.yamledit import get_scalar, load_documents, set_scalar
-from keptn_gitops_service.gitops.yamllimits import YamlLimits, limited
 from keptn_gitops_service.service import new_writer
 from keptn_gitops_service.settings import Settings
 

@@ -46,10 +46,10 @@ from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.config.model import Author, Repository
 from keptn_gitops_service.demo import content
 from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_service.editing.yamledit import set_scalar
+from keptn_gitops_service.editing.yamllimits import YamlLimits, limited
 from keptn_gitops_service.errors import EditError, EditTimeoutError, EventError
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
-from keptn_gitops_service.gitops.yamledit import set_scalar
-from keptn_gitops_service.gitops.yamllimits import YamlLimits, limited
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, KeptnEvent, from_json, to_structured
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings

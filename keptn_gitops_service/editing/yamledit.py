@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
+from keptn_gitops_service.editing.yamllimits import LimitedLoader
 from keptn_gitops_service.errors import EditError, YamlLimitError
-from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = [
     "Index",

@@ -45,10 +45,10 @@ from typing import Any, Literal
 
 import yaml
 
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image, same_repository, show
+from keptn_gitops_service.editing.yamledit import Index, Key, PathSegment, format_path, set_scalar
+from keptn_gitops_service.editing.yamllimits import LimitedLoader
 from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image, same_repository, show
-from keptn_gitops_service.gitops.yamledit import Index, Key, PathSegment, format_path, set_scalar
-from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = ["FLUX_MARKER_KEY", "KEPTN_MARKER_KEY", "MarkedScalar", "find_markers", "set_marked_values"]
 

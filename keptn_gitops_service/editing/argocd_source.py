@@ -50,9 +50,8 @@ from typing import Any
 
 import yaml
 
-from keptn_gitops_service.errors import EditError, YamlLimitError
-from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
-from keptn_gitops_service.gitops.yamledit import (
+from keptn_gitops_service.editing.imageref import ImageRef, same_repository, show
+from keptn_gitops_service.editing.yamledit import (
     get_scalar,
     load_documents,
     missing_reason,
@@ -60,7 +59,8 @@ from keptn_gitops_service.gitops.yamledit import (
     same_data,
     set_scalar,
 )
-from keptn_gitops_service.gitops.yamllimits import LimitedLoader
+from keptn_gitops_service.editing.yamllimits import LimitedLoader
+from keptn_gitops_service.errors import EditError, YamlLimitError
 
 __all__ = ["APPLICATION_API_PREFIX", "set_application_helm", "set_argocd_source_file"]
 

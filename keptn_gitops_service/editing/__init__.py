@@ -1,0 +1,1 @@
+"""editing sub-package."""
