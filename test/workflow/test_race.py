@@ -9,8 +9,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from harness import NO_WAIT_CONFIG, overlay, start_loop, stop_loop, triggered
-from support import git, push_unrelated
+from harness import overlay, start_loop, stop_loop, triggered
+from support import NO_WAIT, git, push_unrelated, service_config
 
 SERVICES = [f"svc{i:03d}" for i in range(200)]
 
@@ -19,7 +19,7 @@ async def test_200_deployments_and_an_external_pusher_lose_nothing(tmp_path: Pat
     files = {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in SERVICES}
     remote_path = tmp_path / "remote.git"
     loop = await start_loop(
-        tmp_path, nats_url, files=files, run_flux=False, config=NO_WAIT_CONFIG.format(remote=remote_path)
+        tmp_path, nats_url, files=files, run_flux=False, config=service_config(remote_path, NO_WAIT)
     )
     stop = threading.Event()
     pushed: list[str] = []

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
-from support import git, nats_server
+from harness import Loop, overlay, start_loop, stop_loop, triggered
+from support import NO_WAIT, git, nats_server, service_config
 
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.service import Service
@@ -87,7 +87,7 @@ async def test_replicas_share_the_work_and_answer_each_trigger_once(tmp_path: Pa
         tmp_path,
         jetstream_url,
         files={f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services},
-        config=NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git"),
+        config=service_config(tmp_path / "remote.git", NO_WAIT),
         settings={"state_store": "jetstream", "k8s_pod_name": "a", "state_lease_seconds": LEASE},
     )
     others = [replica(loop, name, ManualClock()) for name in ("b", "c")]
