@@ -233,7 +233,7 @@ async def run_round(
         service = Service(settings, config)
         if waiter == "polling":
             poller = PollingReconciler(kubeconfig, poll_interval)
-            service.handlers.deployment.reconciler = poller  # type: ignore[assignment]
+            service.lifecycle.tasks["deployment"].reconciler = poller  # type: ignore[attr-defined]
             service.reconciler = poller  # type: ignore[assignment]
         await service.start()
 
