@@ -54,7 +54,7 @@ class DeploymentBody(TaskBody):
         rule, context, request = job.rule, job.context, _request(job)
         started = self.clock.monotonic()
         # what the wait needs is checked before anything is written: a bad timeout must not deploy and fail
-        target = wait_target(rule, context, job.event.id) if self.wait else None
+        target = wait_target(rule, context) if self.wait else None
         timeout = wait_timeout(rule, request.properties, "data.deployment")
         # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
         note = ""
@@ -71,6 +71,8 @@ class DeploymentBody(TaskBody):
             commit=job.commit,
             ancestry=RepositoryAncestry(self.writer, self.config, rule, {TRIGGERED_ID_TRAILER: job.event.id}),
             timeout=timeout,
+            shkeptncontext=job.event.shkeptncontext,
+            triggeredid=job.event.id,
         )
         verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
         metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)

@@ -66,7 +66,7 @@ class RollbackBody(TaskBody):
             trailer=(TRIGGERED_ID_TRAILER, event.id),
         )
         # checked before anything is written: a bad timeout must not roll back and fail
-        target = wait_target(rule, job.context, event.id)
+        target = wait_target(rule, job.context)
         timeout = wait_timeout(rule, job.trigger.properties, "data.rollback")
         await check_wait_target(self.reconciler, rule, target)
         await job.committed((await self.writer.write(change)).commit)
@@ -75,6 +75,8 @@ class RollbackBody(TaskBody):
             commit=job.commit,
             ancestry=RepositoryAncestry(self.writer, self.config, rule, {TRIGGERED_ID_TRAILER: event.id}),
             timeout=timeout,
+            shkeptncontext=event.shkeptncontext,
+            triggeredid=event.id,
         )
         rolled = ", ".join(sha[:12] for sha, _ in history)
         if outcome.succeeded:
