@@ -1,5 +1,5 @@
-"""Routing: the one ownership rule, read from the raw scope; a stored trigger decodes for resume even when its
-re-encoding outgrew the wire limit."""
+"""Routing: the one ownership rule, read from the raw scope; a trigger is stored as received, so one near the wire
+limit resumes."""
 
 from __future__ import annotations
 
