@@ -1,13 +1,14 @@
 """The life of one task, the same for every task: receive → claim → ``.started`` → the task's body → ``.finished``.
 
-A message arrives as bytes. :func:`routing.ownership` reads its raw JSON and says whether a rule owns it; an owned
-one is decoded once (:func:`decode`) into a :class:`Trigger` — the received bytes, the event, its scope, the task's
-data and the template context — and claimed in the state store with those bytes. It then gets ``.started`` and runs
-the body its task names in the ``{task: body}`` table (deployment, rollback, release: :class:`TaskBody`); whatever
-the body returns or raises becomes one :class:`Finished` (``Status``/``Result`` enums), which is answered as
-``.finished``, counted, logged and handed to the observers. A record left unfinished by a previous process is
-resumed through the same table from its stored bytes and phase (``.started`` is not sent twice; a pushed commit is
-not made again). Every trigger we own gets ``.started`` then ``.finished``; one we do not own gets nothing.
+A message arrives as bytes and is read once (:func:`read`: strictly, and loosely only when that fails).
+:func:`routing.ownership` says whether a rule owns it; an owned one becomes one immutable :class:`Trigger`
+(:func:`decode`) — the received bytes, the event, its scope, the task's data and the template context — and is
+claimed in the state store with those bytes. It then gets ``.started`` and runs the body its task names in the
+``{task: body}`` table (deployment, rollback, release: :class:`TaskBody`); whatever the body returns or raises
+becomes one :class:`Finished` (``Status``/``Result`` enums), which is answered as ``.finished``, counted, logged and
+handed to the observers (:class:`FinishedObserver`). A record left unfinished by a previous process is resumed
+through the same table from its stored bytes and phase (``.started`` is not sent twice; a pushed commit is not made
+again). Every trigger we own gets ``.started`` then ``.finished``; one we do not own gets nothing.
 """
 
 from __future__ import annotations
@@ -97,24 +98,44 @@ class Trigger:
         return scope_fields(self.scope) if self.scope is not None else loose_scope(self.event.data)
 
 
-def decode(task: str, rule: Rule | None, payload: bytes) -> Trigger | None:
-    """THE decoding of a trigger, for live messages and resumed records alike. ``None`` when it cannot even be
-    answered (no usable ``id``/``shkeptncontext``; logged)."""
+@dataclass(frozen=True)
+class Received:
+    """A message as read, once: the decoded event, or — when it does not decode — its loose JSON and why not."""
+
+    payload: bytes
+    event: KeptnEvent | None
+    envelope: Any
+    """What :func:`routing.ownership` reads: the event's id, type, source and data, or the loose JSON."""
+    error: str = ""
+
+
+def read(payload: bytes) -> Received:
+    """Read a message (live, or the bytes a record kept): strictly, and loosely only when that fails."""
     try:
         event = from_json(payload)
     except EventError as exc:
-        stand_in = _stand_in(payload)
-        if stand_in is None:
-            raw = _loose_json(payload)
-            log.error(
-                "cannot answer an undecodable trigger: its id or shkeptncontext is missing or not a string",
-                error=str(exc),
-                type=raw.get("type") if isinstance(raw, dict) else None,
-            )
-            return None
-        log.error("answering an undecodable trigger with errored/fail", error=str(exc), triggeredid=stand_in.id)
-        return Trigger(task, payload, stand_in, rule, problem=f"the event could not be decoded: {exc}")
-    return triggered(task, rule, payload, event)
+        return Received(payload, None, _loose_json(payload), str(exc))
+    envelope = {"id": event.id, "type": event.type, "source": event.source, "data": event.data}
+    return Received(payload, event, envelope)
+
+
+def decode(task: str, rule: Rule | None, received: Received) -> Trigger | None:
+    """THE decoding of a trigger, for live messages and resumed records alike. ``None`` when it cannot even be
+    answered (no usable ``id``/``shkeptncontext``; logged)."""
+    if received.event is not None:
+        return triggered(task, rule, received.payload, received.event)
+    raw = received.envelope
+    stand_in = _stand_in(raw)
+    if stand_in is None:
+        log.error(
+            "cannot answer an undecodable trigger: its id or shkeptncontext is missing or not a string",
+            error=received.error,
+            type=raw.get("type") if isinstance(raw, dict) else None,
+        )
+        return None
+    log.error("answering an undecodable trigger with errored/fail", error=received.error, triggeredid=stand_in.id)
+    problem = f"the event could not be decoded: {received.error}"
+    return Trigger(task, received.payload, stand_in, rule, problem=problem)
 
 
 def triggered(task: str, rule: Rule | None, payload: bytes, event: KeptnEvent) -> Trigger:
@@ -144,9 +165,8 @@ def _task_properties(data: Mapping[str, Any], task: str) -> Mapping[str, Any]:
     return properties
 
 
-def _stand_in(payload: bytes) -> KeptnEvent | None:
+def _stand_in(raw: Any) -> KeptnEvent | None:
     """An undecodable trigger's id, type, source and context with its loose scope, to answer it by."""
-    raw = _loose_json(payload)
     if not isinstance(raw, dict) or not all(
         isinstance(raw.get(k), str) and raw.get(k) for k in ("id", "shkeptncontext")
     ):
@@ -258,7 +278,8 @@ class Lifecycle:
         Whether the event is ours is decided first, from its raw JSON (:func:`routing.ownership`): an event no rule
         owns gets no reply, however malformed the rest of it is; an owned one that does not decode or is invalid is
         answered errored/fail naming the problem."""
-        raw = _loose_json(body)
+        received = read(body)
+        raw = received.envelope
         if not isinstance(raw, dict):
             log.warning("dropped a message that is not a JSON object: nobody can tell whose it is", size=len(body))
             return None
@@ -266,10 +287,10 @@ class Lifecycle:
         if owner.rule is None or owner.task is None or owner.task not in self.tasks:
             owner.log_not_ours(raw.get("id"))
             return None
-        data = raw["data"] if isinstance(raw.get("data"), dict) else {}
+        data = raw["data"] if isinstance(raw.get("data"), Mapping) else {}
         if self.subscriptions is not None and not any(s.matches(str(raw["type"]), data) for s in self.subscriptions):
             return None  # filtered out by the subscriptions edited in Keptn's Bridge
-        trigger = decode(owner.task, owner.rule, body)
+        trigger = decode(owner.task, owner.rule, received)
         if trigger is None:
             return None
         return await self.answer(trigger, on_claimed=on_claimed)
@@ -296,8 +317,8 @@ class Lifecycle:
             task = task_of(record.event_type)
             if record.phase is Phase.FINISHED or task is None or task not in self.tasks:
                 return
-            rule = ownership(self.config, _loose_json(record.payload)).rule
-            trigger = decode(task, rule, record.payload)
+            received = read(record.payload)
+            trigger = decode(task, ownership(self.config, received.envelope).rule, received)
             if trigger is not None:
                 log.info(f"resuming an unfinished {task}", triggeredid=record.triggered_id, phase=record.phase.value)
                 await self._run(trigger, record.phase, record.commit)

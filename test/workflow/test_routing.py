@@ -11,7 +11,7 @@ from harness import triggered
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, from_json, to_structured
 from keptn_gitops_service.state.store import Phase, Record
-from keptn_gitops_service.workflow.lifecycle import decode
+from keptn_gitops_service.workflow.lifecycle import decode, read
 from keptn_gitops_service.workflow.routing import ownership
 
 
@@ -23,10 +23,10 @@ def test_a_trigger_accepted_near_the_limit_is_stored_as_received_and_resumes() -
     wire = json.dumps(event, separators=(",", ":")).encode()
     assert len(wire) <= MAX_EVENT_BYTES
     assert len(to_structured(from_json(wire))) > MAX_EVENT_BYTES  # a re-encoding would have outgrown the limit
-    received = decode("deployment", None, wire)
+    received = decode("deployment", None, read(wire))
     assert received is not None and received.payload == wire  # what the state store keeps: the bytes received
     record = Record(event["id"], event["shkeptncontext"], event["type"], received.payload, Phase.STARTED, "", "", 0.0)
-    resumed = decode("deployment", None, record.payload)
+    resumed = decode("deployment", None, read(record.payload))
     assert resumed is not None and not resumed.problem
     assert resumed.event.id == event["id"]
     assert resumed.event.data["labels"]["padding"] == event["data"]["labels"]["padding"]
