@@ -3,7 +3,10 @@
 # keptn-gitops-service container image.
 #
 #   docker build -t keptn-gitops-service:0.1.0 .
-#   docker run --rm keptn-gitops-service:0.1.0 demo
+#   docker run --rm keptn-gitops-service:0.1.0 --version
+#
+# The image holds the service only: the simulated world (keptn_gitops_sim, the keptn-gitops-demo command and its
+# nats-server) stays out of the build context (.dockerignore), so its console script is removed from the venv.
 #
 # Both stages use python:3.11.16-slim-bookworm, pinned by its full version tag and by the digest of its
 # multi-architecture index (docker-library/repo-info, repos/python/remote/3.11.16-slim-bookworm.md). Update the
@@ -23,6 +26,7 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/keptn-gitops-service \
     && /opt/keptn-gitops-service/bin/pip install /wheels/keptn_gitops_service-*.whl \
     && /opt/keptn-gitops-service/bin/python -m pip uninstall --yes pip setuptools \
+    && rm /opt/keptn-gitops-service/bin/keptn-gitops-demo \
     && /opt/keptn-gitops-service/bin/keptn-gitops-service --version
 
 # ---- runtime: the interpreter, git, ssh and the virtual environment; nothing to build with ----

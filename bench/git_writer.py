@@ -37,8 +37,8 @@ from typing import Any
 from benchgit import GIT_ENV
 
 from keptn_gitops_service.config.model import Author, CloneOptions, Repository
-from keptn_gitops_service.gitops.imageref import parse_image
-from keptn_gitops_service.gitops.kustomize import set_kustomize_image
+from keptn_gitops_service.editing.imageref import parse_image
+from keptn_gitops_service.editing.kustomize import set_kustomize_image
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 
 AUTHOR = Author("keptn-gitops-service", "gitops@keptn.invalid")
@@ -263,10 +263,10 @@ async def through_the_service(root: Path, count: int) -> Latency:
     import nats
 
     from keptn_gitops_service.config.loader import parse_config
-    from keptn_gitops_service.demo.natsd import EmbeddedNats
-    from keptn_gitops_service.demo.runner import shipyard_trigger
     from keptn_gitops_service.service import Service
     from keptn_gitops_service.settings import Settings
+    from keptn_gitops_sim.natsd import NatsServer
+    from keptn_gitops_sim.runner import shipyard_trigger
 
     bare = fleet(root / "e2e", 50)
     config = f"""\
@@ -282,7 +282,7 @@ rules:
         kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
     wait: {{none: {{}}}}
 """
-    async with EmbeddedNats() as url:
+    async with NatsServer() as url:
         settings = Settings(nats_url=url, state_dir=root / "e2e" / "state", log_format="console", http_port=None)
         service = Service(settings, parse_config(config, "bench.yaml"))
         await service.start()

@@ -37,13 +37,13 @@ import nats
 from benchgit import git
 
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo.natsd import EmbeddedNats
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_service.editing.yamllimits import limited
 from keptn_gitops_service.gitops.writer import GitWriter
-from keptn_gitops_service.gitops.yamllimits import limited
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim.natsd import NatsServer
+from keptn_gitops_sim.runner import shipyard_trigger
 
 T = TypeVar("T")
 CONFIG = """\
@@ -268,7 +268,7 @@ async def main() -> int:
     args = parser.parse_args()
     configure_logging("WARNING", "console")
     with tempfile.TemporaryDirectory(prefix="keptn-gitops-probe-") as tmp:
-        async with EmbeddedNats() as nats_url:
+        async with NatsServer() as nats_url:
             rows = await run(args, Path(tmp), nats_url)
     idle = rows[0]["p99_ms"]
     print("| phase | probes | failed | p50 | p99 | max | p99 / idle p99 | wall | outcome |")

@@ -2,7 +2,7 @@
 
 N concurrent deployments (default 1, 20 and 200 services) go through the whole service — a real nats-server, the
 real git writer pushing to a bare remote, the real lightkube client — against the Kubernetes-API test server and the
-simulated Flux controllers (``keptn_gitops_service/demo``). For each N and each waiter:
+simulated Flux controllers (``keptn_gitops_sim``). For each N and each waiter:
 
 * **API requests per deployment**: every request the service makes to the API server, counted by verb by the test
   server (simulated Flux writes to its store directly and is not counted);
@@ -40,19 +40,20 @@ from benchgit import GIT_ENV, git
 from lightkube.generic_resource import create_namespaced_resource
 
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer, StoreEvent
-from keptn_gitops_service.demo.natsd import EmbeddedNats
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_service.config.model import FluxWait
 from keptn_gitops_service.logs import configure_logging
-from keptn_gitops_service.reconcile.dispatch import FluxTarget, Target
+from keptn_gitops_service.reconcile.dispatch import Target
 from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict
 from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub, load_client
 from keptn_gitops_service.reconcile.outcome import Ancestry, Verdict, WaitOutcome
 from keptn_gitops_service.reconcile.revisions import revision_sha
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim import content
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer, StoreEvent
+from keptn_gitops_sim.natsd import NatsServer
+from keptn_gitops_sim.runner import shipyard_trigger
 
 NAMESPACE = f"{content.PROJECT}-{content.STAGE}"
 
@@ -101,11 +102,13 @@ class PollingReconciler:
 
     async def check(self, target: Target) -> None:
         """The same read before the commit as the service's (one GET), so both sides count it."""
-        assert isinstance(target, FluxTarget)
+        assert isinstance(target, FluxWait)
         await self._hub.get(KUSTOMIZATION, target.namespace, target.name)
 
-    async def wait(self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
-        assert isinstance(target, FluxTarget)
+    async def wait(
+        self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float, **keptn: str
+    ) -> WaitOutcome:
+        assert isinstance(target, FluxWait)
         deadline = time.monotonic() + timeout
         poked = False
         pause = self._random.uniform(0, self._interval)  # the first re-poll sets the grid's phase
@@ -233,7 +236,7 @@ async def run_round(
         service = Service(settings, config)
         if waiter == "polling":
             poller = PollingReconciler(kubeconfig, poll_interval)
-            service.handlers.deployment.reconciler = poller  # type: ignore[assignment]
+            service.lifecycle.tasks["deployment"].reconciler = poller  # type: ignore[attr-defined]
             service.reconciler = poller  # type: ignore[assignment]
         await service.start()
 
@@ -316,7 +319,7 @@ async def main() -> int:
     configure_logging("ERROR", "console")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     rounds: list[Round] = []
-    async with EmbeddedNats() as nats_url:
+    async with NatsServer() as nats_url:
         for count in sizes:
             for waiter in ("watch", "polling"):
                 if args.only and waiter != args.only:

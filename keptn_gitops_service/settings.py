@@ -28,22 +28,28 @@ class Settings:
     """``NATS_URL``: Keptn's in-cluster NATS."""
     topics: tuple[str, ...] = DEFAULT_TOPICS
     """``PUBSUB_TOPIC``: comma-separated subjects (wildcards allowed); by default the deployment, rollback and
-    release triggers, like helm-service."""
+    release triggers, like helm-service. Surrounding spaces and empty entries are ignored; an empty value means the
+    default."""
     queue_group: str = SERVICE_NAME
     """``PUBSUB_GROUP``: the NATS queue group, so replicas share the work."""
     config_path: Path | None = None
-    """``KEPTN_GITOPS_CONFIG`` (or ``run --config``)."""
+    """``KEPTN_GITOPS_CONFIG`` (or ``run --config``). ``deploy --config PATH`` too; the option takes precedence over
+    the variable."""
     state_dir: Path = field(default_factory=lambda: Path(".keptn-gitops-service"))
-    """``KEPTN_GITOPS_STATE_DIR``: working clones and the state store."""
+    """``KEPTN_GITOPS_STATE_DIR``: working clones and the state store. It holds ``clones/`` (one working clone per
+    repository), ``git-home/`` and ``state.sqlite3``. A relative path is relative to the working directory; the
+    container image sets ``/var/lib/keptn-gitops-service``, where the chart mounts its volume."""
     kubeconfig: str | None = None
     """``KUBECONFIG``; unset means ``~/.kube/config`` or the in-cluster service account."""
     transport: str = "nats"
     """``KEPTN_TRANSPORT``: ``nats`` (directly) or ``distributor`` (a Keptn distributor sidecar POSTs events to
-    ``HTTP_PORT`` at ``/`` and takes replies at ``DISTRIBUTOR_EVENT_URL``)."""
+    ``HTTP_PORT`` at ``/`` and takes replies at ``DISTRIBUTOR_EVENT_URL``). Any other value stops the service at
+    start."""
     distributor_event_url: str = "http://localhost:8081/event"
     """``DISTRIBUTOR_EVENT_URL``: the sidecar's event forwarding endpoint."""
     log_level: str = "INFO"
-    """``LOG_LEVEL``."""
+    """``LOG_LEVEL``. Case-insensitive. ``deploy`` logs at ``WARNING`` (console format) unless ``LOG_LEVEL`` is
+    set."""
     log_format: str = "json"
     """``LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
     keptn_api_endpoint: str = ""
@@ -95,7 +101,8 @@ class Settings:
     and their reasons)."""
     http_port: int | None = 8080
     """``HTTP_PORT``: the probes (``/healthz``, ``/readyz``) and, in distributor mode, the event receiver; ``0``
-    picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.)"""
+    picks a free port. (``None``, only when the service is embedded in a program, runs no HTTP server.) From the
+    environment: a port number (0 to 65535); the probes cannot be switched off this way."""
     flux_webhook_secret: str | None = field(default=None, repr=False)
     """``FLUX_WEBHOOK_SECRET``: the ``token`` of the Flux notification-controller ``Provider`` of type
     ``generic-hmac`` that POSTs events to ``/webhooks/flux`` on ``HTTP_PORT`` (or ``FLUX_WEBHOOK_SECRET_FILE``:

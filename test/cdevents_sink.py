@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
-from support import free_port
+
+from keptn_gitops_sim.natsd import free_port
 
 
 @dataclass

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import Loop, start_loop, stop_loop
-from support import nats_server
+from harness import Loop, start_cluster, start_loop, stop_loop
+
+from keptn_gitops_sim.cluster import SimulatedCluster
+from keptn_gitops_sim.natsd import NatsServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstream"
 
@@ -24,16 +26,37 @@ def upstream_fixtures() -> Path:
 
 
 @pytest.fixture
-def nats_url() -> Iterator[str]:
-    """A real nats-server on a free loopback port (stopped after the test)."""
-    with nats_server() as url:
-        yield url
+def nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NatsServer]:
+    """A real nats-server on a free loopback port, running when the test starts and stopped (by its PID) after it.
+    A test marked ``@pytest.mark.jetstream`` gets JetStream, with its store in ``tmp_path / "jetstream"``; such a
+    server can be stopped and started again on the same port with the same store."""
+    jetstream = request.node.get_closest_marker("jetstream") is not None
+    server = NatsServer(jetstream=jetstream, store_dir=tmp_path / "jetstream" if jetstream else None)
+    with server:
+        yield server
 
 
 @pytest.fixture
-async def loop(tmp_path: Path, nats_url: str) -> AsyncIterator[Loop]:
+def nats_url(nats_server: NatsServer) -> str:
+    """The URL of the test's nats-server (see ``nats_server``)."""
+    return nats_server.url
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[SimulatedCluster]:
+    """The SIMULATED cluster (keptn_gitops_sim.cluster: Kubernetes API + Flux, running) over the fleet remote in
+    ``tmp_path / "remote.git"``, its kubeconfig at ``tmp_path / "kubeconfig"``; stopped after the test."""
+    simulated = await start_cluster(tmp_path)
+    try:
+        yield simulated
+    finally:
+        await simulated.stop()
+
+
+@pytest.fixture
+async def loop(tmp_path: Path, nats_url: str, cluster: SimulatedCluster) -> AsyncIterator[Loop]:
     """The whole loop, running (see harness.py)."""
-    running = await start_loop(tmp_path, nats_url)
+    running = await start_loop(tmp_path, nats_url, cluster=cluster)
     try:
         yield running
     finally:

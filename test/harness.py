@@ -1,4 +1,5 @@
-"""The whole loop with real parts: nats-server, a bare git remote, the Kubernetes-API test server, simulated Flux."""
+"""The whole loop with real parts: nats-server, a bare git remote, and the SIMULATED cluster (keptn_gitops_sim.cluster:
+the Kubernetes-API test server with simulated Flux)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from support import make_remote
+from support import make_remote, service_config
 
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
-from keptn_gitops_service.demo.runner import shipyard_trigger
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim import content
+from keptn_gitops_sim.cluster import SimulatedCluster
+from keptn_gitops_sim.fluxsim import SimulatedFlux
+from keptn_gitops_sim.kubeapi import KubeApiServer
+from keptn_gitops_sim.runner import shipyard_trigger
 
 TOPICS = (
     "sh.keptn.event.deployment.triggered",
@@ -41,12 +43,22 @@ class Loop:
 
     tmp: Path
     nats_url: str
-    remote: Path
-    kube: KubeApiServer
-    flux: SimulatedFlux
+    cluster: SimulatedCluster
     service: Service
     replies: list[dict[str, Any]] = field(default_factory=list)
     _nc: Any = None
+
+    @property
+    def remote(self) -> Path:
+        return self.cluster.remote
+
+    @property
+    def kube(self) -> KubeApiServer:
+        return self.cluster.kube
+
+    @property
+    def flux(self) -> SimulatedFlux:
+        return self.cluster.flux
 
     async def publish(self, event: dict[str, Any] | bytes) -> None:
         body = event if isinstance(event, bytes) else json.dumps(event).encode()
@@ -73,23 +85,6 @@ class Loop:
         await self.service.transport.wait_idle()
 
 
-NO_WAIT_CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: file://{remote}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
-"""Every sockshop service, a kustomize overlay per service, finished right after the push (``.format(remote=)``)."""
-
-
 def overlay(service: str) -> str:
     """A service's kustomize overlay at tag 1.0.0, with a Flux setter comment on the tag."""
     return (
@@ -101,16 +96,26 @@ def overlay(service: str) -> str:
     )
 
 
-def config_text(
-    remote: Path,
+def fleet_remote(tmp: Path, files: dict[str, str] | None = None) -> Path:
+    """The fleet remote (``tmp / "remote.git"``): the demo's repository, a Helm values file for carts, ``files``."""
+    repository = dict(content.REPOSITORY_FILES)
+    repository["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
+    repository.update(files or {})
+    return make_remote(tmp, repository)
+
+
+async def start_cluster(
+    tmp: Path,
     *,
-    path_template: str = "apps/{stage}/{service}/kustomization.yaml",
-    extra_update: str = "",
-    timeout: str = "2m",
-) -> str:
-    text = content.CONFIG.format(url=f"file://{remote}").replace("timeout: 2m", f"timeout: {timeout}")
-    text = text.replace('file: "apps/{stage}/{service}/kustomization.yaml"', f'file: "{path_template}"')
-    return text.replace("    wait:\n", extra_update + "    wait:\n") if extra_update else text
+    files: dict[str, str] | None = None,
+    legacy: bool = False,
+    ks_path: str | None = None,
+    run_flux: bool = True,
+) -> SimulatedCluster:
+    """The SIMULATED cluster over :func:`fleet_remote`, its kubeconfig at ``tmp / "kubeconfig"``."""
+    cluster = SimulatedCluster(fleet_remote(tmp, files), legacy_revisions=legacy, kustomization_path=ks_path)
+    await cluster.start(tmp / "kubeconfig", run_flux=run_flux)
+    return cluster
 
 
 async def start_loop(
@@ -125,31 +130,19 @@ async def start_loop(
     settings: dict[str, Any] | None = None,
     ping_interval: float = 5.0,
     files: dict[str, str] | None = None,
+    cluster: SimulatedCluster | None = None,
 ) -> Loop:
-    repository = dict(content.REPOSITORY_FILES)
-    repository["apps/dev/carts/values.yaml"] = "image:\n  repository: docker.io/keptnexamples/carts\n  tag: 0.13.0\n"
-    repository.update(files or {})
-    remote = make_remote(tmp, repository)
-    kube = KubeApiServer()
-    await kube.start()
-    kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
-    repo_obj = json.loads(json.dumps(content.GIT_REPOSITORY))
-    repo_obj["spec"]["url"] = f"file://{remote}"
-    kube.put_object(repo_obj)
-    ks = json.loads(json.dumps(content.KUSTOMIZATION))
-    if ks_path:
-        ks["spec"]["path"] = ks_path
-    kube.put_object(ks)
-    flux = SimulatedFlux(kube, {f"file://{remote}": remote}, legacy_revisions=legacy)
-    await flux.reconcile_once()
-    if run_flux:
-        flux.start(interval=3600)
+    """The service on ``nats_url`` and ``cluster`` (the ``cluster`` fixture), or on a cluster started here with
+    ``files``, ``legacy``, ``ks_path`` and ``run_flux``."""
+    if cluster is None:
+        cluster = await start_cluster(tmp, files=files, legacy=legacy, ks_path=ks_path, run_flux=run_flux)
+    remote = cluster.remote
     service_settings = Settings(
         **{
             "nats_url": nats_url,
             "topics": TOPICS,
             "state_dir": tmp / "state",
-            "kubeconfig": str(kubeconfig),
+            "kubeconfig": str(tmp / "kubeconfig"),
             "log_format": "console",
             "http_port": 0,
             # a wait's only sleeper on a controlled clock is its timeout (progress lines: test/reconcile)
@@ -159,12 +152,12 @@ async def start_loop(
     )
     service = Service(
         service_settings,
-        parse_config(config or config_text(remote), "test-config.yaml"),
+        parse_config(config or service_config(remote), "test-config.yaml"),
         clock=clock or SystemClock(),
         ping_interval=ping_interval,
     )
     await service.start()
-    loop = Loop(tmp, nats_url, remote, kube, flux, service)
+    loop = Loop(tmp, nats_url, cluster, service)
     loop._nc = await nats.connect(nats_url)
 
     async def record(msg: Any) -> None:
@@ -181,5 +174,4 @@ async def start_loop(
 async def stop_loop(loop: Loop) -> None:
     await loop._nc.close()
     await loop.service.stop()
-    await loop.flux.aclose()
-    await loop.kube.stop()
+    await loop.cluster.stop()

@@ -6,16 +6,18 @@ import asyncio
 import copy
 from typing import Any
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
+from keptn_gitops_sim.helmsim import DIGEST, HR_GROUP, HR_PLURAL, HR_VERSION, condition, hr_status, snapshot
+from keptn_gitops_sim.kubeapi import KubeApiServer
+
+# HelmRelease statuses are built the way the SIMULATED helm-controller writes them; the tests take them from here.
+__all__ = ["DIGEST", "HR_GROUP", "HR_PLURAL", "HR_VERSION", "condition", "hr_status", "snapshot"]
 
 OLD, OURS, NEWER = "b" * 40, "a" * 40, "c" * 40  # a straight history: OLD, then OURS, then someone else's NEWER
 
 KS_GROUP, KS_VERSION, KS_PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
-HR_GROUP, HR_VERSION, HR_PLURAL = "helm.toolkit.fluxcd.io", "v2", "helmreleases"
 APP_GROUP, APP_VERSION, APP_PLURAL = "argoproj.io", "v1alpha1", "applications"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 REFRESH = "argocd.argoproj.io/refresh"
-DIGEST = "sha256:e15c415d62760896bd8bec192a44c5716dc224db9e0fc609b9ac14718f8f9e56"
 
 
 class Linear:
@@ -27,17 +29,6 @@ class Linear:
 
     async def superseded(self, commit: str, descendant: str) -> str | None:
         return None  # nobody changes our values again in these histories
-
-
-def condition(kind: str, status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message or f"{reason} message",
-        "observedGeneration": generation,
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-    }
 
 
 # ---- Flux Kustomization ----
@@ -79,51 +70,6 @@ def helmrelease(tag: str = "0.13.0", name: str = "carts", namespace: str = "sock
             "values": {"image": {"tag": tag}},
         },
     }
-
-
-def snapshot(chart: str = "1.0.0", status: str = "deployed", release: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "helm.toolkit.fluxcd.io/v2",
-        "appVersion": chart,
-        "chartName": "carts",
-        "chartVersion": chart,
-        "configDigest": DIGEST,
-        "digest": "sha256:e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9",
-        "name": "carts",
-        "namespace": "sockshop-dev",
-        "status": status,
-        "version": release,
-        "action": "upgrade" if release > 1 else "install",
-    }
-
-
-def hr_status(
-    generation: int,
-    *,
-    ready: str = "True",
-    reason: str = "UpgradeSucceeded",
-    handled: str = "",
-    chart: str = "1.0.0",
-    history_status: str = "deployed",
-    extra: list[dict[str, Any]] | None = None,
-    observed: int | None = None,
-) -> dict[str, Any]:
-    """A HelmRelease status after (or during) a reconcile of ``generation``."""
-    message = {
-        "UpgradeSucceeded": f"Helm upgrade succeeded for release sockshop-dev/carts.v2 with chart carts@{chart}",
-        "Progressing": "reconciliation in progress",
-    }.get(reason, f"{reason} message")
-    status: dict[str, Any] = {
-        "observedGeneration": generation if observed is None else observed,
-        "lastAttemptedGeneration": generation,
-        "lastAttemptedConfigDigest": DIGEST,
-        "lastAttemptedRevision": chart,
-        "conditions": [condition("Ready", ready, reason, message, generation), *(extra or [])],
-        "history": [snapshot(chart, history_status, 2), snapshot("0.9.0", "superseded", 1)],
-    }
-    if handled:
-        status["lastHandledReconcileAt"] = handled
-    return status
 
 
 def set_hr(kube: KubeApiServer, status: dict[str, Any], name: str = "carts", namespace: str = "sockshop-dev") -> None:

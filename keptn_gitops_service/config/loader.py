@@ -1,37 +1,47 @@
 """Load and validate a ``GitOpsConfig`` file strictly: unknown keys, bad values and unknown template fields
-are errors, all reported at once with file, line and key."""
+are errors, all reported at once with file, line and key.
+
+The reading is driven by the schema next to each model field (:mod:`.schema`); only the checks across entries
+(duplicate names, shared clones, references to repositories) are written out here."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Callable
+import typing
+from datetime import timedelta
+from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Final
 
 import yaml
 
 from keptn_gitops_service.config import model as m
 from keptn_gitops_service.config.durations import parse_duration
 from keptn_gitops_service.config.nodes import NodeReader, compose
+from keptn_gitops_service.config.schema import (
+    Check,
+    Group,
+    Key,
+    Presence,
+    Tagged,
+    default_of,
+    has_default,
+    is_required,
+    key_of,
+)
 from keptn_gitops_service.config.templates import parse_template, template_fields
 from keptn_gitops_service.errors import ConfigError, TemplateError
 
-_REPO_URL = re.compile(r"^(https://|http://|ssh://|file://|git@[^:\s]+:)\S+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CLONE_FILTER = re.compile(r"blob:none|tree:0|blob:limit=[0-9]+[kmg]?")
-_WAITS_LATER: tuple[str, ...] = ()
-_HTTP_URL = re.compile(r"^https?://[^\s/@]+(/\S*)?$")
-_ARGO_REST_ONLY = ("server", "tokenEnv", "tokenFile", "caFile", "project")
-_T = TypeVar("_T")
-
-
 #: Where the rules live in the Helm chart's values, for the message about a configuration without rules.
-CHART_RULES_KEY = "config.rules"
-_NO_RULES = (
-    "at least one rule is needed: without rules the service owns no deployment "
-    f"(with the Helm chart, set the values key {CHART_RULES_KEY})"
-)
+CHART_RULES_KEY = m.CHART_RULES_KEY
+
+
+class _Bad:
+    """The value of a key with a problem (already reported)."""
+
+
+BAD: Final = _Bad()
+_WHOLE_NUMBER: Final = Check("[+-]?[0-9]+", "must be a whole number")
 
 
 def load_config(path: str | Path) -> m.GitOpsConfig:
@@ -48,26 +58,22 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
     """Validate config text (``source`` names it in error messages). Every problem is reported at once:
     references to undefined repositories too, also from rules with other problems."""
     reader = NodeReader(source)
-    allowed = {"apiVersion": True, "kind": True, "repositories": True, "rules": False}  # no rules: see below
-    top = reader.mapping(compose(text, source), "", allowed)
+    schema = _SchemaReader(reader)
+    node = compose(text, source)
+    top = reader.mapping(node, "", {"apiVersion": True, "kind": True} | _allowed(m.GitOpsConfig))
     if top is None:
         reader.raise_if_problems()
     assert top is not None
-    if "apiVersion" in top:
-        _expect(reader, top["apiVersion"], "apiVersion", m.API_VERSION)
-    if "kind" in top:
-        _expect(reader, top["kind"], "kind", m.KIND)
-    repos = _list(reader, top["repositories"], "repositories", _repository) if "repositories" in top else []
-    rules_node = top.get("rules")
-    if (
-        rules_node is None
-        or _is_null(rules_node)
-        or (isinstance(rules_node, yaml.SequenceNode) and not rules_node.value)
-    ):
-        reader.problem(rules_node, "rules", _NO_RULES)
-        rules: list[m.Rule] = []
-    else:
-        rules = _list(reader, rules_node, "rules", _rule)
+    for name, want in (("apiVersion", m.API_VERSION), ("kind", m.KIND)):
+        got = reader.string(top[name], name) if name in top else None
+        if got is not None and got != want:
+            reader.problem(top[name], name, f"must be '{want}', got '{got}'")
+    fields = {f.name: f for f in dataclasses.fields(m.GitOpsConfig)}
+    repos: list[m.Repository] = []
+    if "repositories" in top:
+        found = schema.items(key_of(fields["repositories"]), m.Repository, top["repositories"], "repositories")
+        repos = [r for r in found if r is not BAD]
+    rules = schema.field(m.GitOpsConfig, fields["rules"], node, "", top)
     names = [r.name for r in repos]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -75,21 +81,360 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
     _shared_clones(reader, top.get("repositories"), repos)
     if "repositories" in top:
         declared = _declared_names(top["repositories"])
-        for index, node in _rule_repositories(rules_node):
-            if node.value not in declared:
-                reader.problem(node, f"rules[{index}].repository", f"no repository named '{node.value}'")
+        for index, ref in _rule_repositories(top.get("rules")):
+            if ref.value not in declared:
+                reader.problem(ref, f"rules[{index}].repository", f"no repository named '{ref.value}'")
     reader.raise_if_problems()
-    return m.GitOpsConfig(repositories=tuple(repos), rules=tuple(rules), source=source)
+    return m.GitOpsConfig(repositories=tuple(repos), rules=rules, source=source)
 
 
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+# ---------------------------------------------------------------------------------------------------------------
+# Reading by the schema
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _optional(hint: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is not tuple else []
+    return args[0] if len(args) == 1 else hint
+
+
+def _allowed(cls: type) -> dict[str, bool]:
+    """The keys of a mapping that holds ``cls`` (each to whether the mapping must have it)."""
+    allowed: dict[str, bool] = {}
+    for f in dataclasses.fields(cls):
+        k = key_of(f)
+        if k.yaml is None and isinstance(k.variants, Presence):
+            allowed |= dict.fromkeys(k.variants.members, False)
+        elif k.yaml is not None:
+            allowed[k.yaml] = is_required(f) and k.when is None
+    return allowed
+
+
+def _scalar_tag(node: yaml.Node, tag: str) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == f"tag:yaml.org,2002:{tag}"
+
+
+class _SchemaReader:
+    """Reads model objects from YAML nodes by the schema of their fields, reporting every problem."""
+
+    def __init__(self, reader: NodeReader) -> None:
+        self.reader = reader
+
+    def object(self, cls: type, node: yaml.Node, key: str, index: int | None = None) -> Any:
+        entries = self.reader.mapping(node, key, _allowed(cls))
+        return BAD if entries is None else self.build(cls, node, key, entries, index=index)
+
+    def build(
+        self,
+        cls: type,
+        node: yaml.Node,
+        key: str,
+        entries: dict[str, yaml.Node],
+        *,
+        missing: str | None = None,
+        reported: frozenset[str] = frozenset(),
+        index: int | None = None,
+        inner: tuple[yaml.Node, dict[str, bool]] | None = None,
+    ) -> Any:
+        """``cls`` from the ``entries`` of its mapping (``missing``: the problem for a required key that is not
+        there, except for the keys the mapping ``reported``; ``index``: the item's position in its list, for a field
+        not read from the file; ``inner``: the mapping of the dotted keys and its keys, read when the first dotted
+        field is, see :class:`Presence`)."""
+        fields = dataclasses.fields(cls)
+        values: dict[str, Any] = {}
+        inner_read = False
+        for f in fields:
+            k = key_of(f)
+            if inner is not None and not inner_read and "." in (k.yaml or ""):
+                inner_read = True
+                prefix = str(k.yaml).split(".")[0]
+                found = self.reader.mapping(inner[0], _join(key, prefix), inner[1])
+                if found is None:
+                    return BAD  # reader.mapping reported it
+                entries = entries | {f"{prefix}.{name}": child for name, child in found.items()}
+            if k.yaml is None and not isinstance(k.variants, Presence):
+                if not has_default(f):
+                    values[f.name] = index  # the item's position in its list (a rule's index)
+                continue
+            absent = k.yaml and k.yaml not in entries and k.yaml not in reported and "." not in k.yaml
+            if absent and missing and is_required(f) and not k.when:
+                self.reader.problem(node, _join(key, str(k.yaml)), missing)
+                values[f.name] = BAD
+                continue
+            values[f.name] = self.field(cls, f, node, key, entries)
+        ok = self._conditions(cls, node, key, entries, values)
+        ok = self._groups(cls, inner[0] if inner else node, key, entries, values) and ok
+        if not ok or any(v is BAD for v in values.values()):
+            return BAD
+        return cls(**values)
+
+    def field(self, cls: type, f: dataclasses.Field[Any], node: yaml.Node, key: str, entries: dict[str, Any]) -> Any:
+        """The value of one field: read from ``entries``, else its default."""
+        k = key_of(f)
+        if isinstance(k.variants, Presence) and k.yaml is None:
+            present = [p for p in k.variants.members if p in entries]
+            if len(present) != 1:
+                self.reader.problem(node, key, k.variants.missing)
+                return BAD
+            (chosen,) = present
+            return self.object(k.variants.members[chosen], entries[chosen], _join(key, chosen))
+        assert k.yaml is not None
+        where = _join(key, k.yaml)
+        child = entries.get(k.yaml)
+        empty = child is None or _scalar_tag(child, "null") or _is_empty_list(child)
+        if k.empty is not None and empty and (child is not None or not is_required(f)):
+            self.reader.problem(child or node, where, k.empty)
+            return BAD
+        if child is None:
+            return default_of(f) if has_default(f) else BAD
+        return self.value(_hints(cls)[f.name], k, child, where)
+
+    def value(self, hint: Any, k: Key, node: yaml.Node, key: str) -> Any:
+        """A value of the type ``hint`` (``X | None`` reads as ``X``)."""
+        hint = _optional(hint)
+        if isinstance(k.variants, Tagged):
+            return self.tagged(k.variants, node, key)
+        if dataclasses.is_dataclass(hint):
+            return self.object(typing.cast(type, hint), node, key)
+        if hint is bool:
+            if _scalar_tag(node, "bool"):
+                return bool(yaml.safe_load(node.value))
+            self.reader.problem(node, key, "must be true or false")
+            return BAD
+        if hint is int:
+            number = str(node.value) if _scalar_tag(node, "int") else ""
+            failed = next((c for c in k.checks or (_WHOLE_NUMBER,) if not (number and c.ok(number))), None)
+            if failed is not None:
+                self.reader.problem(node, key, failed.message)
+                return BAD
+            return int(number)
+        if hint is timedelta:
+            text = self.reader.string(node, key)
+            if text is None:
+                return BAD
+            try:
+                return parse_duration(text)
+            except ValueError as exc:
+                self.reader.problem(node, key, str(exc))
+                return BAD
+        if hint is str:
+            return self.text(k, node, key)
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            if typing.get_origin(item) is tuple:  # a TemplateMap
+                return self.template_map(node, key)
+            items = self.items(k, item, node, key)
+            return BAD if BAD in items else tuple(items)
+        raise TypeError(f"the loader cannot read {hint!r} ({key}); teach _SchemaReader.value about it")
+
+    def items(self, k: Key, item_hint: Any, node: yaml.Node, key: str) -> list[Any]:
+        """The items of a list (``BAD`` for each item with a problem, and after them when it is no list)."""
+        found = []
+        for i, child in enumerate(self.reader.sequence(node, key) or []):
+            where = f"{key}[{i}]"
+            if isinstance(k.variants, Presence):
+                found.append(self.presence(k.variants, child, where))
+            elif dataclasses.is_dataclass(item_hint):
+                found.append(self.object(typing.cast(type, item_hint), child, where, index=i))
+            else:
+                found.append(self.text(k, child, where))
+        if not isinstance(node, yaml.SequenceNode):
+            found.append(BAD)
+        return found
+
+    def text(self, k: Key, node: yaml.Node, key: str) -> Any:
+        """A string or template, checked (a template with fields is checked once rendered)."""
+        read = self.template if k.template else self.reader.string
+        text = read(node, key, allow_empty=k.allow_empty)
+        if text is None:
+            return BAD
+        if k.template and template_fields(text):
+            return text
+        failed = next((c for c in k.checks if not c.ok(text)), None)
+        if failed is not None:
+            self.reader.problem(node, key, failed.message)
+            return BAD
+        return text
+
+    def template_map(self, node: yaml.Node, key: str) -> Any:
+        """A mapping whose keys (paths, parameter names) and values are both templates; the user chooses the keys."""
+        names = (
+            [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+            if isinstance(node, yaml.MappingNode)
+            else []
+        )
+        entries = self.reader.mapping(node, key, dict.fromkeys(names, False))
+        if entries is None:
+            return BAD
+        items: list[tuple[yaml.Node, yaml.Node]] = node.value
+        if not items:
+            self.reader.problem(node, key, "must not be empty")
+            return BAD
+        pairs = []
+        for key_node, value_node in items:
+            if entries.get(str(key_node.value)) is not value_node:
+                continue  # a duplicate or non-string key: reader.mapping reported it
+            where = f"{key}.{key_node.value}"
+            pairs.append((self.template(key_node, where), self.template(value_node, where, allow_empty=True)))
+        if len(pairs) != len(items) or any(k is None or v is None for k, v in pairs):
+            return BAD
+        return tuple((str(k), str(v)) for k, v in pairs)
+
+    def template(self, node: yaml.Node, key: str, *, allow_empty: bool = False) -> str | None:
+        text = self.reader.string(node, key, allow_empty=allow_empty)
+        if text is None:
+            return None
+        try:
+            parse_template(text)
+        except TemplateError as exc:
+            self.reader.problem(node, key, str(exc))
+            return None
+        return text
+
+    def tagged(self, union: Tagged, node: yaml.Node, key: str) -> Any:
+        """A union member chosen by the value of a key (``type: token``)."""
+        allowed = {union.tag: True}
+        for cls in union.members.values():
+            allowed |= dict.fromkeys(_allowed(cls), False)
+        entries = self.reader.mapping(node, key, allowed)
+        if entries is None or union.tag not in entries:
+            return BAD
+        tag = self.reader.string(entries[union.tag], _join(key, union.tag))
+        if tag is None:
+            return BAD
+        if tag not in union.members:
+            self.reader.problem(
+                entries[union.tag], _join(key, union.tag), f"must be one of: {', '.join(union.members)}"
+            )
+            return BAD
+        cls = union.members[tag]
+        mine = _allowed(cls)
+        extras = sorted(name for name in entries if name != union.tag and name not in mine)
+        for name in extras:
+            self.reader.problem(entries[name], _join(key, name), f"not allowed for {union.noun} '{tag}'")
+        own = {name: child for name, child in entries.items() if name in mine}
+        built = self.build(cls, node, key, own, missing=f"required for {union.noun} '{tag}'")
+        return BAD if extras else built
+
+    def presence(self, union: Presence, node: yaml.Node, key: str) -> Any:
+        """A union member chosen by which of its keys is present (an update's ``kustomizeImage``)."""
+        outer: dict[str, dict[type, bool]] = {}  # key next to the union's keys -> member -> required
+        for cls in union.members.values():
+            for f in dataclasses.fields(cls):
+                name = key_of(f).yaml
+                if name is not None and "." not in name:
+                    outer.setdefault(name, {})[cls] = is_required(f)
+        everyone = {
+            name for name, owners in outer.items() if len(owners) == len(union.members) and all(owners.values())
+        }
+        allowed = {name: name in everyone for name in outer} | dict.fromkeys(union.members, False)
+        entries = self.reader.mapping(node, key, allowed)
+        if entries is None:
+            return BAD
+        present = [p for p in union.members if p in entries]
+        if len(present) != 1:
+            self.reader.problem(node, key, union.missing)
+            return BAD
+        (chosen,) = present
+        cls = union.members[chosen]
+        prefix = f"{chosen}."
+        inner_fields = [f for f in dataclasses.fields(cls) if (key_of(f).yaml or "").startswith(prefix)]
+        flat = {name: child for name, child in entries.items() if name in outer and cls in outer[name]}
+        inner = None
+        if inner_fields:
+            inner = (entries[chosen], {str(key_of(f).yaml)[len(prefix) :]: is_required(f) for f in inner_fields})
+        built = self.build(
+            cls, node, key, flat, missing=f"required with {chosen}", reported=frozenset(everyone), inner=inner
+        )
+        ok = True
+        for name in entries:
+            if name in outer and cls not in outer[name]:
+                note = next(
+                    (
+                        key_of(f).elsewhere
+                        for c in outer[name]
+                        for f in dataclasses.fields(c)
+                        if key_of(f).yaml == name and key_of(f).elsewhere
+                    ),
+                    "",
+                )
+                owners = ", ".join(p for p, c in union.members.items() if c in outer[name])
+                self.reader.problem(
+                    entries[name],
+                    _join(key, name),
+                    f"not allowed with {chosen}" + (f": only {owners} {note}" if note else ""),
+                )
+                ok = False
+        return built if ok else BAD
+
+    def _conditions(
+        self, cls: type, node: yaml.Node, key: str, entries: dict[str, yaml.Node], values: dict[str, Any]
+    ) -> bool:
+        """Keys that belong to some values of a selector key (:class:`When`)."""
+        ok = True
+        for f in dataclasses.fields(cls):
+            k = key_of(f)
+            if k.when is None or k.yaml is None:
+                continue
+            selected = _selector(cls, k.when.selector, values)
+            if selected is None:
+                continue  # the selector has a problem of its own
+            if selected in k.when.values:
+                if k.yaml not in entries and is_required(f):
+                    self.reader.problem(node, _join(key, k.yaml), k.when.required.format(value=selected))
+                    ok = False
+            elif k.yaml in entries:
+                self.reader.problem(entries[k.yaml], _join(key, k.yaml), k.when.forbidden.format(value=selected))
+                ok = False
+        return ok
+
+    def _groups(
+        self, cls: type, node: yaml.Node, key: str, entries: dict[str, yaml.Node], values: dict[str, Any]
+    ) -> bool:
+        """Keys of which at least (or exactly) one must be given (:class:`Group`)."""
+        groups: dict[Group, list[str]] = {}
+        for f in dataclasses.fields(cls):
+            k = key_of(f)
+            if k.group is not None and k.yaml is not None:
+                groups.setdefault(k.group, []).append(k.yaml)
+        ok = True
+        for group, names in groups.items():
+            if group.when is not None and _selector(cls, group.when.selector, values) not in group.when.values:
+                continue
+            given = sum(name in entries for name in names)
+            if given == 0 or (group.exactly and given > 1):
+                where = key if "." not in names[0] else _join(key, names[0].split(".")[0])
+                self.reader.problem(node, where, group.message)
+                ok = False
+        return ok
+
+
+def _selector(cls: type, yaml_key: str, values: dict[str, Any]) -> str | None:
+    """The value of the selector key ``yaml_key`` of ``cls`` (its default when absent; ``None`` after a problem)."""
+    for f in dataclasses.fields(cls):
+        if key_of(f).yaml == yaml_key:
+            value = values.get(f.name, BAD)
+            return None if value is BAD else str(value)
+    raise KeyError(yaml_key)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
 
 
 def _is_empty_list(node: yaml.Node) -> bool:
     return isinstance(node, yaml.SequenceNode) and not node.value
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Checks across entries
+# ---------------------------------------------------------------------------------------------------------------
 def _shared_clones(reader: NodeReader, node: yaml.Node | None, repos: list[m.Repository]) -> None:
     """Entries with the same URL and branch share one working clone (and one push queue), so they must write
     with the same credentials and identity: otherwise the first entry's would be used for all of them."""
@@ -140,572 +485,3 @@ def _rule_repositories(node: yaml.Node | None) -> list[tuple[int, yaml.ScalarNod
 def _declared_names(node: yaml.Node) -> set[str]:
     """Repository names as written, even of entries with other problems (no follow-on errors)."""
     return {name for item in (node.value if isinstance(node, yaml.SequenceNode) else []) if (name := _entry_name(item))}
-
-
-def _expect(reader: NodeReader, node: yaml.Node, key: str, want: str) -> None:
-    got = reader.string(node, key)
-    if got is not None and got != want:
-        reader.problem(node, key, f"must be '{want}', got '{got}'")
-
-
-def _list(
-    reader: NodeReader,
-    node: yaml.Node,
-    key: str,
-    item: Callable[[NodeReader, yaml.Node, str, int], _T | None],
-) -> list[_T]:
-    items = reader.sequence(node, key) or []
-    parsed = (item(reader, child, f"{key}[{i}]", i) for i, child in enumerate(items))
-    return [p for p in parsed if p is not None]
-
-
-def _repository(reader: NodeReader, node: yaml.Node, key: str, _: int) -> m.Repository | None:
-    allowed = {"name": True, "url": True, "branch": False, "auth": False, "author": False}
-    allowed |= {"clone": False, "signing": False}
-    entries = reader.mapping(node, key, allowed)
-    if entries is None:
-        return None
-    name = reader.string(entries["name"], f"{key}.name") if "name" in entries else None
-    url = reader.string(entries["url"], f"{key}.url") if "url" in entries else None
-    if url is not None and not _REPO_URL.match(url):
-        reader.problem(entries["url"], f"{key}.url", "must be an https://, ssh://, git@host:path or file:// URL")
-        url = None
-    if url is not None and re.match(r"^https?://[^/]*@", url):
-        reader.problem(entries["url"], f"{key}.url", "must not carry credentials; use auth.tokenEnv")
-        url = None
-    branch = reader.string(entries["branch"], f"{key}.branch") if "branch" in entries else "main"
-    auth = _auth(reader, entries["auth"], f"{key}.auth") if "auth" in entries else m.NoAuth()
-    author = _author(reader, entries["author"], f"{key}.author") if "author" in entries else m.Author()
-    clone = _clone(reader, entries["clone"], f"{key}.clone") if "clone" in entries else m.CloneOptions()
-    signing = _signing(reader, entries["signing"], f"{key}.signing") if "signing" in entries else None
-    if name is None or url is None or branch is None or auth is None or author is None or clone is None:
-        return None
-    if "signing" in entries and signing is None:
-        return None
-    return m.Repository(name=name, url=url, branch=branch, auth=auth, author=author, clone=clone, signing=signing)
-
-
-def _clone(reader: NodeReader, node: yaml.Node, key: str) -> m.CloneOptions | None:
-    entries = reader.mapping(node, key, {"depth": False, "filter": False})
-    if entries is None:
-        return None
-    depth = None
-    if "depth" in entries:
-        node = entries["depth"]
-        text = node.value if isinstance(node, yaml.ScalarNode) else ""
-        if not re.fullmatch(r"[1-9][0-9]{0,8}", str(text)):
-            reader.problem(node, f"{key}.depth", "must be a positive whole number of commits")
-            return None
-        depth = int(text)
-    clone_filter = reader.string(entries["filter"], f"{key}.filter") if "filter" in entries else None
-    if clone_filter is not None and not _CLONE_FILTER.fullmatch(clone_filter):
-        reader.problem(entries["filter"], f"{key}.filter", "must be blob:none, tree:0 or blob:limit=<n>[k|m|g]")
-        return None
-    if "filter" in entries and clone_filter is None:
-        return None
-    return m.CloneOptions(depth=depth, filter=clone_filter)
-
-
-def _signing(reader: NodeReader, node: yaml.Node, key: str) -> m.Signing | None:
-    allowed = {"format": True, "keyFile": False, "keyId": False, "gnupgHome": False}
-    entries = reader.mapping(node, key, allowed)
-    if entries is None or "format" not in entries:
-        return None
-    kind = reader.string(entries["format"], f"{key}.format")
-    fields = {k: reader.string(v, f"{key}.{k}") for k, v in entries.items() if k != "format"}
-    needs = {"ssh": {"keyFile"}, "openpgp": {"keyId", "gnupgHome"}}
-    if kind not in needs:
-        if kind is not None:
-            reader.problem(entries["format"], f"{key}.format", "must be one of: ssh, openpgp")
-        return None
-    for missing in sorted(needs[kind] - fields.keys()):
-        reader.problem(node, f"{key}.{missing}", f"required for signing format '{kind}'")
-    for extra in sorted(fields.keys() - needs[kind]):
-        reader.problem(entries[extra], f"{key}.{extra}", f"not allowed for signing format '{kind}'")
-    if any(v is None for v in fields.values()) or fields.keys() != needs[kind]:
-        return None
-    return m.Signing(
-        format=kind, key_file=fields.get("keyFile"), key_id=fields.get("keyId"), gnupg_home=fields.get("gnupgHome")
-    )
-
-
-def _auth(reader: NodeReader, node: yaml.Node, key: str) -> m.Auth | None:
-    allowed = {
-        "type": True,
-        "tokenEnv": False,
-        "username": False,
-        "privateKeyFile": False,
-        "knownHostsFile": False,
-    }
-    entries = reader.mapping(node, key, allowed)
-    if entries is None or "type" not in entries:
-        return None
-    kind = reader.string(entries["type"], f"{key}.type")
-    fields = {k: reader.string(v, f"{key}.{k}") for k, v in entries.items() if k != "type"}
-    needs = {"none": set(), "token": {"tokenEnv"}, "ssh": {"privateKeyFile"}}
-    extras = {"none": set(), "token": {"tokenEnv", "username"}, "ssh": {"privateKeyFile", "knownHostsFile"}}
-    if kind not in needs:
-        reader.problem(entries["type"], f"{key}.type", "must be one of: none, token, ssh")
-        return None
-    for missing in sorted(needs[kind] - fields.keys()):
-        reader.problem(node, f"{key}.{missing}", f"required for auth type '{kind}'")
-    for extra in sorted(fields.keys() - extras[kind]):
-        reader.problem(entries[extra], f"{key}.{extra}", f"not allowed for auth type '{kind}'")
-    if any(v is None for v in fields.values()) or needs[kind] - fields.keys() or fields.keys() - extras[kind]:
-        return None
-    if kind == "token":
-        env = str(fields["tokenEnv"])
-        if not _ENV_NAME.match(env):
-            reader.problem(entries["tokenEnv"], f"{key}.tokenEnv", "must be an environment variable name")
-            return None
-        return m.TokenAuth(token_env=env, username=fields.get("username") or "x-access-token")
-    if kind == "ssh":
-        return m.SshAuth(private_key_file=str(fields["privateKeyFile"]), known_hosts_file=fields.get("knownHostsFile"))
-    return m.NoAuth()
-
-
-def _author(reader: NodeReader, node: yaml.Node, key: str) -> m.Author | None:
-    entries = reader.mapping(node, key, {"name": True, "email": True})
-    if entries is None or len(entries) != 2:
-        return None
-    name, email = (
-        reader.string(entries["name"], f"{key}.name"),
-        reader.string(entries["email"], f"{key}.email"),
-    )
-    if email is not None and ("@" not in email or "<" in email or ">" in email):
-        reader.problem(entries["email"], f"{key}.email", "must be an e-mail address")
-        return None
-    return m.Author(name=name, email=email) if name and email else None
-
-
-def _rule(reader: NodeReader, node: yaml.Node, key: str, index: int) -> m.Rule | None:
-    allowed = {"match": True, "repository": True, "updates": True, "wait": False, "deploymentURIs": False}
-    entries = reader.mapping(node, key, allowed)
-    if entries is None:
-        return None
-    match = _match(reader, entries["match"], f"{key}.match") if "match" in entries else None
-    repo = reader.string(entries["repository"], f"{key}.repository") if "repository" in entries else None
-    updates: list[m.Update] = (
-        _list(reader, entries["updates"], f"{key}.updates", _update) if "updates" in entries else []
-    )
-    if "updates" in entries and isinstance(entries["updates"], yaml.SequenceNode) and not entries["updates"].value:
-        reader.problem(entries["updates"], f"{key}.updates", "at least one update is needed")
-    wait = _wait(reader, entries["wait"], f"{key}.wait") if "wait" in entries else m.Wait()
-    uris = _uris(reader, entries["deploymentURIs"], f"{key}.deploymentURIs") if "deploymentURIs" in entries else None
-    if match is None or repo is None or not updates or wait is None:
-        return None
-    return m.Rule(index=index, match=match, repository=repo, updates=tuple(updates), wait=wait, deployment_uris=uris)
-
-
-def _match(reader: NodeReader, node: yaml.Node, key: str) -> m.Match | None:
-    entries = reader.mapping(node, key, {"project": False, "stage": False, "service": False})
-    if entries is None:
-        return None
-    globs = {k: reader.string(v, f"{key}.{k}") for k, v in entries.items()}
-    if any(v is None for v in globs.values()):
-        return None
-    return m.Match(**{k: str(v) for k, v in globs.items()})
-
-
-_STRATEGIES = (
-    "kustomizeImage",
-    "yamlPath",
-    "marker",
-    "containerImage",
-    "helmRelease",
-    "argocdApplication",
-    "argocdSourceFile",
-)
-_POLICY = re.compile(r"[^:\s]+:[^:\s]+")  # a policy with template fields is checked once rendered
-
-
-_MOVE_REPOSITORY = ("kustomizeImage", "marker", "argocdSourceFile")  # the strategies that can change a repository
-
-
-def _update(reader: NodeReader, node: yaml.Node, key: str, _: int) -> m.Update | None:
-    allowed = {"file": True, "value": False, "allowRepositoryChange": False, **dict.fromkeys(_STRATEGIES, False)}
-    entries = reader.mapping(node, key, allowed)
-    if entries is None or "file" not in entries:
-        return None
-    file = _template(reader, entries["file"], f"{key}.file")
-    strategies = [k for k in _STRATEGIES if k in entries]
-    if len(strategies) != 1:
-        names = ", ".join(_STRATEGIES[:-1]) + f" or {_STRATEGIES[-1]}"
-        reader.problem(node, key, f"needs exactly one edit strategy: {names}")
-        return None
-    (strategy,) = strategies
-    allow = _allow_repository_change(reader, entries, key, strategy)
-    if strategy == "yamlPath":
-        return _yaml_path(reader, node, entries, key, file) if allow is not None else None
-    update = _STRATEGY_READERS[strategy](reader, entries[strategy], f"{key}.{strategy}", file)
-    if "value" in entries:
-        reader.problem(entries["value"], f"{key}.value", f"not allowed with {strategy}")
-        return None
-    if update is None or allow is None:
-        return None
-    if isinstance(update, m.KustomizeImageUpdate | m.MarkerUpdate | m.ArgoCDSourceFileUpdate):
-        return dataclasses.replace(update, allow_repository_change=allow)
-    return update
-
-
-def _allow_repository_change(reader: NodeReader, entries: dict[str, yaml.Node], key: str, strategy: str) -> bool | None:
-    """The update's ``allowRepositoryChange`` (false when absent; ``None`` after a problem)."""
-    if "allowRepositoryChange" not in entries:
-        return False
-    where = f"{key}.allowRepositoryChange"
-    if strategy not in _MOVE_REPOSITORY:
-        names = ", ".join(_MOVE_REPOSITORY)
-        reader.problem(
-            entries["allowRepositoryChange"],
-            where,
-            f"not allowed with {strategy}: only {names} can change an image repository",
-        )
-        return None
-    return _flag(reader, entries["allowRepositoryChange"], where)
-
-
-def _yaml_path(
-    reader: NodeReader, node: yaml.Node, entries: dict[str, yaml.Node], key: str, file: str | None
-) -> m.YamlPathUpdate | None:
-    path = _template(reader, entries["yamlPath"], f"{key}.yamlPath")
-    if "value" not in entries:
-        reader.problem(node, f"{key}.value", "required with yamlPath")
-        return None
-    value = _template(reader, entries["value"], f"{key}.value", allow_empty=True)
-    if file is None or path is None or value is None:
-        return None
-    return m.YamlPathUpdate(file=file, yaml_path=path, value=value)
-
-
-def _kustomize_image(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"name": True, "image": False, "create": False})
-    if entries is None or "name" not in entries:
-        return None
-    create = _flag(reader, entries["create"], f"{key}.create") if "create" in entries else False
-    fields = _templates(reader, {k: v for k, v in entries.items() if k != "create"}, key)
-    if file is None or create is None or None in fields.values():
-        return None
-    image = fields.get("image") or "{image}"
-    return m.KustomizeImageUpdate(file=file, name=str(fields["name"]), image=image, create=create)
-
-
-def _marker(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"image": False, "policy": False})
-    if entries is None:
-        return None
-    fields = _templates(reader, entries, key)
-    policy = fields.get("policy")
-    if policy is not None and not template_fields(policy) and not _POLICY.fullmatch(policy):
-        reader.problem(entries["policy"], f"{key}.policy", "must have the form '<namespace>:<name>'")
-        return None
-    if file is None or None in fields.values():
-        return None
-    return m.MarkerUpdate(file=file, image=fields.get("image") or "{image}", policy=policy)
-
-
-def _container_image(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"image": False})
-    if entries is None:
-        return None
-    fields = _templates(reader, entries, key)
-    if file is None or None in fields.values():
-        return None
-    return m.ContainerImageUpdate(file=file, image=fields.get("image") or "{image}")
-
-
-def _helm_release(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"name": False, "chartVersion": False, "values": False})
-    if entries is None:
-        return None
-    fields = _templates(reader, {k: v for k, v in entries.items() if k != "values"}, key)
-    values = _template_map(reader, entries["values"], f"{key}.values") if "values" in entries else ()
-    if not entries.keys() & {"chartVersion", "values"}:
-        reader.problem(node, key, "needs chartVersion, values or both")
-        return None
-    if file is None or values is None or None in fields.values():
-        return None
-    return m.HelmReleaseUpdate(
-        file=file, name=fields.get("name"), chart_version=fields.get("chartVersion"), values=values
-    )
-
-
-def _argocd_application(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"source": False, "parameters": False, "values": False})
-    if entries is None:
-        return None
-    source = _source_index(reader, entries["source"], f"{key}.source") if "source" in entries else None
-    parameters = _template_map(reader, entries["parameters"], f"{key}.parameters") if "parameters" in entries else ()
-    values = _template_map(reader, entries["values"], f"{key}.values") if "values" in entries else ()
-    if not entries.keys() & {"parameters", "values"}:
-        reader.problem(node, key, "needs parameters, values or both")
-        return None
-    if file is None or parameters is None or values is None or ("source" in entries and source is None):
-        return None
-    return m.ArgoCDApplicationUpdate(file=file, source=source, parameters=parameters, values=values)
-
-
-def _argocd_source_file(reader: NodeReader, node: yaml.Node, key: str, file: str | None) -> m.Update | None:
-    entries = reader.mapping(node, key, {"kustomizeImage": False, "helmParameters": False, "create": False})
-    if entries is None:
-        return None
-    if len(entries.keys() - {"create"}) != 1:
-        reader.problem(node, key, "needs exactly one of: kustomizeImage, helmParameters")
-        return None
-    create = _flag(reader, entries["create"], f"{key}.create") if "create" in entries else False
-    if create is None:
-        return None
-    if "kustomizeImage" in entries:
-        image = _template(reader, entries["kustomizeImage"], f"{key}.kustomizeImage")
-        return m.ArgoCDSourceFileUpdate(file=file, kustomize_image=image, create=create) if file and image else None
-    parameters = _template_map(reader, entries["helmParameters"], f"{key}.helmParameters")
-    return (
-        m.ArgoCDSourceFileUpdate(file=file, helm_parameters=parameters, create=create) if file and parameters else None
-    )
-
-
-_STRATEGY_READERS: dict[str, Callable[[NodeReader, yaml.Node, str, str | None], m.Update | None]] = {
-    "kustomizeImage": _kustomize_image,
-    "marker": _marker,
-    "containerImage": _container_image,
-    "helmRelease": _helm_release,
-    "argocdApplication": _argocd_application,
-    "argocdSourceFile": _argocd_source_file,
-}
-
-
-def _templates(reader: NodeReader, entries: dict[str, yaml.Node], key: str) -> dict[str, str | None]:
-    """Every entry read as a template (``None`` for one with a problem)."""
-    return {name: _template(reader, child, f"{key}.{name}") for name, child in entries.items()}
-
-
-def _template_map(reader: NodeReader, node: yaml.Node, key: str) -> m.TemplateMap | None:
-    """A mapping whose keys (paths, parameter names) and values are both templates; the user chooses the keys."""
-    names = (
-        [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)] if isinstance(node, yaml.MappingNode) else []
-    )
-    entries = reader.mapping(node, key, dict.fromkeys(names, False))
-    if entries is None:
-        return None
-    items: list[tuple[yaml.Node, yaml.Node]] = node.value
-    if not items:
-        reader.problem(node, key, "must not be empty")
-        return None
-    pairs = []
-    for key_node, value_node in items:
-        if entries.get(str(key_node.value)) is not value_node:
-            continue  # a duplicate or non-string key: reader.mapping reported it
-        where = f"{key}.{key_node.value}"
-        pairs.append((_template(reader, key_node, where), _template(reader, value_node, where, allow_empty=True)))
-    if len(pairs) != len(items) or any(k is None or v is None for k, v in pairs):
-        return None
-    return tuple((str(k), str(v)) for k, v in pairs)
-
-
-def _source_index(reader: NodeReader, node: yaml.Node, key: str) -> int | None:
-    if not (
-        isinstance(node, yaml.ScalarNode)
-        and node.tag == "tag:yaml.org,2002:int"
-        and re.fullmatch("0|[1-9][0-9]*", node.value)
-    ):
-        reader.problem(node, key, "must be the index of a source in spec.sources: 0, 1, …")
-        return None
-    return int(node.value)
-
-
-def _template(reader: NodeReader, node: yaml.Node, key: str, *, allow_empty: bool = False) -> str | None:
-    text = reader.string(node, key, allow_empty=allow_empty)
-    if text is None:
-        return None
-    try:
-        parse_template(text)
-    except TemplateError as exc:
-        reader.problem(node, key, str(exc))
-        return None
-    return text
-
-
-def _wait(reader: NodeReader, node: yaml.Node, key: str) -> m.Wait | None:
-    allowed = {"flux": False, "argocd": False, "none": False, "timeout": False, **{k: False for k in _WAITS_LATER}}
-    entries = reader.mapping(node, key, allowed)
-    if entries is None:
-        return None
-    timeout = m.DEFAULT_WAIT_TIMEOUT
-    if "timeout" in entries:
-        text = reader.string(entries["timeout"], f"{key}.timeout")
-        try:
-            timeout = parse_duration(text) if text is not None else timeout
-        except ValueError as exc:
-            reader.problem(entries["timeout"], f"{key}.timeout", str(exc))
-            return None
-    targets = [k for k in entries if k != "timeout"]
-    if len(targets) != 1:
-        reader.problem(node, key, "needs exactly one of: argocd, flux, none")
-        return None
-    if targets[0] in _WAITS_LATER:
-        reader.problem(entries[targets[0]], f"{key}.{targets[0]}", "this wait is not available in this version")
-        return None
-    target: m.WaitTarget | None
-    if targets[0] == "none":
-        target = m.NoWait() if reader.mapping(entries["none"], f"{key}.none", {}) is not None else None
-    elif targets[0] == "argocd":
-        target = _argocd(reader, entries["argocd"], f"{key}.argocd")
-    else:
-        target = _flux(reader, entries["flux"], f"{key}.flux")
-    return None if target is None else m.Wait(target=target, timeout=timeout)
-
-
-def _flux(reader: NodeReader, node: yaml.Node, key: str) -> m.FluxWait | None:
-    allowed = {"kind": True, "name": True, "namespace": True, "kustomization": False, "chartVersion": False}
-    allowed["mayAppear"] = False
-    flux = reader.mapping(node, key, allowed)
-    if flux is None or not {"kind", "name", "namespace"} <= flux.keys():
-        return None
-    kind = reader.string(flux["kind"], f"{key}.kind")
-    if kind is not None and kind not in ("Kustomization", "HelmRelease"):
-        reader.problem(flux["kind"], f"{key}.kind", "must be Kustomization or HelmRelease")
-        return None
-    name = _template(reader, flux["name"], f"{key}.name")
-    namespace = _template(reader, flux["namespace"], f"{key}.namespace")
-    if kind == "Kustomization":
-        for extra in ("kustomization", "chartVersion"):
-            if extra in flux:
-                reader.problem(flux[extra], f"{key}.{extra}", "only allowed with kind HelmRelease")
-                return None
-    parent = None
-    if kind == "HelmRelease":
-        if "kustomization" not in flux:
-            reader.problem(
-                node, f"{key}.kustomization", "required with kind HelmRelease: the Kustomization that applies it"
-            )
-            return None
-        parent = _kustomization(reader, flux["kustomization"], f"{key}.kustomization")
-    chart = _template(reader, flux["chartVersion"], f"{key}.chartVersion") if "chartVersion" in flux else None
-    may_appear = _flag(reader, flux["mayAppear"], f"{key}.mayAppear") if "mayAppear" in flux else False
-    if kind is None or name is None or namespace is None or (kind == "HelmRelease" and parent is None):
-        return None
-    if ("chartVersion" in flux and chart is None) or may_appear is None:
-        return None
-    return m.FluxWait(
-        kind=kind, name=name, namespace=namespace, kustomization=parent, chart_version=chart, may_appear=may_appear
-    )
-
-
-def _kustomization(reader: NodeReader, node: yaml.Node, key: str) -> m.KustomizationRef | None:
-    entries = reader.mapping(node, key, {"name": True, "namespace": True})
-    if entries is None or len(entries) != 2:
-        return None
-    name = _template(reader, entries["name"], f"{key}.name")
-    namespace = _template(reader, entries["namespace"], f"{key}.namespace")
-    return m.KustomizationRef(name=name, namespace=namespace) if name and namespace else None
-
-
-def _argocd(reader: NodeReader, node: yaml.Node, key: str) -> m.ArgoWait | None:
-    allowed = {
-        "application": True,
-        "namespace": False,
-        "api": False,
-        "refresh": False,
-        "sync": False,
-        "sourceIndex": False,
-        "degradedGrace": False,
-        **{k: False for k in _ARGO_REST_ONLY},
-    }
-    entries = reader.mapping(node, key, allowed)
-    if entries is None or "application" not in entries:
-        return None
-    read = {name: _template if name in ("application", "namespace", "project") else _string for name in entries}
-    text = {
-        name: read[name](reader, child, f"{key}.{name}")
-        for name, child in entries.items()
-        if name not in ("refresh", "sync", "sourceIndex")
-    }
-    refresh = _flag(reader, entries["refresh"], f"{key}.refresh") if "refresh" in entries else True
-    sync = _flag(reader, entries["sync"], f"{key}.sync") if "sync" in entries else False
-    index = _index(reader, entries["sourceIndex"], f"{key}.sourceIndex") if "sourceIndex" in entries else None
-    if any(v is None for v in text.values()) or refresh is None or sync is None:
-        return None
-    if "sourceIndex" in entries and index is None:
-        return None
-    api = text.get("api", "kubernetes")
-    if not _argocd_access_ok(reader, node, key, entries, text):
-        return None
-    grace = m.ArgoWait.degraded_grace
-    if "degradedGrace" in text:
-        try:
-            grace = parse_duration(str(text["degradedGrace"]))
-        except ValueError as exc:
-            reader.problem(entries["degradedGrace"], f"{key}.degradedGrace", str(exc))
-            return None
-    return m.ArgoWait(
-        application=str(text["application"]),
-        namespace=text.get("namespace"),
-        api=str(api),
-        server=text.get("server"),
-        token_env=text.get("tokenEnv"),
-        token_file=text.get("tokenFile"),
-        ca_file=text.get("caFile"),
-        project=text.get("project"),
-        refresh=refresh,
-        sync=sync,
-        source_index=index,
-        degraded_grace=grace,
-    )
-
-
-def _argocd_access_ok(
-    reader: NodeReader, node: yaml.Node, key: str, entries: dict[str, yaml.Node], text: dict[str, str | None]
-) -> bool:
-    """``api: kubernetes`` takes no REST settings; ``api: rest`` needs a server URL and one token source."""
-    api = text.get("api", "kubernetes")
-    if api not in ("kubernetes", "rest"):
-        reader.problem(entries["api"], f"{key}.api", "must be kubernetes or rest")
-        return False
-    if api == "kubernetes":
-        extras = [k for k in _ARGO_REST_ONLY if k in entries]
-        for extra in extras:
-            reader.problem(entries[extra], f"{key}.{extra}", "only allowed with api: rest")
-        return not extras
-    if "server" not in entries:
-        reader.problem(node, f"{key}.server", "required with api: rest")
-        return False
-    if not _HTTP_URL.match(str(text["server"])):
-        reader.problem(entries["server"], f"{key}.server", "must be an https:// or http:// URL without credentials")
-        return False
-    if ("tokenEnv" in entries) == ("tokenFile" in entries):
-        reader.problem(node, key, "api: rest needs exactly one of tokenEnv, tokenFile")
-        return False
-    if "tokenEnv" in entries and not _ENV_NAME.match(str(text["tokenEnv"])):
-        reader.problem(entries["tokenEnv"], f"{key}.tokenEnv", "must be an environment variable name")
-        return False
-    return True
-
-
-def _string(reader: NodeReader, node: yaml.Node, key: str) -> str | None:
-    return reader.string(node, key)
-
-
-def _flag(reader: NodeReader, node: yaml.Node, key: str) -> bool | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-        return bool(yaml.safe_load(node.value))
-    reader.problem(node, key, "must be true or false")
-    return None
-
-
-def _index(reader: NodeReader, node: yaml.Node, key: str) -> int | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int" and node.value.isdigit():
-        return int(node.value)
-    reader.problem(node, key, "must be a whole number, 0 or more (0 is the first of spec.sources)")
-    return None
-
-
-def _uris(reader: NodeReader, node: yaml.Node, key: str) -> m.DeploymentURIs | None:
-    entries = reader.mapping(node, key, {"local": False, "public": False})
-    if entries is None:
-        return None
-    lists = {}
-    for name, child in entries.items():
-        items = reader.sequence(child, f"{key}.{name}") or []
-        lists[name] = tuple(
-            t for i, item in enumerate(items) if (t := _template(reader, item, f"{key}.{name}[{i}]")) is not None
-        )
-    return m.DeploymentURIs(local=lists.get("local", ()), public=lists.get("public", ()))

@@ -1,6 +1,9 @@
 """The configuration file's schema as immutable, documented dataclasses.
 
-The loader (:mod:`.loader`) is the only producer of these objects; everything else reads them.
+Each field carries how it is written in the file — YAML key, documentation, constraints — as
+``field(metadata=key(...))`` (see :mod:`.schema`): the loader (:mod:`.loader`) reads the file by it and
+``scripts/gen-config-reference`` documents it. The loader is the only producer of these objects; everything else
+reads them.
 Strings that are templates (see :mod:`.templates`) stay unrendered here — rendering needs an event.
 """
 
@@ -9,9 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from keptn_gitops_service.config.schema import Check, Group, Presence, Tagged, When, key
+
 API_VERSION = "gitops.keptn-contrib/v1"
 KIND = "GitOpsConfig"
 DEFAULT_WAIT_TIMEOUT = timedelta(minutes=10)
+CHART_RULES_KEY = "config.rules"
+"""Where the rules live in the Helm chart's values, for the message about a configuration without rules."""
+
+# Types the reference shows for keys whose annotation says less.
+GLOB = "glob"
+PATH_MAP = "mapping of paths to [templates](#templates)"
+NAME_MAP = "mapping of names to [templates](#templates)"
+
+_ENV_NAME = Check("[A-Za-z_][A-Za-z0-9_]*", "must be an environment variable name")
+FILE_DOC = (
+    "The file to edit, relative to the repository root. The rendered path must stay inside the repository (no `..`, "
+    "no absolute path, no symlink on the way, nothing under `.git`) and the file must exist (an `argocdSourceFile` is "
+    "created when missing)."
+)
 
 
 @dataclass(frozen=True)
@@ -26,16 +45,39 @@ class TokenAuth:
     The token is handed to git through an askpass helper, never in the URL or on a command line.
     """
 
-    token_env: str
-    username: str = "x-access-token"
+    token_env: str = field(
+        metadata=key(
+            "tokenEnv",
+            (
+                "The *name* of the environment variable that holds the token (not the token). It is read each time "
+                "git runs; when it is unset the deployment fails with `the git token environment variable … is not "
+                "set`."
+            ),
+            checks=(_ENV_NAME,),
+        )
+    )
+    username: str = field(
+        default="x-access-token", metadata=key("username", "The HTTPS user name that goes with the token.")
+    )
 
 
 @dataclass(frozen=True)
 class SshAuth:
     """SSH with a private key; host keys are checked strictly against ``known_hosts_file``."""
 
-    private_key_file: str
-    known_hosts_file: str | None = None
+    private_key_file: str = field(
+        metadata=key("privateKeyFile", "Path of the private key file (as the service sees it).")
+    )
+    known_hosts_file: str | None = field(
+        default=None,
+        metadata=key(
+            "knownHostsFile",
+            (
+                "Host keys are checked strictly (`StrictHostKeyChecking=yes`); without this file ssh only has its "
+                "default `known_hosts` files, which a container normally lacks."
+            ),
+        ),
+    )
 
 
 Auth = NoAuth | TokenAuth | SshAuth
@@ -45,20 +87,70 @@ Auth = NoAuth | TokenAuth | SshAuth
 class Author:
     """The git identity of our commits (author and committer)."""
 
-    name: str = "keptn-gitops-service"
-    email: str = "gitops@keptn.invalid"
+    name: str = field(
+        default="keptn-gitops-service",
+        metadata=key(
+            "name", "Author and committer name.", required=True, requirement="**required** when `author` is given"
+        ),
+    )
+    email: str = field(
+        default="gitops@keptn.invalid",
+        metadata=key(
+            "email",
+            "Must contain `@` and no `<` or `>`.",
+            required=True,
+            checks=(Check("[^<>]*@[^<>]*", "must be an e-mail address"),),
+            requirement="**required** when `author` is given",
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class CloneOptions:
-    """How the working clone is made: shallow and/or partial, for big repositories."""
+    """How the working clone is made: shallow and/or partial, for big repositories.
 
-    depth: int | None = None
-    """Clone only the newest ``depth`` commits of the branch (``git clone --depth``); unset: the whole history."""
-    filter: str | None = None
-    """A partial clone (``git clone --filter``): ``blob:none`` fetches file contents only when a checkout or a
-    rollback needs them, ``tree:0`` trees too, ``blob:limit=<n>[k|m|g]`` only the big ones. The server must allow
-    filters (GitHub, GitLab and Gitea do; plain git needs ``uploadpack.allowFilter``), else git clones in full."""
+    A shallow clone keeps every commit it fetches after the first clone. Recognising a redelivered trigger's commit
+    (by its ``Keptn-Triggered-Id`` trailer) searches only that fetched history, never deeper. Other reads fetch more
+    history on demand (``git fetch --deepen``): a rollback's search deepens until it finds a commit of its context
+    (a rollback that finds none has read the whole history once), the wait's ancestry check until its answer is
+    certain, and reading a commit's changes fetches its parent. Partial clones fetch missing file contents from the
+    server when needed, with the same credentials."""
+
+    depth: int | None = field(
+        default=None,
+        metadata=key(
+            "depth",
+            (
+                "Clone only the newest ``depth`` commits of the branch (``git clone --depth``); unset: the whole "
+                "history. A positive whole number. An existing complete clone stays complete; removing `depth` later "
+                "fetches the rest of the history into the existing clone."
+            ),
+            checks=(Check("[1-9][0-9]{0,8}", "must be a positive whole number of commits"),),
+        ),
+    )
+    filter: str | None = field(
+        default=None,
+        metadata=key(
+            "filter",
+            (
+                "A partial clone (``git clone --filter``): ``blob:none`` fetches file contents only when a checkout "
+                "or a rollback needs them, ``tree:0`` trees too, ``blob:limit=<n>[k|m|g]`` only the big ones. The "
+                "server must allow filters (GitHub, GitLab and Gitea do; plain git needs ``uploadpack.allowFilter``), "
+                "else git clones in full. Only `blob:none`, `tree:0` and `blob:limit=<n>[k|m|g]` are accepted. "
+                "Changing it makes a new clone."
+            ),
+            checks=(
+                Check("blob:none|tree:0|blob:limit=[0-9]+[kmg]?", "must be blob:none, tree:0 or blob:limit=<n>[k|m|g]"),
+            ),
+        ),
+    )
+
+
+def _signing_format(value: str) -> When:
+    return When("format", (value,), "required for signing format '{value}'", "not allowed for signing format '{value}'")
+
+
+_SIGN_SSH, _SIGN_OPENPGP = _signing_format("ssh"), _signing_format("openpgp")
 
 
 @dataclass(frozen=True)
@@ -66,62 +158,187 @@ class Signing:
     """Sign every commit (``git commit -S``) with an SSH key or an OpenPGP key.
 
     The key must not need a passphrase: git signs without a terminal.
+
+    Check the signatures with ``git verify-commit`` (for SSH keys, ``gpg.ssh.allowedSignersFile`` lists the author's
+    e-mail and public key), or let Flux verify OpenPGP signatures (``spec.verify`` of the GitRepository).
     """
 
-    format: str
-    """``ssh`` (``gpg.format=ssh``, signed by ``ssh-keygen -Y sign``) or ``openpgp`` (gpg)."""
-    key_file: str | None = None
-    """``ssh``: the private key file."""
-    key_id: str | None = None
-    """``openpgp``: the key id or fingerprint of a secret key in the GnuPG home directory."""
-    gnupg_home: str | None = None
-    """``openpgp``: the GnuPG home directory (``GNUPGHOME``) holding the key; gpg must be able to write to it."""
+    format: str = field(
+        metadata=key(
+            "format",
+            "``ssh`` (``gpg.format=ssh``, signed by ``ssh-keygen -Y sign``) or ``openpgp`` (gpg).",
+            checks=(Check("ssh|openpgp", "must be one of: ssh, openpgp"),),
+        )
+    )
+    key_file: str | None = field(
+        default=None,
+        metadata=key(
+            "keyFile",
+            (
+                "``ssh``: the private key file. ssh-keygen refuses a key file that others can read: mount it with "
+                "mode `0400` or `0600`."
+            ),
+            required=True,
+            when=_SIGN_SSH,
+        ),
+    )
+    key_id: str | None = field(
+        default=None,
+        metadata=key(
+            "keyId",
+            "``openpgp``: the key id or fingerprint of a secret key in the GnuPG home directory.",
+            required=True,
+            when=_SIGN_OPENPGP,
+        ),
+    )
+    gnupg_home: str | None = field(
+        default=None,
+        metadata=key(
+            "gnupgHome",
+            ("``openpgp``: the GnuPG home directory (``GNUPGHOME``) holding the key; gpg must be able to write to it."),
+            required=True,
+            when=_SIGN_OPENPGP,
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class Repository:
     """A GitOps repository we write to."""
 
-    name: str
-    url: str
-    branch: str = "main"
-    auth: Auth = field(default_factory=NoAuth)
-    author: Author = field(default_factory=Author)
-    clone: CloneOptions = field(default_factory=CloneOptions)
-    signing: Signing | None = None
+    name: str = field(metadata=key("name", "What `rules[].repository` refers to."))
+    url: str = field(
+        metadata=key(
+            "url",
+            (
+                "`https://`, `http://`, `ssh://`, `git@host:path` or `file://`. Credentials in the URL "
+                "(`https://user:token@host/…`) are refused: use `auth`."
+            ),
+            checks=(
+                Check(
+                    r"(https://|http://|ssh://|file://|git@[^:\s]+:)\S+",
+                    "must be an https://, ssh://, git@host:path or file:// URL",
+                ),
+                Check(r"(?!https?://[^/]*@).*", "must not carry credentials; use auth.tokenEnv"),
+            ),
+        )
+    )
+    branch: str = field(default="main", metadata=key("branch", "The branch the service commits to and pushes."))
+    auth: Auth = field(
+        default_factory=NoAuth,
+        metadata=key(
+            "auth",
+            "How git authenticates, see [Credentials](#credentials-repositoriesauth).",
+            variants=Tagged("type", {"none": NoAuth, "token": TokenAuth, "ssh": SshAuth}, "auth type"),
+        ),
+    )
+    author: Author = field(
+        default_factory=Author, metadata=key("author", "The git identity of the commits, see below.")
+    )
+    clone: CloneOptions = field(
+        default_factory=CloneOptions,
+        metadata=key("clone", "Shallow and/or partial clones for big repositories, see below.", requirement="optional"),
+    )
+    signing: Signing | None = field(default=None, metadata=key("signing", "Sign every commit, see below."))
 
 
 @dataclass(frozen=True)
 class Match:
     """Which events a rule owns: shell-style globs (``*``, ``?``, ``[...]``) on project, stage and service."""
 
-    project: str = "*"
-    stage: str = "*"
-    service: str = "*"
+    project: str = field(
+        default="*", metadata=key("project", "Matched against `data.project` (case-sensitive).", type=GLOB)
+    )
+    stage: str = field(default="*", metadata=key("stage", "Matched against `data.stage`.", type=GLOB))
+    service: str = field(default="*", metadata=key("service", "Matched against `data.service`.", type=GLOB))
 
 
 @dataclass(frozen=True)
 class KustomizeImageUpdate:
     """Set ``newTag`` (and ``newName``/``digest`` when they change) of a kustomize ``images:`` entry."""
 
-    file: str
-    name: str
-    image: str = "{image}"
-    create: bool = False
-    """Append the entry (and create ``images:``) when no entry has the name. Without it a missing entry is an error
-    listing the entries: an entry that names no container deploys nothing."""
-    allow_repository_change: bool = False
-    """Let the image move the entry to another repository (``newName``). Without it, an image whose repository
-    differs from the one the entry deploys (``newName``, else ``name``) is refused."""
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    name: str = field(
+        metadata=key(
+            "kustomizeImage.name",
+            (
+                "The `images[].name` to update: the entry with exactly this name, else the one naming the same "
+                "repository after Docker normalisation (`carts` = `docker.io/library/carts`). A missing entry is an "
+                "error that lists the entries the file has, unless `create` is set."
+            ),
+            template=True,
+        )
+    )
+    image: str = field(
+        default="{image}",
+        metadata=key(
+            "kustomizeImage.image",
+            (
+                "The image to deploy. It must be a valid OCI reference with a tag or a digest; `newTag`/`digest` are "
+                "set from it, `newName` only when it names another repository than the entry (which "
+                "`allowRepositoryChange` must allow)."
+            ),
+            template=True,
+        ),
+    )
+    create: bool = field(
+        default=False,
+        metadata=key(
+            "kustomizeImage.create",
+            (
+                "Append the entry (and create ``images:``) when no entry has the name. Without it a missing entry is "
+                "an error listing the entries: an entry that names no container deploys nothing."
+            ),
+        ),
+    )
+    allow_repository_change: bool = field(
+        default=False,
+        metadata=key(
+            "allowRepositoryChange",
+            (
+                "Let the image move the entry to another repository (``newName``). Without it, an image whose "
+                "repository differs from the one the entry deploys (``newName``, else ``name``) is refused. On the "
+                "update, next to `file`. When allowed, the finished message says `image repository changed from <old> "
+                "to <new>`. A `name` that is no image reference (a placeholder such as `${IMAGE}`) deploys no "
+                "repository, so its first `newName` is no change. The same holds for the repository a `marker` of "
+                "`policy` holds (full-reference and `:name` markers) and an `argocdSourceFile` entry `<old>=<new>` "
+                "deploys."
+            ),
+            elsewhere="can change an image repository",
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class YamlPathUpdate:
     """Set one scalar, addressed by a dotted path, to a rendered template."""
 
-    file: str
-    yaml_path: str
-    value: str
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    yaml_path: str = field(
+        metadata=key(
+            "yamlPath",
+            (
+                "Paths: `image.tag`; list items by `[0]` or `[name=carts]` (the one item whose `name` is `carts`); "
+                'keys with dots or brackets quoted, `annotations["a.b/c"]`. The path is a template too '
+                "(`containers[name={service}].image`), checked when it is rendered. In a file with several documents "
+                "the path must exist in exactly one of them. Block scalars (`|`, `>`), aliases, anchored or "
+                "explicitly tagged scalars are refused."
+            ),
+            template=True,
+        )
+    )
+    value: str = field(
+        metadata=key(
+            "value",
+            (
+                "The new value (may render empty). It must render to a single line. Quoting style is kept; a plain "
+                "scalar is double-quoted only when the new value would otherwise read as another type (`1.10`, "
+                "`true`)."
+            ),
+            template=True,
+            allow_empty=True,
+        )
+    )
 
 
 TemplateMap = tuple[tuple[str, str], ...]
@@ -136,17 +353,45 @@ class MarkerUpdate:
     template (with the fields of every [template](#templates)) rendered for the event, and the scalar keeps its
     type. The comments stay, so Flux can keep working on the same file."""
 
-    file: str
-    image: str = "{image}"
-    """The image for the Flux markers: a valid OCI reference. A ``:tag`` marker needs a tag, a ``:digest`` marker
-    a digest, a full-reference marker either."""
-    policy: str | None = None
-    """``<namespace>:<name>`` of the ImagePolicy whose markers are set. Without it, a full-reference or ``:name``
-    marker is set when its current value names the same repository as ``image`` (Docker-normalised), together
-    with the ``:tag`` and ``:digest`` markers of its policy. A file with no marker to set is an error."""
-    allow_repository_change: bool = False
-    """Let the image change the repository a full-reference or ``:name`` marker of ``policy`` holds. Without it,
-    such a change is refused."""
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    image: str = field(
+        default="{image}",
+        metadata=key(
+            "marker.image",
+            (
+                "The image for the Flux markers: a valid OCI reference. A ``:tag`` marker needs a tag, a ``:digest`` "
+                "marker a digest, a full-reference marker either."
+            ),
+            template=True,
+        ),
+    )
+    policy: str | None = field(
+        default=None,
+        metadata=key(
+            "marker.policy",
+            (
+                "``<namespace>:<name>`` of the ImagePolicy whose markers are set. Without it, a full-reference or "
+                "``:name`` marker is set when its current value names the same repository as ``image`` "
+                "(Docker-normalised), together with the ``:tag`` and ``:digest`` markers of its policy. A file with "
+                "no marker to set is an error."
+            ),
+            template=True,
+            checks=(Check(r"[^:\s]+:[^:\s]+", "must have the form '<namespace>:<name>'"),),
+        ),
+    )
+    allow_repository_change: bool = field(
+        default=False,
+        metadata=key(
+            "allowRepositoryChange",
+            (
+                "Let the image change the repository a full-reference or ``:name`` marker of ``policy`` holds. "
+                "Without it, such a change is refused. On the update, next to `file`. Only markers selected by "
+                "`policy` can hold another repository. When allowed, the finished message says `image repository "
+                "changed from <old> to <new>`."
+            ),
+            elsewhere="can change an image repository",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -156,11 +401,24 @@ class ContainerImageUpdate:
     StatefulSet, DaemonSet, ReplicaSet, Job and CronJob in the file (all its documents). Old tags and digests do
     not matter; other documents, such as a ConfigMap that mentions the image, are left alone."""
 
-    file: str
-    image: str = "{image}"
-    """The image to deploy: a valid OCI reference with a tag or a digest, written as it is spelled. Matching is
-    after Docker normalisation (``carts`` = ``docker.io/library/carts``). A file in which no container matches is
-    an error."""
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    image: str = field(
+        default="{image}",
+        metadata=key(
+            "containerImage.image",
+            (
+                "The image to deploy: a valid OCI reference with a tag or a digest, written as it is spelled. "
+                "Matching is after Docker normalisation (``carts`` = ``docker.io/library/carts``). A file in which no "
+                "container matches is an error."
+            ),
+            template=True,
+        ),
+    )
+
+
+_CHART_OR_VALUES = Group("needs chartVersion, values or both")
+_PARAMETERS_OR_VALUES = Group("needs parameters, values or both")
+_IMAGE_OR_PARAMETERS = Group("needs exactly one of: kustomizeImage, helmParameters", exactly=True)
 
 
 @dataclass(frozen=True)
@@ -168,16 +426,42 @@ class HelmReleaseUpdate:
     """Set a Flux ``HelmRelease``'s chart version (``spec.chart.spec.version``) and/or scalars of its inline
     ``spec.values``."""
 
-    file: str
-    name: str | None = None
-    """``metadata.name`` of the HelmRelease to change; needed only when the file holds several."""
-    chart_version: str | None = None
-    """The chart version, written as a string. Inserted after ``chart`` when the key is missing. A HelmRelease
-    with ``spec.chartRef`` is refused: its version is set in the referenced OCIRepository or HelmChart."""
-    values: TemplateMap = ()
-    """Paths below ``spec.values`` (the syntax of ``yamlPath``, templates too) mapped to new values. Each path must
-    exist as a scalar: values are changed, never created, so a typo cannot add a value the chart ignores
-    (values from ``spec.valuesFrom`` are not edited). A scalar keeps its type, like with ``yamlPath``."""
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    name: str | None = field(
+        default=None,
+        metadata=key(
+            "helmRelease.name",
+            "``metadata.name`` of the HelmRelease to change; needed only when the file holds several.",
+            template=True,
+        ),
+    )
+    chart_version: str | None = field(
+        default=None,
+        metadata=key(
+            "helmRelease.chartVersion",
+            (
+                "The chart version, written as a string. Inserted after ``chart`` when the key is missing. A "
+                "HelmRelease with ``spec.chartRef`` is refused: its version is set in the referenced OCIRepository or "
+                "HelmChart."
+            ),
+            template=True,
+            group=_CHART_OR_VALUES,
+        ),
+    )
+    values: TemplateMap = field(
+        default=(),
+        metadata=key(
+            "helmRelease.values",
+            (
+                "Paths below ``spec.values`` (the syntax of ``yamlPath``, templates too) mapped to new values. Each "
+                "path must exist as a scalar: values are changed, never created, so a typo cannot add a value the "
+                "chart ignores (values from ``spec.valuesFrom`` are not edited). A scalar keeps its type, like with "
+                "``yamlPath``."
+            ),
+            type=PATH_MAP,
+            group=_CHART_OR_VALUES,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -186,16 +470,40 @@ class ArgoCDApplicationUpdate:
     apps), in its ``spec.source`` or one of its ``spec.sources``. The file must hold exactly one Application. Only
     what exists is changed: a missing parameter or value is an error."""
 
-    file: str
-    source: int | None = None
-    """The index in ``spec.sources`` (from 0). Without it: the only source of ``spec.sources``, or the only one
-    with ``helm``, or ``spec.source`` when there is no ``spec.sources`` (Argo CD ignores ``spec.source`` once
-    ``spec.sources`` is set)."""
-    parameters: TemplateMap = ()
-    """Names of existing ``helm.parameters`` entries mapped to their new ``value``, written as a string."""
-    values: TemplateMap = ()
-    """Paths below ``helm.valuesObject`` (the syntax of ``yamlPath``, templates too) mapped to new values. The
-    scalar keeps its type; ``helm.values`` (a YAML string) is not edited."""
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    source: int | None = field(
+        default=None,
+        metadata=key(
+            "argocdApplication.source",
+            (
+                "The index in ``spec.sources`` (from 0). Without it: the only source of ``spec.sources``, or the only "
+                "one with ``helm``, or ``spec.source`` when there is no ``spec.sources`` (Argo CD ignores "
+                "``spec.source`` once ``spec.sources`` is set)."
+            ),
+            checks=(Check("0|[1-9][0-9]*", "must be the index of a source in spec.sources: 0, 1, …"),),
+        ),
+    )
+    parameters: TemplateMap = field(
+        default=(),
+        metadata=key(
+            "argocdApplication.parameters",
+            "Names of existing ``helm.parameters`` entries mapped to their new ``value``, written as a string.",
+            type=NAME_MAP,
+            group=_PARAMETERS_OR_VALUES,
+        ),
+    )
+    values: TemplateMap = field(
+        default=(),
+        metadata=key(
+            "argocdApplication.values",
+            (
+                "Paths below ``helm.valuesObject`` (the syntax of ``yamlPath``, templates too) mapped to new values. "
+                "The scalar keeps its type; ``helm.values`` (a YAML string) is not edited."
+            ),
+            type=PATH_MAP,
+            group=_PARAMETERS_OR_VALUES,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -206,21 +514,55 @@ class ArgoCDSourceFileUpdate:
     reordered, so comments survive. A missing file is created with the first update, as argocd-image-updater
     does."""
 
-    file: str
-    kustomize_image: str | None = None
-    """The image for ``kustomize.images`` (a valid OCI reference with a tag or a digest): the entry naming the same
-    repository is replaced, keeping an ``<old>=`` prefix, else the image is appended (to a list with entries only
-    with ``create``)."""
-    helm_parameters: TemplateMap = ()
-    """Names of ``helm.parameters`` mapped to new values: an existing parameter's ``value`` changes in place,
-    missing ones are appended (sorted by name), each with ``forcestring: true`` (to a list with entries only with
-    ``create``)."""
-    create: bool = False
-    """Append an image or parameter to a list that has entries but none for it. Without it that is an error listing
-    the entries (a missing file or section is still written)."""
-    allow_repository_change: bool = False
-    """Let the image change the repository an ``<old>=<new>`` entry deploys. Without it, such a change is
-    refused."""
+    file: str = field(metadata=key("file", FILE_DOC, template=True))
+    kustomize_image: str | None = field(
+        default=None,
+        metadata=key(
+            "argocdSourceFile.kustomizeImage",
+            (
+                "The image for ``kustomize.images`` (a valid OCI reference with a tag or a digest): the entry naming "
+                "the same repository is replaced, keeping an ``<old>=`` prefix, else the image is appended (to a list "
+                "with entries only with ``create``)."
+            ),
+            template=True,
+            group=_IMAGE_OR_PARAMETERS,
+        ),
+    )
+    helm_parameters: TemplateMap = field(
+        default=(),
+        metadata=key(
+            "argocdSourceFile.helmParameters",
+            (
+                "Names of ``helm.parameters`` mapped to new values: an existing parameter's ``value`` changes in "
+                "place, missing ones are appended (sorted by name), each with ``forcestring: true`` (to a list with "
+                "entries only with ``create``)."
+            ),
+            type=NAME_MAP,
+            group=_IMAGE_OR_PARAMETERS,
+        ),
+    )
+    create: bool = field(
+        default=False,
+        metadata=key(
+            "argocdSourceFile.create",
+            (
+                "Append an image or parameter to a list that has entries but none for it. Without it that is an error "
+                "listing the entries (a missing file or section is still written)."
+            ),
+        ),
+    )
+    allow_repository_change: bool = field(
+        default=False,
+        metadata=key(
+            "allowRepositoryChange",
+            (
+                "Let the image change the repository an ``<old>=<new>`` entry deploys. Without it, such a change is "
+                "refused. On the update, next to `file`. When allowed, the finished message says `image repository "
+                "changed from <old> to <new>`."
+            ),
+            elsewhere="can change an image repository",
+        ),
+    )
 
 
 Update = (
@@ -238,45 +580,240 @@ Update = (
 class KustomizationRef:
     """The Flux Kustomization that applies the HelmRelease from the repository: it ties the release to the commit."""
 
-    name: str
-    namespace: str
+    name: str = field(metadata=key("name", "The Kustomization's name.", template=True))
+    namespace: str = field(metadata=key("namespace", "The Kustomization's namespace.", template=True))
+
+
+_HELM_RELEASE = When(
+    "kind",
+    ("HelmRelease",),
+    "required with kind HelmRelease: the Kustomization that applies it",
+    "only allowed with kind HelmRelease",
+)
 
 
 @dataclass(frozen=True)
 class FluxWait:
     """Wait for a Flux object to apply our commit: a ``Kustomization``, or a ``HelmRelease`` together with the
-    Kustomization that applies it."""
+    Kustomization that applies it.
 
-    kind: str
-    name: str
-    namespace: str
-    kustomization: KustomizationRef | None = None
-    chart_version: str | None = None
-    may_appear: bool = False  # the objects may not exist before the commit (documented in gen-config-reference)
+    ``Kustomization``: done when its ``lastAppliedRevision`` is the commit or a descendant of it that still holds
+    the values the commit set, with ``Ready=True`` at the current generation, not reconciling, and ``Healthy=True``
+    where health checks are configured. Failed at once when it is ``Stalled``, or ``Ready=False`` (other than
+    progressing, waiting for a dependency or suspended) for an attempted revision that is the commit or a newer one,
+    or when the applied (or attempted) revision is a descendant in which a later commit changed those values again
+    (``superseded``, e.g. a rollback committed meanwhile). The service asks Flux to reconcile now by annotating the
+    Kustomization's GitRepository with ``reconcile.fluxcd.io/requestedAt``. ``HelmRelease``: first its
+    ``kustomization`` must have applied the commit as above; then the service asks helm-controller to reconcile the
+    HelmRelease (the same annotation) and judges only a status written after that request: done when
+    ``observedGeneration`` is current, ``Ready=True``, the newest ``status.history`` entry is ``deployed`` with the
+    values digest Flux last attempted (and ``chartVersion``, when given); failed at once on ``InstallFailed``,
+    ``UpgradeFailed``, ``TestFailed``, a rollback or uninstall, ``ArtifactFailed``, ``InitFailed``, or ``Stalled``."""
+
+    kind: str = field(
+        metadata=key(
+            "kind",
+            "`Kustomization` or `HelmRelease`.",
+            checks=(Check("Kustomization|HelmRelease", "must be Kustomization or HelmRelease"),),
+        )
+    )
+    name: str = field(metadata=key("name", "The Kustomization's or HelmRelease's name.", template=True))
+    namespace: str = field(metadata=key("namespace", "The Kustomization's or HelmRelease's namespace.", template=True))
+    kustomization: KustomizationRef | None = field(
+        default=None,
+        metadata=key(
+            "kustomization",
+            (
+                "The Kustomization that applies the HelmRelease from the repository, see below. Helm releases carry "
+                "no Git revision: the Kustomization's `lastAppliedRevision` ties the release to the commit."
+            ),
+            required=True,
+            when=_HELM_RELEASE,
+        ),
+    )
+    chart_version: str | None = field(
+        default=None,
+        metadata=key(
+            "chartVersion",
+            (
+                "The chart version the release must show (`status.history[0].chartVersion`; helm-controller's "
+                "`+<digest>` suffix of OCI charts is accepted), e.g. `{values.chartVersion}`. An exact version, not a "
+                "range. Without it, any chart version counts."
+            ),
+            template=True,
+            when=_HELM_RELEASE,
+        ),
+    )
+    may_appear: bool = field(
+        default=False,
+        metadata=key(
+            "mayAppear",
+            (
+                "Before committing, the service reads the object(s) it will wait for (for a HelmRelease also its "
+                "Kustomization), with the credentials the wait uses, and refuses to commit when one does not exist "
+                "(`Flux <kind> <namespace>/<name> does not exist in the cluster …; nothing was committed`). `true`: "
+                "the commit itself may create them (a new service's first deployment), so a missing object is waited "
+                "for. A refused read (403) or an unusable kubeconfig still ends the deployment before the commit."
+            ),
+        ),
+    )
+
+
+_REST = When("api", ("rest",), "required with api: rest", "only allowed with api: rest")
+_ONE_TOKEN = Group("api: rest needs exactly one of tokenEnv, tokenFile", exactly=True, when=_REST)
 
 
 @dataclass(frozen=True)
 class ArgoWait:
     """Wait for an Argo CD Application to sync our commit and report it ``Healthy``, through the Kubernetes API or
-    through Argo CD's REST API."""
+    through Argo CD's REST API.
 
-    application: str
-    namespace: str | None = None
-    api: str = "kubernetes"
-    server: str | None = None
-    token_env: str | None = None
-    token_file: str | None = None
-    ca_file: str | None = None
-    project: str | None = None
-    refresh: bool = True
-    sync: bool = False
-    source_index: int | None = None
-    degraded_grace: timedelta = timedelta(minutes=1)
+    Done when no operation is pending, the last operation ``Succeeded`` and the Application was reconciled after it
+    (health read right after a sync may be stale), ``status.sync.revision`` (or the ``sourceIndex`` entry of
+    ``revisions``) is the commit or a descendant of it that still holds the values the commit set, the sync status
+    is ``Synced`` and health is ``Healthy``. Failed at once when that revision is a descendant in which a later
+    commit changed those values again (``superseded``; the service then never syncs the commit over it), when the
+    operation for the commit ends ``Failed`` or ``Error``, when a ``SyncError``, ``ComparisonError`` or
+    ``InvalidSpecError`` condition stands after the refresh, or when the Application stays ``Degraded`` on the
+    commit longer than ``degradedGrace``. One Kubernetes watch (or one Argo CD application stream) per namespace
+    serves every deployment."""
+
+    application: str = field(metadata=key("application", "The Application's name.", template=True))
+    namespace: str | None = field(
+        default=None,
+        metadata=key(
+            "namespace",
+            (
+                "The Application's namespace. `kubernetes`: where the Application objects are (default `argocd`); "
+                "`rest`: sent as `appNamespace` (Applications in any namespace); omit it for Argo CD's own namespace."
+            ),
+            template=True,
+        ),
+    )
+    api: str = field(
+        default="kubernetes",
+        metadata=key(
+            "api",
+            (
+                "`kubernetes`: watch the Application objects through the Kubernetes API of the cluster the service "
+                "runs in (Argo CD runs there). `rest`: Argo CD's REST API at `server`, for a Keptn cluster that is "
+                "not the Argo CD cluster."
+            ),
+            checks=(Check("kubernetes|rest", "must be kubernetes or rest"),),
+        ),
+    )
+    server: str | None = field(
+        default=None,
+        metadata=key(
+            "server",
+            (
+                "Argo CD's URL (`https://` or `http://`, no credentials in it), as the `argocd` CLI's `--server` with "
+                "a scheme."
+            ),
+            required=True,
+            when=_REST,
+            checks=(Check(r"https?://[^\s/@]+(/\S*)?", "must be an https:// or http:// URL without credentials"),),
+        ),
+    )
+    token_env: str | None = field(
+        default=None,
+        metadata=key(
+            "tokenEnv",
+            (
+                "The *name* of the environment variable holding an Argo CD API token (`argocd account "
+                "generate-token`), read at every request and sent only as `Authorization: Bearer`."
+            ),
+            checks=(_ENV_NAME,),
+            when=_REST,
+            group=_ONE_TOKEN,
+        ),
+    )
+    token_file: str | None = field(
+        default=None,
+        metadata=key(
+            "tokenFile",
+            (
+                "A file holding the token (e.g. a mounted Secret), read at every request, so a rotated token is used "
+                "without a restart."
+            ),
+            when=_REST,
+            group=_ONE_TOKEN,
+        ),
+    )
+    ca_file: str | None = field(
+        default=None,
+        metadata=key(
+            "caFile",
+            "CA certificates (PEM) to verify `server`'s certificate with, instead of the system's.",
+            when=_REST,
+        ),
+    )
+    project: str | None = field(
+        default=None,
+        metadata=key(
+            "project",
+            (
+                "The Application's Argo CD project. With it, Argo CD tells an Application that does not exist (404: "
+                "waited for) from one the token may not read (403: the deployment fails at once); without it, both "
+                "look like 403. Either way the Application must be readable before the commit: the check before the "
+                "commit refuses one Argo CD does not show."
+            ),
+            template=True,
+            when=_REST,
+        ),
+    )
+    refresh: bool = field(
+        default=True,
+        metadata=key(
+            "refresh",
+            (
+                "Ask Argo CD to refresh the Application right after the push (the `argocd.argoproj.io/refresh` "
+                "annotation, or `GET …?refresh=normal`) instead of waiting for its 3-minute poll. Errors and "
+                "`Degraded` are only believed once the refresh is done."
+            ),
+        ),
+    )
+    sync: bool = field(
+        default=False,
+        metadata=key(
+            "sync",
+            (
+                "Also ask for a sync of the commit (for Applications without auto-sync), once, after the refresh, "
+                "when no operation runs and the commit is not synced yet. The operation's `info` carries "
+                "`shkeptncontext` and `triggeredid`, so Argo CD's UI links back to Keptn. When Argo CD's target is "
+                "already a newer commit, that one is synced instead, never taking a change back."
+            ),
+        ),
+    )
+    source_index: int | None = field(
+        default=None,
+        metadata=key(
+            "sourceIndex",
+            (
+                "For a multi-source Application: the index in `spec.sources` of the source fed by the repository "
+                "(e.g. the `ref: values` source next to a Helm chart). Unset: every source must be at the commit or a "
+                "descendant."
+            ),
+            checks=(Check("[0-9]+", "must be a whole number, 0 or more (0 is the first of spec.sources)"),),
+        ),
+    )
+    degraded_grace: timedelta = field(
+        default=timedelta(minutes=1),
+        metadata=key(
+            "degradedGrace",
+            (
+                "How long the Application may stay `Degraded` on the commit before the deployment fails (rolling "
+                "updates pass through `Degraded` briefly)."
+            ),
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class NoWait:
-    """Finish right after the push."""
+    """Finish right after the push.
+
+    An empty mapping: ``none: {}``."""
 
 
 WaitTarget = FluxWait | ArgoWait | NoWait
@@ -286,37 +823,115 @@ WaitTarget = FluxWait | ArgoWait | NoWait
 class Wait:
     """How to decide that the deployment is done, and for how long to try."""
 
-    target: WaitTarget = field(default_factory=NoWait)
-    timeout: timedelta = DEFAULT_WAIT_TIMEOUT
+    target: WaitTarget = field(
+        default_factory=NoWait,
+        metadata=key(
+            None,
+            variants=Presence(
+                {"argocd": ArgoWait, "flux": FluxWait, "none": NoWait}, "needs exactly one of: argocd, flux, none"
+            ),
+        ),
+    )
+    timeout: timedelta = field(
+        default=DEFAULT_WAIT_TIMEOUT,
+        metadata=key(
+            "timeout",
+            (
+                "How long to wait for the GitOps controller. The shipyard property `timeout` of the `deployment` task "
+                "(`data.deployment.timeout`, e.g. `properties: {timeout: 15m}`) overrides it per event."
+            ),
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class DeploymentURIs:
     """Templates for ``deployment.deploymentURIsLocal/Public`` of the finished event."""
 
-    local: tuple[str, ...] = ()
-    public: tuple[str, ...] = ()
+    local: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            "local", "Rendered into `deployment.deploymentURIsLocal` (what Keptn's test tasks call).", template=True
+        ),
+    )
+    public: tuple[str, ...] = field(
+        default=(), metadata=key("public", "Rendered into `deployment.deploymentURIsPublic`.", template=True)
+    )
 
 
 @dataclass(frozen=True)
 class Rule:
     """Routes matching events to a repository, the edits to make, and the wait."""
 
-    index: int
-    match: Match
-    repository: str
-    updates: tuple[Update, ...]
-    wait: Wait = field(default_factory=Wait)
-    deployment_uris: DeploymentURIs | None = None
+    index: int = field(metadata=key(None))
+    match: Match = field(metadata=key("match", "Which events the rule owns; `match: {}` owns every event."))
+    repository: str = field(metadata=key("repository", "The `name` of one of `repositories[]`."))
+    updates: tuple[Update, ...] = field(
+        metadata=key(
+            "updates",
+            (
+                "The edits to make. All of them go into one commit; when none of them changes anything (the version "
+                "is already in place), no commit is made: the deployment waits until the branch's current commit is "
+                "applied, and its message starts with `no commit made: …`. A trigger without "
+                "`configurationChange.values` (a sequence re-run) edits nothing and is handled the same way. An "
+                "update whose target the file does not have is an error naming what the file has."
+            ),
+            variants=Presence(
+                {
+                    "kustomizeImage": KustomizeImageUpdate,
+                    "yamlPath": YamlPathUpdate,
+                    "marker": MarkerUpdate,
+                    "containerImage": ContainerImageUpdate,
+                    "helmRelease": HelmReleaseUpdate,
+                    "argocdApplication": ArgoCDApplicationUpdate,
+                    "argocdSourceFile": ArgoCDSourceFileUpdate,
+                },
+                "needs exactly one edit strategy: kustomizeImage, yamlPath, marker, containerImage, helmRelease, "
+                "argocdApplication or argocdSourceFile",
+            ),
+            empty="at least one update is needed",
+        )
+    )
+    wait: Wait = field(
+        default_factory=Wait,
+        metadata=key(
+            "wait", "When the deployment counts as done. Without `wait` the service finishes right after the push."
+        ),
+    )
+    deployment_uris: DeploymentURIs | None = field(
+        default=None,
+        metadata=key(
+            "deploymentURIs",
+            "Without it, the `deploymentURIsLocal`/`deploymentURIsPublic` of the triggered event are passed on.",
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class GitOpsConfig:
-    """The whole configuration file."""
+    """The whole configuration file.
 
-    repositories: tuple[Repository, ...]
-    rules: tuple[Rule, ...]
-    source: str = "<memory>"
+    One YAML document. Strict: unknown keys, wrong types, unknown template fields and references to undefined
+    repositories are errors, all reported at once as ``file:line:column: key: message``."""
+
+    repositories: tuple[Repository, ...] = field(
+        metadata=key("repositories", "The GitOps repositories the service writes to. Each `name` may be defined once.")
+    )
+    rules: tuple[Rule, ...] = field(
+        metadata=key(
+            "rules",
+            (
+                "Tried in order: the first rule whose `match` fits the event's project, stage and service owns the "
+                "event. An event no rule matches is not answered (another deployment service may own it)."
+            ),
+            required=False,
+            empty=(
+                "at least one rule is needed: without rules the service owns no deployment "
+                f"(with the Helm chart, set the values key {CHART_RULES_KEY})"
+            ),
+        )
+    )
+    source: str = field(default="<memory>", metadata=key(None))
 
     def repository(self, name: str) -> Repository:
         """The repository called ``name`` (the loader guarantees rules only name existing ones)."""

@@ -1,35 +1,73 @@
-"""What a finished deployment or rollback tells its observer (:class:`~keptn_gitops_service.cdevents.model.
-FinishedTask`): the typed facts gathered while the task ran, completed when its ``.finished`` is sent."""
+"""The CDEvents observer of finished tasks: a :class:`~workflow.lifecycle.FinishedObserver` that reads what a
+finished deployment or rollback tells (:class:`~keptn_gitops_service.cdevents.model.FinishedTask`) from its typed
+:class:`Trigger` and :class:`Finished` and hands it to the emitter, which writes the event to the outbox."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import quote
 
 import structlog
 
-from keptn_gitops_service.cdevents.model import Artifact, FinishedTask, TaskKind
-from keptn_gitops_service.config.model import GitOpsConfig, Rule
+from keptn_gitops_service.cdevents.model import Artifact, FinishedTask, TaskKind, TaskObserver
+from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig
+from keptn_gitops_service.editing.imageref import normalize_name, parse_image
 from keptn_gitops_service.errors import GitOpsServiceError
-from keptn_gitops_service.gitops.imageref import normalize_name, parse_image
-from keptn_gitops_service.keptn.data import EventScope
-from keptn_gitops_service.keptn.events import KeptnEvent
-from keptn_gitops_service.reconcile.dispatch import ARGOCD_NAMESPACE, ArgoTarget, FluxTarget, Target
+from keptn_gitops_service.reconcile.dispatch import ARGOCD_NAMESPACE, argocd_server
 from keptn_gitops_service.reconcile.kube import APPLICATION, HELM_RELEASE, KUSTOMIZATION
 from keptn_gitops_service.workflow.context import TemplateContext
+from keptn_gitops_service.workflow.lifecycle import Finished, Trigger
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class TaskFacts:
-    """What a task learnt before it finished: its rule, the image it deployed and what its wait followed."""
+@dataclass
+class CDEventsObserver:
+    """Tells ``emitter`` about every deployment and rollback that finished (other tasks, invalid triggers and
+    triggers no rule owns any more emit nothing)."""
 
-    rule: Rule
-    artifact: Artifact | None = None
-    target: str = ""
+    config: GitOpsConfig
+    emitter: TaskObserver
+
+    async def __call__(self, trigger: Trigger, finished: Finished) -> None:
+        task = finished_task(self.config, trigger, finished)
+        if task is not None:
+            await self.emitter.finished(task)
+
+
+def finished_task(config: GitOpsConfig, trigger: Trigger, finished: Finished) -> FinishedTask | None:
+    """The observer's view of a task that finished (``None`` when it has none, or, logged, when its facts do not
+    make one: the task has finished all the same)."""
+    if trigger.task not in ("deployment", "rollback") or trigger.problem or trigger.scope is None:
+        return None
+    if trigger.rule is None or finished.reply is None or finished.reply.time is None:
+        return None
+    kind: TaskKind = "deployment" if trigger.task == "deployment" else "rollback"
+    scope, event = trigger.scope, trigger.event
+    artifact = artifact_of(trigger.context) if kind == "deployment" and trigger.context is not None else None
+    try:
+        repository = config.repository(trigger.rule.repository)
+        return FinishedTask(
+            kind=kind,
+            project=scope.project,
+            stage=scope.stage,
+            service=scope.service,
+            keptn_context=event.shkeptncontext,
+            triggered_id=event.id,
+            status=finished.status.value,
+            result=finished.result.value,
+            commit=finished.commit,
+            repository=repository.url,
+            branch=repository.branch,
+            artifact=artifact,
+            target=target_uri(finished.target),
+            finished_at=finished.reply.time,
+            finished_id=finished.reply.id,
+        )
+    except GitOpsServiceError as exc:
+        log.error("the finished task cannot be reported to its observer", triggeredid=event.id, error=str(exc))
+        return None
 
 
 def artifact_of(context: TemplateContext) -> Artifact | None:
@@ -47,76 +85,20 @@ def artifact_of(context: TemplateContext) -> Artifact | None:
         return None
 
 
-def target_uri(target: Target) -> str:
+def target_uri(target: FluxWait | ArgoWait | None) -> str:
     """The object a wait follows as a URI reference: its Kubernetes API path, or its URL on Argo CD's API."""
-    if isinstance(target, FluxTarget):
+    if isinstance(target, FluxWait):
         kind = HELM_RELEASE if target.kind == "HelmRelease" else KUSTOMIZATION
         return f"/apis/{kind.group}/{kind.version}/namespaces/{_q(target.namespace)}/{kind.plural}/{_q(target.name)}"
-    if isinstance(target, ArgoTarget):
-        if target.server is not None:
+    if isinstance(target, ArgoWait):
+        server = argocd_server(target)
+        if server is not None:
             where = f"?appNamespace={_q(target.namespace)}" if target.namespace else ""
-            return f"{target.server.url.rstrip('/')}/api/v1/applications/{_q(target.application)}{where}"
+            return f"{server.url.rstrip('/')}/api/v1/applications/{_q(target.application)}{where}"
         namespace = target.namespace or ARGOCD_NAMESPACE
         a = APPLICATION
         return f"/apis/{a.group}/{a.version}/namespaces/{_q(namespace)}/{a.plural}/{_q(target.application)}"
     return ""
-
-
-def finished_task(
-    kind: TaskKind,
-    event: KeptnEvent,
-    scope: EventScope,
-    facts: TaskFacts,
-    config: GitOpsConfig,
-    *,
-    status: str,
-    result: str,
-    commit: str,
-    now: datetime,
-    finished_id: str,
-) -> FinishedTask | None:
-    """The observer's view of a task that is finishing (``None``, logged, if the facts do not make one: the task
-    must finish all the same)."""
-    try:
-        return _finished_task(
-            kind, event, scope, facts, config, status=status, result=result, commit=commit, now=now, reply=finished_id
-        )
-    except GitOpsServiceError as exc:
-        log.error("the finished task cannot be reported to its observer", triggeredid=event.id, error=str(exc))
-        return None
-
-
-def _finished_task(
-    kind: TaskKind,
-    event: KeptnEvent,
-    scope: EventScope,
-    facts: TaskFacts,
-    config: GitOpsConfig,
-    *,
-    status: str,
-    result: str,
-    commit: str,
-    now: datetime,
-    reply: str,
-) -> FinishedTask:
-    repository = config.repository(facts.rule.repository)
-    return FinishedTask(
-        kind=kind,
-        project=scope.project,
-        stage=scope.stage,
-        service=scope.service,
-        keptn_context=event.shkeptncontext,
-        triggered_id=event.id,
-        status=status,
-        result=result,
-        commit=commit,
-        repository=repository.url,
-        branch=repository.branch,
-        artifact=facts.artifact,
-        target=facts.target,
-        finished_at=now,
-        finished_id=reply,
-    )
 
 
 def _q(text: str) -> str:

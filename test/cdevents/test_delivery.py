@@ -14,7 +14,7 @@ from typing import Any
 import nats
 import pytest
 from cdevents_sink import Sink, drained
-from support import free_port, nats_server, until
+from support import until
 
 from keptn_gitops_service.cdevents.model import DEPLOYED, UPGRADED, Artifact, FinishedTask
 from keptn_gitops_service.cdevents.outbox import CDEventsEmitter, Outbox, OutboxWorker
@@ -22,6 +22,7 @@ from keptn_gitops_service.cdevents.senders import HttpSender, NatsSender, Sender
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.state.jetstream import JetStreamStateStore
 from keptn_gitops_service.state.store import SqliteStateStore
+from keptn_gitops_sim.natsd import NatsServer, free_port
 
 Validate = Callable[[dict[str, Any]], None]
 TASK = FinishedTask(
@@ -259,7 +260,7 @@ async def test_an_unreachable_nats_server_fails_the_send_and_keeps_the_event(sto
 
 @pytest.fixture
 def js_url(tmp_path: Path) -> Iterator[str]:
-    with nats_server(jetstream=True, store_dir=tmp_path / "js") as url:
+    with NatsServer(jetstream=True, store_dir=tmp_path / "js") as url:
         yield url
 
 

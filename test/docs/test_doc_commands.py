@@ -100,12 +100,14 @@ def _commands(body: str, block_line: int) -> list[Command]:
 
 
 def _argv(command: str) -> list[str]:
-    """The argument vector for one of our CLI commands; anything else is refused."""
+    """The argument vector for one of our commands (the service's CLI or the demo); anything else is refused."""
     words = shlex.split(command)
     if any(word in {"|", "||", "&&", ";", ">", ">>", "<", "2>&1"} for word in words):
         raise ValueError(f"'{command}': pipes and redirections are not run; show the plain command")
     if words[:1] == ["keptn-gitops-service"]:
         return [sys.executable, "-m", "keptn_gitops_service", *words[1:]]
+    if words[:1] == ["keptn-gitops-demo"]:  # the simulator's console script (keptn_gitops_sim), installed here
+        return [str(Path(sys.executable).parent / "keptn-gitops-demo"), *words[1:]]
     if words[:3] in (["python", "-m", "keptn_gitops_service"], ["python3", "-m", "keptn_gitops_service"]):
         return [sys.executable, "-m", "keptn_gitops_service", *words[3:]]
     raise ValueError(f"'{command}' is not the service's CLI; only its commands are shown with output")
@@ -184,7 +186,7 @@ def test_the_commands_shown_print_what_the_docs_show(example: Example, tmp_path:
 
 def test_the_pages_show_commands_with_their_output() -> None:
     shown = {(e.doc.name, c.command) for e in ALL_EXAMPLES for c in e.commands}
-    assert ("README.md", "keptn-gitops-service demo") in shown
+    assert ("README.md", "keptn-gitops-demo") in shown
     assert ("README.md", "keptn-gitops-service config check gitops.yaml") in shown
     assert any(doc == "troubleshooting.md" for doc, _ in shown)
     for example in ALL_EXAMPLES:

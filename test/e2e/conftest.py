@@ -24,7 +24,8 @@ from e2e.keptnbin import ENV, KeptnTools, keptn_binaries
 from e2e.keptnplane import KeptnPlane, running_keptn
 from e2e.keptnside import KeptnBus, start_service
 from e2e.processes import Process
-from support import nats_server
+
+from keptn_gitops_sim.natsd import NatsServer
 
 _projects = itertools.count(1)
 
@@ -107,7 +108,7 @@ def keptn_bin(pytestconfig: pytest.Config) -> KeptnTools:
 @pytest.fixture(scope="session")
 def keptn_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Keptn's NATS: JetStream on, for the control plane's ``keptn`` stream (one server for the session)."""
-    with nats_server(jetstream=True, store_dir=tmp_path_factory.mktemp("keptn-nats")) as url:
+    with NatsServer(jetstream=True, store_dir=tmp_path_factory.mktemp("keptn-nats")) as url:
         yield url
 
 

@@ -14,31 +14,10 @@ from typing import Any
 import nats
 from e2e.fleet import STAGE, Fleet
 from e2e.processes import Process
-from support import free_port
+from support import ConfigRule, free_port, service_config
 
 READY_TIMEOUT = 60
 FLUX_WAIT = "3m"  # the service's own wait timeout; the tests wait a little longer for its answer
-
-CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: file://{bare}
-    branch: main
-    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
-rules:
-  - match: {{project: {project}, stage: "*", service: "*"}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait:
-      flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}
-      timeout: {timeout}
-    deploymentURIs:
-      local: ["http://{{service}}.{{project}}-{{stage}}:80"]
-"""
 
 
 def start_service(
@@ -54,7 +33,8 @@ def start_service(
     The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
-    config.write_text(CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
+    rule = ConfigRule(match=f'{{project: {fleet.project}, stage: "*", service: "*"}}', timeout=FLUX_WAIT)
+    config.write_text(service_config(fleet.bare, rule))
     port = port or free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -16,7 +15,6 @@ import pytest
 from harness import triggered
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
-from support import nats_server
 
 from keptn_gitops_service.keptn.nats import UNRECORDED_PER_SUBJECT, NatsTransport
 from keptn_gitops_service.keptn.transport import Ack
@@ -25,15 +23,12 @@ SUBJECT = "sh.keptn.event.deployment.triggered"
 CONSUMER = "group-sh_keptn_event_deployment_triggered"
 
 
-@pytest.fixture
-def jetstream_url(tmp_path: Path) -> Iterator[str]:
-    with nats_server(jetstream=True, store_dir=tmp_path / "jetstream") as url:
-        yield url
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
 
 
 @pytest.fixture
-async def nc(jetstream_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(jetstream_url)
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_url)
     await client.jetstream().add_stream(StreamConfig(name="keptn", subjects=["sh.keptn.>"]))
     try:
         yield client
@@ -94,12 +89,12 @@ async def until(event: asyncio.Event, condition: Any) -> None:
 
 @pytest.mark.parametrize(("existing", "expected"), [(None, 2.0), (60.0, 2.0), (1.0, 1.0)])
 async def test_the_ack_wait_is_at_most_the_setting(
-    nc: Client, jetstream_url: str, existing: float | None, expected: float
+    nc: Client, nats_url: str, existing: float | None, expected: float
 ) -> None:
     """New: the setting. Left by an earlier version with 60 s: shortened. Shorter (an operator's choice): kept."""
     if existing is not None:
         await existing_consumer(nc, existing)
-    transport = NatsTransport(jetstream_url, [SUBJECT], "group", name="test", ack_wait=2.0)
+    transport = NatsTransport(nats_url, [SUBJECT], "group", name="test", ack_wait=2.0)
     await transport.connect()
     try:
         await transport.subscribe(Held())
@@ -109,12 +104,12 @@ async def test_the_ack_wait_is_at_most_the_setting(
         await transport.close(grace=0)
 
 
-async def test_a_slow_record_is_not_delivered_again_and_few_are_fetched_at_once(nc: Client, jetstream_url: str) -> None:
+async def test_a_slow_record_is_not_delivered_again_and_few_are_fetched_at_once(nc: Client, nats_url: str) -> None:
     ack_wait = 1.0
     held = Held()
     progress = Progress(held.changed)
     await nc.subscribe("$JS.ACK.keptn.>", cb=progress.record)
-    transport = NatsTransport(jetstream_url, [SUBJECT], "group", name="test", ack_wait=ack_wait)
+    transport = NatsTransport(nats_url, [SUBJECT], "group", name="test", ack_wait=ack_wait)
     await transport.connect()
     try:
         await transport.subscribe(held)

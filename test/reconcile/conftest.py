@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
 
 @pytest.fixture

@@ -7,27 +7,16 @@ import asyncio
 from typing import Any
 
 import pytest
+from waitobjects import OLD, OURS, Linear
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
-OURS, OLD = "a" * 40, "b" * 40
 GROUP, VERSION, PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
-
-
-class Linear:
-    """Ancestry of a straight history: OLD, then OURS."""
-
-    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        order = [OLD, OURS]
-        return ancestor in order and descendant in order and order.index(ancestor) <= order.index(descendant)
-
-    async def superseded(self, commit: str, descendant: str) -> str | None:
-        return None  # nobody changes our values again in these histories
 
 
 def status(ready: str, reason: str, applied: str, attempted: str | None = None, generation: int = 1) -> dict[str, Any]:

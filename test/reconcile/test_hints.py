@@ -13,30 +13,19 @@ from typing import Any
 
 import aiohttp
 import pytest
+from waitobjects import OLD, OURS, Linear
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.kube import KUSTOMIZATION, KubeHub, SharedWatch
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 from keptn_gitops_service.web.probes import ProbeServer
 from keptn_gitops_service.web.webhooks import FLUX_PATH, Hint, webhook_routes
+from keptn_gitops_sim.kubeapi import KubeApiServer
 
-OURS, OLD = "a" * 40, "b" * 40
 GROUP, VERSION, PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
 NS, NAME = "sockshop-dev", "carts"
 SECRET = b"hmac-token"
-
-
-class Linear:
-    """Ancestry of a straight history: OLD, then OURS."""
-
-    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        order = [OLD, OURS]
-        return ancestor in order and descendant in order and order.index(ancestor) <= order.index(descendant)
-
-    async def superseded(self, commit: str, descendant: str) -> str | None:
-        return None  # nobody changes our values again in these histories
 
 
 def status(ready: str, reason: str, applied: str, attempted: str | None = None) -> dict[str, Any]:
@@ -108,7 +97,7 @@ async def test_a_hint_wakes_the_waiter_while_the_watch_is_held_back(kube: KubeAp
     await following(kube, hub, task)
     kube.pause_watches()
     set_status(kube, status("True", "ReconciliationSucceeded", OURS))
-    # the paused watch holds the event back (test/demo/test_kubeapi_pause.py): only the hint can deliver it
+    # the paused watch holds the event back (test/sim/test_kubeapi_pause.py): only the hint can deliver it
     cached = hub.watch(KUSTOMIZATION, NS).get(NAME)
     assert cached is not None and cached["status"]["lastAppliedRevision"] == f"main@sha1:{OLD}"
     assert not task.done()

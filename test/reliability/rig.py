@@ -1,6 +1,7 @@
 """The black-box rig of the reliability suite: the service as a real ``python -m keptn_gitops_service run``
 subprocess, fed through a real JetStream nats-server, writing to a real bare git remote, and waiting on the
-SIMULATED Flux (demo/fluxsim.py + demo/kubeapi.py) that runs in the test's event loop.
+SIMULATED cluster (keptn_gitops_sim.cluster: Kubernetes API + Flux) that runs in the test's event loop. The
+nats-server is the test's ``nats_server`` fixture (JetStream: the reliability tests are marked ``jetstream``).
 
 What the tests observe is only what the outside world sees: the events on NATS (Keptn's ``keptn`` stream keeps
 every ``sh.keptn.>`` message, so it is the record of truth), the acknowledgements of the service's durable
@@ -13,18 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,12 @@ import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
-from support import free_port, git, make_remote, nats_server_binary
+from support import WAIT_NONE, ConfigRule, free_port, git, make_remote, service_config
 
-from keptn_gitops_service.demo import content
-from keptn_gitops_service.demo.fluxsim import SimulatedFlux
-from keptn_gitops_service.demo.kubeapi import KubeApiServer
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim import content
+from keptn_gitops_sim.cluster import SimulatedCluster
+from keptn_gitops_sim.natsd import NatsServer
+from keptn_gitops_sim.runner import shipyard_trigger
 
 SOAK = os.environ.get("KGS_SOAK", "") == "1"
 """``KGS_SOAK=1``: the long variants (docs/reliability.md)."""
@@ -65,43 +64,6 @@ def overtaken(finished: dict[str, Any] | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ NATS
-
-
-class NatsServer:
-    """A JetStream nats-server that can be stopped and started again on the same port with the same store."""
-
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
-        self.store_dir = store_dir
-        self.port = port or free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
-        log = self.store_dir.parent / "nats-server.log"  # a file, not a pipe: nobody drains a pipe during a soak
-        with log.open("ab") as out:
-            self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server did not start on port {self.port}: {log.read_text()[-2000:]}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def create_keptn_stream(url: str, *, ack_wait: float = ACK_WAIT) -> None:
@@ -270,66 +232,23 @@ class Remote:
 # ------------------------------------------------------------------------------------------------ cluster
 
 
-class Cluster:
-    """The SIMULATED Kubernetes API and Flux controllers, in the test's event loop (clearly not a real cluster)."""
-
-    def __init__(self, remote: Remote) -> None:
-        self.kube = KubeApiServer(port=free_port())  # a fixed port: the API can go away and come back
-        self.flux = SimulatedFlux(self.kube, {remote.url: remote.path})
-        self._remote = remote
-
-    async def start(self, kubeconfig: Path) -> None:
-        await self.kube.start()
-        self.kube.write_kubeconfig(kubeconfig)
-        repo = copy.deepcopy(content.GIT_REPOSITORY)
-        repo["spec"]["url"] = self._remote.url
-        self.kube.put_object(repo)
-        self.kube.put_object(content.KUSTOMIZATION)
-        await self.flux.reconcile_once()
-        self.resume()
-
-    def resume(self) -> None:
-        self.flux.start(interval=3600)  # reconciles at once, then whenever a reconcile is requested
-
-    async def pause(self) -> None:
-        await self.flux.aclose()
-
-    async def stop(self) -> None:
-        await self.flux.aclose()
-        await self.kube.stop()
+def simulated_cluster(remote: Remote) -> SimulatedCluster:
+    """The SIMULATED cluster around ``remote``, on a fixed port: the API can go away and come back."""
+    return SimulatedCluster(remote.path, url=remote.url, port=free_port())
 
 
 # ------------------------------------------------------------------------------------------------ the service
 
-CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: {url}
-    branch: main
-    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
-rules:
-  - match: {{project: sockshop, stage: dev, service: orders}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-  - match: {{project: sockshop, stage: "*", service: "*"}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait:
-      flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}
-      timeout: {timeout}
-"""
+SERVICE_RULES = (
+    ConfigRule(match="{project: sockshop, stage: dev, service: orders}", wait=WAIT_NONE, deployment_uris=False),
+    ConfigRule(match='{project: sockshop, stage: "*", service: "*"}', deployment_uris=False),
+)
 """``orders`` finishes right after the push (``none``); ``carts`` waits for the SIMULATED Flux."""
 
 
 def write_config(path: Path, remote_url: str, *, timeout: str = "2m") -> Path:
-    path.write_text(CONFIG.format(url=remote_url, timeout=timeout))
+    orders, others = SERVICE_RULES
+    path.write_text(service_config(remote_url, orders, replace(others, timeout=timeout)))
     return path
 
 
@@ -503,7 +422,7 @@ class Rig:
     tmp: Path
     nats: NatsServer
     remote: Remote
-    cluster: Cluster
+    cluster: SimulatedCluster
     service: ServiceProcess
     state: StateFile
     nc: Client
@@ -606,24 +525,23 @@ def service_env(tmp: Path, nats_url: str, config: Path, kubeconfig: Path) -> dic
 @contextlib.asynccontextmanager
 async def rig(
     tmp: Path,
+    server: NatsServer,
     *,
     hooks: bool = False,
     timeout: str = "2m",
-    port: int | None = None,
     store: str = "sqlite",
     extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Rig]:
-    """Start NATS (JetStream, Keptn's stream), the remote, the SIMULATED cluster and the service (with its
-    ``store``: ``sqlite`` or ``jetstream``, ``KEPTN_GITOPS_STATE_STORE``); stop them all."""
-    server = NatsServer(tmp / "jetstream", port)
-    server.start()
-    cluster: Cluster | None = None
+    """On the running JetStream ``server`` (the ``nats_server`` fixture): create Keptn's stream, start the remote,
+    the SIMULATED cluster and the service (with its ``store``: ``sqlite`` or ``jetstream``,
+    ``KEPTN_GITOPS_STATE_STORE``); stop them all (the server: the fixture, after the test)."""
+    cluster: SimulatedCluster | None = None
     service: ServiceProcess | None = None
     nc: Client | None = None
     try:
         await create_keptn_stream(server.url)
         remote = Remote(tmp, hooks=hooks)
-        cluster = Cluster(remote)
+        cluster = simulated_cluster(remote)
         kubeconfig = tmp / "kubeconfig"
         await cluster.start(kubeconfig)
         config = write_config(tmp / "gitops.yaml", remote.url, timeout=timeout)
@@ -650,7 +568,6 @@ async def rig(
                 await nc.close()
         if cluster is not None:
             await cluster.stop()
-        server.stop()
 
 
 @contextlib.contextmanager

@@ -27,6 +27,10 @@ from pathlib import Path
 import pytest
 from reliability.rig import SOAK, Replies, Rig, all_hooks_released, rig
 
+from keptn_gitops_sim.natsd import NatsServer
+
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
+
 STAGES = ("received", "committed", "pushed", "waiting", "finishing")
 TRIALS = {"sqlite": 60 if SOAK else 10, "jetstream": 60 if SOAK else 5}
 RECEIVED_KILL_OFFSETS = (0.0, 0.02, 0.05, 0.1)
@@ -102,8 +106,10 @@ def problems(r: Rig, trials: list[Trial], replies: Replies) -> list[str]:
 
 
 @pytest.mark.parametrize("store", ["sqlite", "jetstream"])
-async def test_kill_nine_at_every_stage_loses_nothing_and_repeats_nothing(tmp_path: Path, store: str) -> None:
-    async with rig(tmp_path, hooks=True, store=store) as r:
+async def test_kill_nine_at_every_stage_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, store: str, nats_server: NatsServer
+) -> None:
+    async with rig(tmp_path, nats_server, hooks=True, store=store) as r:
         trials = [await kill_at(r, number, STAGES[number % len(STAGES)]) for number in range(TRIALS[store])]
         replies = await r.all_finished(r.published)
         found = problems(r, trials, replies)
@@ -115,11 +121,13 @@ async def test_kill_nine_at_every_stage_loses_nothing_and_repeats_nothing(tmp_pa
         assert not found, "\n".join(found)
 
 
-async def test_the_locks_of_a_git_killed_mid_command_do_not_block_the_next_process(tmp_path: Path) -> None:
+async def test_the_locks_of_a_git_killed_mid_command_do_not_block_the_next_process(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     """What a ``kill -9`` during ``git fetch`` or ``git checkout`` leaves in the service's working clone (found by the
     loop above at random moments; planted here): the next process must deploy, not fail on "unable to update local
     ref ... remove the file manually to continue"."""
-    async with rig(tmp_path) as r:
+    async with rig(tmp_path, nats_server) as r:
         first = await r.publish("orders", "2.0.0")
         await r.live.wait_for(first, "finished")
         await r.service.kill9()

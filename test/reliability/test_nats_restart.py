@@ -7,7 +7,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from reliability.rig import SOAK, Rig, overtaken, rig
+
+from keptn_gitops_sim.natsd import NatsServer
+
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
 
 
 def held_replies(r: Rig) -> set[str]:
@@ -46,8 +51,10 @@ async def reconnected(r: Rig) -> None:
     await r.until(lambda: r.nc.is_connected, "the test's NATS client reconnected", service=False)
 
 
-async def test_nats_restart_while_deployments_wait_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_nats_restart_while_deployments_wait_loses_and_repeats_nothing(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with rig(tmp_path, nats_server) as r:
         await r.cluster.pause()
         waiting = [await r.publish("carts", f"2.{i}.0") for i in range(3)]
         await r.until(lambda: all(r.state.phase(t) == "committed" for t in waiting), "three deployments waiting")
@@ -66,9 +73,9 @@ async def test_nats_restart_while_deployments_wait_loses_and_repeats_nothing(tmp
         assert r.service.alive()
 
 
-async def test_a_service_restart_during_a_nats_outage_loses_no_reply(tmp_path: Path) -> None:
+async def test_a_service_restart_during_a_nats_outage_loses_no_reply(tmp_path: Path, nats_server: NatsServer) -> None:
     """The pod is replaced while NATS is away: replies the old process could not deliver come from the new one."""
-    async with rig(tmp_path) as r:
+    async with rig(tmp_path, nats_server) as r:
         await r.cluster.pause()
         waiting = [await r.publish("carts", f"4.{i}.0") for i in range(2)]
         await r.until(lambda: all(r.state.phase(t) == "committed" for t in waiting), "two deployments waiting")
@@ -86,11 +93,11 @@ async def test_a_service_restart_during_a_nats_outage_loses_no_reply(tmp_path: P
 OUTAGES = 12 if SOAK else 1
 
 
-async def test_nats_outages_at_random_moments_of_a_busy_service(tmp_path: Path) -> None:
+async def test_nats_outages_at_random_moments_of_a_busy_service(tmp_path: Path, nats_server: NatsServer) -> None:
     """NATS is stopped at an arbitrary moment while triggers are being received, committed and answered (carts
     waits for the SIMULATED Flux, orders finishes after the push), then started again. CI: 1 outage, soak: 12."""
     rng = random.Random(8)
-    async with rig(tmp_path) as r:
+    async with rig(tmp_path, nats_server) as r:
         ids: list[str] = []
         for outage in range(OUTAGES):
             burst = [await r.publish(("carts", "orders")[i % 2], f"3.{outage}.{i}") for i in range(4)]

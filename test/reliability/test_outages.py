@@ -21,6 +21,7 @@ from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.config.model import Author, NoAuth
 from keptn_gitops_service.errors import GitError
 from keptn_gitops_service.gitops.git import Git
+from keptn_gitops_sim.natsd import NatsServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_GRACE = float(yaml.safe_load((ROOT / "chart" / "values.yaml").read_text())["terminationGracePeriodSeconds"])
@@ -51,14 +52,17 @@ def waited(replies: Replies, triggered_id: str) -> float:
         "stays paused",  # the drain runs out (10 s)
     ],
 )
+@pytest.mark.jetstream
 async def test_sigterm_drains_leaves_unfinished_work_to_the_next_process_and_exits_in_time(
-    tmp_path: Path, flux: str
+    tmp_path: Path,
+    flux: str,
+    nats_server: NatsServer,
 ) -> None:
     """SIGTERM with two deployments waiting for Flux: if Flux applies within the service's drain they finish before
     the exit; if it does not, the drain ends, the work stays in the state store, and the next process finishes it.
     Either way the exit is clean and within the chart's terminationGracePeriodSeconds, and a trigger published
     while no process runs is answered by the next one."""
-    async with rig(tmp_path) as r:
+    async with rig(tmp_path, nats_server) as r:
         await r.cluster.pause()
         waiting = [await r.publish("carts", f"5.{i}.0") for i in range(2)]
         await r.until(lambda: all(r.state.phase(t) == "committed" for t in waiting), "two deployments waiting")
@@ -89,8 +93,11 @@ async def test_sigterm_drains_leaves_unfinished_work_to_the_next_process_and_exi
         assert "pass" in {outcome(replies, t)["result"] for t in waiting}
 
 
-async def test_an_unreachable_git_remote_fails_the_deployment_clearly_and_the_service_recovers(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+@pytest.mark.jetstream
+async def test_an_unreachable_git_remote_fails_the_deployment_clearly_and_the_service_recovers(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with rig(tmp_path, nats_server) as r:
         before = await r.publish("orders", "6.0.0")
         await r.live.wait_for(before, "finished")
         away = r.remote.path.with_name("remote.git.away")
@@ -112,11 +119,13 @@ async def test_an_unreachable_git_remote_fails_the_deployment_clearly_and_the_se
         assert outcome(replies, before)["result"] == outcome(replies, after)["result"] == "pass"
 
 
+@pytest.mark.jetstream
 async def test_the_kubernetes_api_refusing_or_gone_ends_the_wait_clearly_and_the_service_recovers(
     tmp_path: Path,
+    nats_server: NatsServer,
 ) -> None:
     """The rules wait 2s (configured); the shipyard task property ``timeout: 2m`` gives the other triggers room."""
-    async with rig(tmp_path, timeout="2s") as r:
+    async with rig(tmp_path, nats_server, timeout="2s") as r:
         kube = r.cluster.kube
         kube.deny("kustomizations", verbs=["list", "watch"])
         denied = await r.publish("carts", "7.0.0", timeout="2m")
@@ -193,10 +202,13 @@ async def test_a_git_command_against_a_silent_remote_ends_at_its_time_limit(tmp_
     assert helpers == [], "git's helper outlived the time limit"
 
 
-async def test_a_silent_git_remote_is_bounded_by_the_git_command_timeout(tmp_path: Path) -> None:
+@pytest.mark.jetstream
+async def test_a_silent_git_remote_is_bounded_by_the_git_command_timeout(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     """The remote never answers, so git blocks until the service's per-command limit (KEPTN_GITOPS_GIT_TIMEOUT,
     300 s by default, here 3 s; not the rule's wait.timeout)."""
-    async with rig(tmp_path, extra_env={"KEPTN_GITOPS_GIT_TIMEOUT": "3"}) as r:
+    async with rig(tmp_path, nats_server, extra_env={"KEPTN_GITOPS_GIT_TIMEOUT": "3"}) as r:
         stalled = r.remote.path.with_name("remote.git.stalled")
         r.remote.path.rename(stalled)
         silent_remote(r.remote.path)

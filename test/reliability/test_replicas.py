@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from harness import NO_WAIT_CONFIG, overlay
+import pytest
+from harness import overlay
 from nats.aio.client import Client
 from reliability.rig import (
     CONSUMER,
     KEPTN_STREAM,
     SOAK,
-    Cluster,
-    NatsServer,
     Remote,
     ServiceProcess,
     create_keptn_stream,
@@ -41,11 +40,16 @@ from reliability.rig import (
     publish_to_stream,
     read_replies,
     service_env,
+    simulated_cluster,
     write_config,
 )
-from support import git, make_remote
+from support import NO_WAIT, git, make_remote, service_config
 
-from keptn_gitops_service.demo.runner import shipyard_trigger
+from keptn_gitops_sim.cluster import SimulatedCluster
+from keptn_gitops_sim.natsd import NatsServer
+from keptn_gitops_sim.runner import shipyard_trigger
+
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
 
 ROUNDS = 30 if SOAK else 6
 LEASE = "2"
@@ -57,17 +61,18 @@ def trigger(service: str, tag: str) -> dict[str, object]:
     return event
 
 
-async def test_three_replicas_killed_at_random_answer_every_trigger_exactly_once(tmp_path: Path) -> None:
+async def test_three_replicas_killed_at_random_answer_every_trigger_exactly_once(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     rng = random.Random(20261121)
-    server = NatsServer(tmp_path / "jetstream")
-    server.start()
-    cluster: Cluster | None = None
+    server = nats_server
+    cluster: SimulatedCluster | None = None
     replicas: list[ServiceProcess] = []
     nc = None
     try:
         await create_keptn_stream(server.url)
         remote = Remote(tmp_path)
-        cluster = Cluster(remote)
+        cluster = simulated_cluster(remote)
         await cluster.start(tmp_path / "kubeconfig")
         config = write_config(tmp_path / "gitops.yaml", remote.url)
         for i in range(3):
@@ -121,7 +126,6 @@ async def test_three_replicas_killed_at_random_answer_every_trigger_exactly_once
                 await nc.close()
         if cluster is not None:
             await cluster.stop()
-        server.stop()
 
 
 class ReplyCounter:
@@ -168,9 +172,10 @@ OLD_ACK_WAIT = 60.0
 """What earlier versions created their durable consumer with."""
 
 
-async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_leases(tmp_path: Path) -> None:
-    server = NatsServer(tmp_path / "jetstream")
-    server.start()
+async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_leases(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    server = nats_server
     replicas: list[ServiceProcess] = []
     nc = None
     try:
@@ -181,7 +186,7 @@ async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_l
         services = [f"svc{i:02d}" for i in range(12)]
         remote = make_remote(tmp_path, {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services})
         config = tmp_path / "gitops.yaml"
-        config.write_text(NO_WAIT_CONFIG.format(remote=remote))
+        config.write_text(service_config(remote, NO_WAIT))
         for i in range(3):
             root = tmp_path / f"replica-{i}"
             root.mkdir()
@@ -238,7 +243,6 @@ async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_l
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
-        server.stop()
 
 
 def trigger_for(service: str) -> dict[str, object]:

@@ -20,7 +20,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from reliability.rig import SOAK, descendants, overtaken, rig
+
+from keptn_gitops_sim.natsd import NatsServer
+
+pytestmark = pytest.mark.jetstream  # the nats_server fixture (test/conftest.py) runs JetStream
 
 N = int(os.environ.get("KGS_SOAK_DEPLOYMENTS") or (1000 if SOAK else 100))
 EVERY = 50 if SOAK else 10
@@ -66,8 +71,8 @@ def flat(samples: list[Sample]) -> list[str]:
     return problems
 
 
-async def test_soak_file_descriptors_children_and_memory_stay_flat(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_soak_file_descriptors_children_and_memory_stay_flat(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with rig(tmp_path, nats_server) as r:
         pid = r.service.pid
         # the start-up checks' git ls-remote runs right after start: the baseline is taken once it is done
         await r.until(lambda: not descendants(pid), "no git child running")

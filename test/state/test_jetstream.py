@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import nats
 import pytest
-from support import nats_server
 
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.errors import LeaseLostError, StateError
@@ -20,16 +18,10 @@ TYPE = "sh.keptn.event.deployment.triggered"
 
 
 @pytest.fixture
-def js_url(tmp_path: Path) -> Iterator[str]:
-    with nats_server(jetstream=True, store_dir=tmp_path / "js") as url:
-        yield url
-
-
-@pytest.fixture
-async def replicas(js_url: str) -> AsyncIterator[tuple[ManualClock, JetStreamStateStore, JetStreamStateStore]]:
+async def replicas(nats_url: str) -> AsyncIterator[tuple[ManualClock, JetStreamStateStore, JetStreamStateStore]]:
     """Two replicas (separate connections, one bucket) on one controlled clock."""
     clock = ManualClock()
-    connections = [await nats.connect(js_url) for _ in range(2)]
+    connections = [await nats.connect(nats_url) for _ in range(2)]
     stores = [
         await JetStreamStateStore.bind(nc.jetstream(), owner=f"replica-{i}", clock=clock, lease=LEASE)
         for i, nc in enumerate(connections)
@@ -43,6 +35,7 @@ async def replicas(js_url: str) -> AsyncIterator[tuple[ManualClock, JetStreamSta
             await nc.close()
 
 
+@pytest.mark.jetstream
 async def test_an_id_is_claimed_once_across_replicas(
     replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore],
 ) -> None:
@@ -56,6 +49,7 @@ async def test_an_id_is_claimed_once_across_replicas(
     assert stored is not None and stored.phase is Phase.COMMITTED and stored.commit == "c" * 40
 
 
+@pytest.mark.jetstream
 async def test_a_live_lease_keeps_other_replicas_out(
     replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore],
 ) -> None:
@@ -68,6 +62,7 @@ async def test_a_live_lease_keeps_other_replicas_out(
     assert [r.triggered_id for r in await a.unfinished()] == ["id"]
 
 
+@pytest.mark.jetstream
 async def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_off(
     replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore],
 ) -> None:
@@ -86,11 +81,12 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_off(
     assert await a.unfinished() == [] and await b.unfinished() == []  # finished records are nobody's work
 
 
+@pytest.mark.jetstream
 async def test_only_one_of_two_replicas_takes_over(
-    replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore], js_url: str
+    replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore], nats_url: str
 ) -> None:
     clock, a, b = replicas
-    nc = await nats.connect(js_url)
+    nc = await nats.connect(nats_url)
     dead = await JetStreamStateStore.bind(nc.jetstream(), owner="dead", clock=clock, lease=LEASE)
     await dead.close()
     for i in range(20):
@@ -103,6 +99,7 @@ async def test_only_one_of_two_replicas_takes_over(
     assert ids_a | ids_b == {f"id-{i}" for i in range(20)}
 
 
+@pytest.mark.jetstream
 async def test_the_owner_renews_its_lease_while_it_works(
     replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore],
 ) -> None:
@@ -121,6 +118,7 @@ async def renewers_asleep(clock: ManualClock) -> None:
         await asyncio.sleep(0)
 
 
+@pytest.mark.jetstream
 async def test_ids_that_are_not_valid_keys_are_stored_too(
     replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore],
 ) -> None:
@@ -143,6 +141,7 @@ async def test_a_server_without_jetstream_is_a_clear_state_error(nats_url: str) 
         await nc.close()
 
 
+@pytest.mark.jetstream
 async def test_orphans_are_only_expired_records_of_other_replicas(
     replicas: tuple[ManualClock, JetStreamStateStore, JetStreamStateStore],
 ) -> None:

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from harness import Loop, start_loop, stop_loop, triggered
 
-from keptn_gitops_service.demo.kubeapi import StoreEvent
 from keptn_gitops_service.errors import ConfigError
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_sim.kubeapi import StoreEvent
 
 SECRET = "flux-hmac-token"
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
-from support import git, read_remote
+from harness import Loop, overlay, start_loop, stop_loop, triggered
+from support import NO_WAIT, git, read_remote, service_config
 
-from keptn_gitops_service.keptn.events import KeptnEvent
+from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
+from keptn_gitops_service.workflow.lifecycle import triggered as triggered_from
 
 KS = "apps/dev/carts/kustomization.yaml"
 DB = "apps/dev/carts-db/kustomization.yaml"
@@ -67,7 +68,7 @@ async def handled_after(loop: Loop, *events: dict[str, Any]) -> None:
 async def two_services(tmp_path: Path, nats_url: str) -> AsyncIterator[Loop]:
     """carts and carts-db, finished right after the push."""
     files = {DB: overlay("carts-db"), KS: overlay("carts")}
-    config = NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git")
+    config = service_config(tmp_path / "remote.git", NO_WAIT)
     running = await start_loop(tmp_path, nats_url, files=files, run_flux=False, config=config)
     try:
         yield running
@@ -96,7 +97,8 @@ async def test_a_rollback_event_without_a_context_answers_nothing_to_roll_back(l
     event = KeptnEvent(
         id="rb-1", type="sh.keptn.event.rollback.triggered", source="shipyard", shkeptncontext="", data=data, time=None
     )
-    finished = await loop.service.handlers.rollback.handle(event)
+    rule = loop.service.config.rules[0]
+    finished = await loop.service.lifecycle.answer(triggered_from("rollback", rule, to_structured(event), event))
     assert finished is not None
     assert (finished.status, finished.result, finished.message) == (
         "succeeded",
