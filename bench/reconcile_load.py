@@ -40,8 +40,9 @@ from benchgit import GIT_ENV, git
 from lightkube.generic_resource import create_namespaced_resource
 
 from keptn_gitops_service.config.loader import parse_config
+from keptn_gitops_service.config.model import FluxWait
 from keptn_gitops_service.logs import configure_logging
-from keptn_gitops_service.reconcile.dispatch import FluxTarget, Target
+from keptn_gitops_service.reconcile.dispatch import Target
 from keptn_gitops_service.reconcile.flux_rules import kustomization_verdict
 from keptn_gitops_service.reconcile.kube import GIT_REPOSITORY, KUSTOMIZATION, KubeHub, load_client
 from keptn_gitops_service.reconcile.outcome import Ancestry, Verdict, WaitOutcome
@@ -101,11 +102,13 @@ class PollingReconciler:
 
     async def check(self, target: Target) -> None:
         """The same read before the commit as the service's (one GET), so both sides count it."""
-        assert isinstance(target, FluxTarget)
+        assert isinstance(target, FluxWait)
         await self._hub.get(KUSTOMIZATION, target.namespace, target.name)
 
-    async def wait(self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
-        assert isinstance(target, FluxTarget)
+    async def wait(
+        self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float, **keptn: str
+    ) -> WaitOutcome:
+        assert isinstance(target, FluxWait)
         deadline = time.monotonic() + timeout
         poked = False
         pause = self._random.uniform(0, self._interval)  # the first re-poll sets the grid's phase
@@ -233,7 +236,7 @@ async def run_round(
         service = Service(settings, config)
         if waiter == "polling":
             poller = PollingReconciler(kubeconfig, poll_interval)
-            service.handlers.deployment.reconciler = poller  # type: ignore[assignment]
+            service.lifecycle.tasks["deployment"].reconciler = poller  # type: ignore[attr-defined]
             service.reconciler = poller  # type: ignore[assignment]
         await service.start()
 

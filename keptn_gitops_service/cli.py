@@ -18,7 +18,7 @@ from keptn_gitops_service.clock import SystemClock
 from keptn_gitops_service.config.loader import load_config
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.errors import ConfigError, GitOpsServiceError
-from keptn_gitops_service.keptn.events import KeptnEvent
+from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.settings import Settings
 
@@ -135,7 +135,8 @@ def _deploy(args: argparse.Namespace) -> int:
     from keptn_gitops_service.reconcile.kube import KubeHub, load_client
     from keptn_gitops_service.service import new_writer
     from keptn_gitops_service.state.store import SqliteStateStore
-    from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
+    from keptn_gitops_service.workflow.deployment import DeploymentBody
+    from keptn_gitops_service.workflow.lifecycle import Lifecycle
 
     settings = Settings.from_env()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), "console")
@@ -159,16 +160,10 @@ def _deploy(args: argparse.Namespace) -> int:
         clock = SystemClock()
         reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), clock)
         store = SqliteStateStore(settings.state_dir / "state.sqlite3")
-        workflow = DeploymentWorkflow(
-            config,
-            new_writer(settings),
-            reconciler,
-            store,
-            _ConsoleSink(),
-            clock,
-        )
+        body = DeploymentBody(config, new_writer(settings), reconciler, clock, wait=not args.no_wait)
+        lifecycle = Lifecycle(config, store, _ConsoleSink(), clock, tasks={"deployment": body})
         try:
-            finished = await workflow.handle(event, wait=not args.no_wait)
+            finished = await lifecycle.handle(to_structured(event))
         finally:
             await reconciler.close()
             await store.close()

@@ -81,20 +81,12 @@ class GitError(GitOpsServiceError):
     """A git operation failed (the message is already scrubbed of credentials)."""
 
 
-class PushConflictError(GitError):
-    """Our target changed under us to something else; re-applying would overwrite someone's change."""
-
-
 class ReconcileError(GitOpsServiceError):
     """The GitOps controller reported a failure for our revision, or could not be observed."""
 
 
 class WaitTargetMissingError(ReconcileError):
     """The object a rule waits for does not exist (checked before anything is committed)."""
-
-
-class ReconcileTimeoutError(ReconcileError):
-    """The wait ran out before the controller applied our revision."""
 
 
 class KubernetesAccessError(ReconcileError):

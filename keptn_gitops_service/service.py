@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -14,124 +12,32 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME, __version__
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
-from keptn_gitops_service.errors import EventError, StateError, describe_error, stop_if_cancelled
+from keptn_gitops_service.errors import StateError, describe_error, stop_if_cancelled
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.gitops.yamllimits import YamlLimits
+from keptn_gitops_service.keptn.data import Status
 from keptn_gitops_service.keptn.distributor import DistributorTransport
-from keptn_gitops_service.keptn.events import KeptnEvent, from_json
 from keptn_gitops_service.keptn.nats import NatsTransport
-from keptn_gitops_service.keptn.transport import Ack, EventSink, HandlerTasks, Transport
-from keptn_gitops_service.keptn.uniform import PING_INTERVAL, ErrorReportingSink, Identity, Subscription, UniformClient
+from keptn_gitops_service.keptn.transport import HandlerTasks, Transport
+from keptn_gitops_service.keptn.uniform import PING_INTERVAL, Identity, Subscription, UniformClient
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_service.settings import Settings
 from keptn_gitops_service.state.jetstream import JetStreamStateStore
-from keptn_gitops_service.state.store import Record, SqliteStateStore, StateStore
+from keptn_gitops_service.state.store import SqliteStateStore, StateStore
 from keptn_gitops_service.tasks import cancel_and_wait
 from keptn_gitops_service.web.probes import ProbeServer, Route
 from keptn_gitops_service.web.webhooks import Hint, webhook_routes
-from keptn_gitops_service.workflow.deployment import DeploymentWorkflow
+from keptn_gitops_service.workflow.deployment import DeploymentBody
+from keptn_gitops_service.workflow.lifecycle import Finished, Lifecycle, Trigger
 from keptn_gitops_service.workflow.preflight import startup_problems
-from keptn_gitops_service.workflow.release import ReleaseWorkflow
-from keptn_gitops_service.workflow.rollback import RollbackWorkflow
-from keptn_gitops_service.workflow.routing import loose_scope, ownership
+from keptn_gitops_service.workflow.release import ReleaseBody
+from keptn_gitops_service.workflow.rollback import RollbackBody
 
 log = structlog.get_logger(__name__)
 
 #: Seconds until the start-up checks run again after a failure; each further failure doubles it, up to the maximum.
 STARTUP_RECHECK, STARTUP_RECHECK_MAX = 30.0, 240.0
-
-
-@dataclass
-class Handlers:
-    """Routes decoded events to the workflow for their task."""
-
-    deployment: DeploymentWorkflow
-    release: ReleaseWorkflow
-    rollback: RollbackWorkflow
-    sink: EventSink
-    clock: Clock
-    subscriptions: tuple[Subscription, ...] | None = None
-    """The control plane's subscriptions when registered (``None``: our own topic list, no filters)."""
-
-    async def on_message(self, body: bytes, ack: Ack) -> None:
-        """Handle one message; never raises (a bad message must not stop the service). ``ack`` is called once
-        the trigger is persisted in the state store (or is known not to be ours); a state-store failure
-        leaves it unacknowledged, so a durable transport delivers it again.
-
-        Whether the event is ours is decided first, from its raw JSON (:func:`routing.ownership`): an event no
-        rule owns gets no reply, however malformed the rest of it is; an owned one that does not decode is
-        answered errored/fail with the decoder's message."""
-        raw = _loose_json(body)
-        owner = ownership(self.deployment.config, raw)
-        if not isinstance(raw, dict):
-            log.warning("dropped a message that is not a JSON object: nobody can tell whose it is", size=len(body))
-            await ack()
-            return
-        if owner.rule is None or owner.task is None:
-            owner.log_not_ours(raw.get("id"))
-            await ack()
-            return
-        data: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
-        if self.subscriptions is not None and not any(s.matches(str(raw["type"]), data) for s in self.subscriptions):
-            await ack()  # filtered out by the subscriptions edited in Keptn's Bridge
-            return
-        workflow = self._workflow(owner.task)
-        try:
-            event = from_json(body)
-        except EventError as exc:
-            try:
-                await self._undecodable(raw, workflow, exc)
-            except StateError as error:
-                log.error("the state store failed; the trigger is left for redelivery", error=describe_error(error))
-                return
-            except Exception:  # unacknowledged, JetStream would deliver it again and again
-                log.exception("answering an undecodable event failed")
-            await ack()
-            return
-        scope = {k: v for k, v in event.data.items() if k in ("project", "stage", "service") and isinstance(v, str)}
-        structlog.contextvars.bind_contextvars(shkeptncontext=event.shkeptncontext, triggeredid=event.id, **scope)
-        try:
-            await workflow.handle(event, on_claimed=ack)
-        except StateError as exc:
-            log.error("the state store failed; the trigger is left for redelivery", error=describe_error(exc))
-            return
-        except Exception:
-            log.exception("handler failed", type=event.type)
-        finally:
-            structlog.contextvars.clear_contextvars()
-        await ack()
-
-    def _workflow(self, task: str) -> DeploymentWorkflow | ReleaseWorkflow | RollbackWorkflow:
-        if task == "release":
-            return self.release
-        return self.rollback if task == "rollback" else self.deployment
-
-    async def _undecodable(
-        self,
-        raw: dict[str, Any],
-        workflow: DeploymentWorkflow | ReleaseWorkflow | RollbackWorkflow,
-        error: EventError,
-    ) -> None:
-        """An owned trigger that does not decode gets started+finished errored when it can be addressed (its
-        ``id`` and ``shkeptncontext`` are usable strings); otherwise it is logged."""
-        if not all(isinstance(raw.get(k), str) and raw.get(k) for k in ("id", "shkeptncontext")):
-            log.error(
-                "cannot answer an undecodable trigger: its id or shkeptncontext is missing or not a string",
-                error=str(error),
-                type=raw.get("type"),
-            )
-            return
-        trigger = KeptnEvent(
-            id=raw["id"],
-            type=raw["type"],
-            source=str(raw.get("source") or "unknown"),
-            shkeptncontext=raw["shkeptncontext"],
-            data=loose_scope(raw.get("data")),
-            time=None,
-        )
-        log.error("answering an undecodable trigger with errored/fail", error=str(error), triggeredid=trigger.id)
-        await workflow.reject(trigger, f"the event could not be decoded: {error}", claim=True)
 
 
 def _uniform_client(settings: Settings, interval: float) -> UniformClient | None:
@@ -165,14 +71,6 @@ def new_writer(settings: Settings) -> GitWriter:
         yaml_limits=limits,
         edit_timeout=settings.edit_timeout_seconds,
     )
-
-
-def _loose_json(body: bytes) -> Any:
-    """The message as plain JSON, before (and whatever) strict decoding says; ``None`` if it is not JSON."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than the stack
-        return None
 
 
 class Service:
@@ -224,21 +122,34 @@ class Service:
         self.uniform = _uniform_client(settings, ping_interval)
         self._uniform_task: asyncio.Task[None] | None = None
         self._adopter: asyncio.Task[None] | None = None
-        sink: EventSink = self.transport
-        if self.uniform is not None:
-            sink = ErrorReportingSink(self.transport, self.uniform, self.clock.now)
         self.probes = (
             ProbeServer(self._readiness, port=settings.http_port, routes=routes)
             if settings.http_port is not None
             else None
         )
-        self.handlers = Handlers(
-            deployment=DeploymentWorkflow(config, self.writer, self.reconciler, self.store, sink, self.clock, ids),
-            release=ReleaseWorkflow(config, self.store, sink, self.clock, ids),
-            rollback=RollbackWorkflow(config, self.writer, self.reconciler, self.store, sink, self.clock, ids),
-            sink=sink,
-            clock=self.clock,
+        self.lifecycle = Lifecycle(
+            config,
+            self.store,
+            self.transport,
+            self.clock,
+            tasks={  # THE routing by task, for live messages and resumed records alike
+                "deployment": DeploymentBody(config, self.writer, self.reconciler, self.clock),
+                "release": ReleaseBody(),
+                "rollback": RollbackBody(config, self.writer, self.reconciler),
+            },
+            new_id=ids,
         )
+        if self.uniform is not None:
+            self.lifecycle.observers.append(self._report_errored)
+
+    async def _report_errored(self, trigger: Trigger, finished: Finished) -> None:
+        """An errored task goes to the control plane's ``/v1/log`` too (go-utils' sdk does the same), so Keptn's
+        Bridge shows why it failed."""
+        if self.uniform is not None and finished.status is Status.ERRORED:
+            event = trigger.event
+            await self.uniform.log_error(
+                trigger.task, event.shkeptncontext, event.id, finished.message, self.clock.now()
+            )
 
     def _new_hub(self) -> KubeHub:
         self._hub = KubeHub(load_client(self.settings.kubeconfig))
@@ -257,9 +168,9 @@ class Service:
         await self.store.open()
         leftovers = await self.store.unfinished()
         await self.transport.connect()
-        await self.transport.subscribe(self.handlers.on_message)
+        await self.transport.subscribe(self.lifecycle.receive)
         for record in leftovers:
-            self._resumed.spawn(self._resume(record))
+            self._resumed.spawn(self.lifecycle.resume(record))
         self._startup_task = asyncio.create_task(self._check_startup(), name="start-up checks")
         if isinstance(self.store, JetStreamStateStore):
             self._adopter = asyncio.create_task(self._adopt_orphans(self.store.lease / 2), name="orphan adoption")
@@ -268,7 +179,7 @@ class Service:
 
     async def _follow(self, subscriptions: tuple[Subscription, ...]) -> None:
         """Receive what the control plane's subscriptions (edited in Keptn's Bridge) ask for."""
-        self.handlers.subscriptions = subscriptions
+        self.lifecycle.subscriptions = subscriptions
         subjects = sorted({s.event for s in subscriptions})
         log.info("following the control plane's subscriptions", subjects=subjects)
         if isinstance(self.transport, NatsTransport):
@@ -298,7 +209,7 @@ class Service:
                 log.warning("could not look for orphaned deployments", error=describe_error(exc))
                 continue
             for record in orphans:
-                self._resumed.spawn(self._resume(record))
+                self._resumed.spawn(self.lifecycle.resume(record))
 
     async def _check_startup(self) -> None:
         """Reach every repository with its credentials, load the kubeconfig when a rule waits through Kubernetes;
@@ -348,18 +259,6 @@ class Service:
         """Return when no event and no resumed deployment is being handled (tests, the demo)."""
         await self._resumed.wait_idle()
         await self.transport.wait_idle()
-
-    async def _resume(self, record: Record) -> None:
-        structlog.contextvars.bind_contextvars(shkeptncontext=record.context, triggeredid=record.triggered_id)
-        try:
-            if record.event_type.endswith(".release.triggered"):
-                await self.handlers.release.resume(record)
-            elif record.event_type.endswith(".rollback.triggered"):
-                await self.handlers.rollback.resume(record)
-            else:
-                await self.handlers.deployment.resume(record)
-        except Exception:
-            log.exception("could not resume", triggeredid=record.triggered_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()

@@ -31,6 +31,7 @@ __all__ = [
     "finished_data",
     "parse_deployment_triggered",
     "parse_strategy",
+    "scope_fields",
     "scope_from_data",
     "started_data",
 ]
@@ -217,9 +218,10 @@ class DeploymentTrigger:
         object.__setattr__(self, "uris_public", tuple(self.uris_public))
 
 
-def parse_deployment_triggered(data: Mapping[str, Any]) -> DeploymentTrigger:
-    """Decode ``deployment.triggered`` data: the scope, then ``configurationChange``, then ``deployment``."""
-    scope = scope_from_data(data)
+def parse_deployment_triggered(data: Mapping[str, Any], *, scope: EventScope | None = None) -> DeploymentTrigger:
+    """Decode ``deployment.triggered`` data: the scope (unless already decoded: ``scope``), then
+    ``configurationChange``, then ``deployment``."""
+    scope = scope if scope is not None else scope_from_data(data)
     change = _object(data.get("configurationChange"), "data.configurationChange")
     values = _object(change.get("values"), "data.configurationChange.values")
     deployment = _object(data.get("deployment"), "data.deployment")
@@ -238,8 +240,8 @@ def parse_deployment_triggered(data: Mapping[str, Any]) -> DeploymentTrigger:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _scope_fields(scope: EventScope) -> dict[str, Any]:
-    """project/stage/service, and labels only when there are any (``labels,omitempty``)."""
+def scope_fields(scope: EventScope) -> dict[str, Any]:
+    """project/stage/service, and labels only when there are any (``labels,omitempty``): what every reply carries."""
     fields: dict[str, Any] = {"project": scope.project, "stage": scope.stage, "service": scope.service}
     if scope.labels:
         fields["labels"] = dict(scope.labels)
@@ -249,11 +251,11 @@ def _scope_fields(scope: EventScope) -> dict[str, Any]:
 def started_data(scope: EventScope) -> dict[str, Any]:
     """``.started`` data as helm-service's ``getStartedEventData``: the trigger's EventData with
     ``status: succeeded`` and no result/message [helm-service:controller/deployment_handler.go]."""
-    return {**_scope_fields(scope), "status": Status.SUCCEEDED.value}
+    return {**scope_fields(scope), "status": Status.SUCCEEDED.value}
 
 
 def finished_data(
-    scope: EventScope,
+    scope: EventScope | Mapping[str, Any],
     *,
     status: Status | str,
     result: Result | str,
@@ -263,7 +265,7 @@ def finished_data(
     """``.finished`` data: EventData with ``status`` (succeeded|errored) and ``result`` (pass|warning|fail,
     never empty: the shipyard-controller counts an empty result as ``fail``), ``message`` (omitted when
     empty, ``omitempty``), plus task-specific keys from *extra*, e.g. ``{"deployment": deployment_block(…)}``.
-    """
+    ``scope`` may also be the scope fields themselves (whatever an invalid event carried)."""
     if status not in set(Status):
         raise ValueError(f"status must be one of {', '.join(Status)}, got {status!r}")
     if result not in set(Result):
@@ -272,7 +274,7 @@ def finished_data(
     if clashes:
         raise ValueError(f"extra must not set the EventData keys {', '.join(clashes)}")
     data: dict[str, Any] = {
-        **_scope_fields(scope),
+        **(scope_fields(scope) if isinstance(scope, EventScope) else scope),
         "status": Status(status).value,
         "result": Result(result).value,
     }

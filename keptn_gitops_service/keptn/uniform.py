@@ -21,8 +21,6 @@ import aiohttp
 import structlog
 
 from keptn_gitops_service.errors import TransportError, describe_error
-from keptn_gitops_service.keptn.events import KeptnEvent
-from keptn_gitops_service.keptn.transport import EventSink
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +116,6 @@ class UniformClient:
         self._session: aiohttp.ClientSession | None = None
         self.integration_id = ""
         self.subscriptions: tuple[Subscription, ...] | None = None
-        self.pings = 0
 
     async def register(self) -> str:
         body = registration_body(self.identity, self._topics)
@@ -131,7 +128,6 @@ class UniformClient:
 
     async def ping(self) -> tuple[Subscription, ...]:
         answer = await self._call("PUT", f"/uniform/registration/{self.integration_id}/ping", None)
-        self.pings += 1
         return parse_subscriptions(answer)
 
     async def run(self, on_change: Callable[[tuple[Subscription, ...]], Awaitable[None]]) -> None:
@@ -152,15 +148,15 @@ class UniformClient:
                 log.warning("heartbeat failed; keeping the last subscriptions", error=describe_error(exc))
             await asyncio.sleep(self._interval)
 
-    async def log_error(self, event: KeptnEvent, now: datetime) -> None:
-        """Forward an errored ``.finished`` to ``/v1/log`` like go-utils' logforwarder (best effort)."""
+    async def log_error(self, task: str, shkeptncontext: str, triggeredid: str, message: str, now: datetime) -> None:
+        """Forward an errored task's message to ``/v1/log`` like go-utils' logforwarder (best effort)."""
         entry = {
             "integrationid": self.integration_id,
-            "message": str(event.data.get("message", "")),
+            "message": message,
             "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "shkeptncontext": event.shkeptncontext,
-            "task": event.task or "",
-            "triggeredid": event.triggeredid,
+            "shkeptncontext": shkeptncontext,
+            "task": task,
+            "triggeredid": triggeredid,
         }
         with contextlib.suppress(TransportError):
             await self._call("POST", "/log", {"logs": [entry]})
@@ -185,18 +181,3 @@ class UniformClient:
 
 def _names(value: object) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
-
-class ErrorReportingSink:
-    """Publishes through ``inner`` and forwards every errored ``.finished`` to ``/v1/log`` (go-utils' sdk does the
-    same), so Keptn's Bridge shows why the task failed."""
-
-    def __init__(self, inner: EventSink, client: UniformClient, now: Callable[[], datetime]) -> None:
-        self._inner = inner
-        self._client = client
-        self._now = now
-
-    async def publish(self, event: KeptnEvent) -> None:
-        await self._inner.publish(event)
-        if event.kind == "finished" and event.data.get("status") == "errored":
-            await self._client.log_error(event, self._now())

@@ -14,12 +14,13 @@ import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
 
 from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.config.model import ArgoWait
 from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError, ReconcileError, describe_error
 from keptn_gitops_service.reconcile.argo_rules import (
     REFRESH_ANNOTATION,
@@ -68,18 +69,6 @@ class ArgoApi(Protocol):
         """Ask Argo CD to sync; raises :class:`ReconcileError` (:class:`AccessDeniedError` when refused)."""
 
 
-@dataclass(frozen=True)
-class ArgoWaitOptions:
-    """How to wait for one Application."""
-
-    refresh: bool = True
-    sync: bool = False
-    source_index: int | None = None
-    degraded_grace: float = 60.0
-    shkeptncontext: str = ""
-    triggeredid: str = ""
-
-
 class ArgoApplicationWaiter:
     """Judges an Application on every change of it, until a verdict or the deadline."""
 
@@ -92,13 +81,18 @@ class ArgoApplicationWaiter:
         *,
         namespace: str,
         name: str,
-        options: ArgoWaitOptions,
+        options: ArgoWait,
         commit: str,
         ancestry: Ancestry,
         timeout: float,
+        shkeptncontext: str = "",
+        triggeredid: str = "",
     ) -> WaitOutcome:
+        """Follow Application ``namespace/name`` as the rule's rendered ``wait.argocd`` (``options``) says; a sync
+        we trigger carries ``shkeptncontext`` and ``triggeredid`` in its ``info``."""
         deadline = self._clock.monotonic() + timeout
-        judge = _ApplicationJudge(self._api, self._clock, f"{namespace}/{name}", name, options, commit, ancestry)
+        keptn = (shkeptncontext, triggeredid)
+        judge = _ApplicationJudge(self._api, self._clock, f"{namespace}/{name}", name, options, commit, ancestry, keptn)
         try:
             followed = await follow(self._api.feed(), name, judge, clock=self._clock, deadline=deadline)
         finally:
@@ -137,15 +131,17 @@ class _ApplicationJudge(Judge):
         clock: Clock,
         what: str,
         name: str,
-        options: ArgoWaitOptions,
+        options: ArgoWait,
         commit: str,
         ancestry: Ancestry,
+        keptn: tuple[str, str],
     ) -> None:
         self._api = api
         self._clock = clock
         self._what = f"Application {what}"
         self._name = name
         self._options = options
+        self._keptn = keptn  # shkeptncontext, triggeredid: the info of a sync we trigger
         self._commit = commit.lower()
         self._ancestry = ancestry
         self._contains: dict[str, bool] = {}
@@ -243,7 +239,7 @@ class _ApplicationJudge(Judge):
             app,
             commit_matches=lambda revision: self._contains.get(revision.lower(), False),
             now=self._clock.now(),
-            degraded_grace=timedelta(seconds=self._options.degraded_grace),
+            degraded_grace=self._options.degraded_grace,
             degraded_since=self._degraded_since,
             source_index=self._options.source_index,
         )
@@ -308,8 +304,8 @@ class _ApplicationJudge(Judge):
         request = SyncRequest(
             revision="" if every_source else revision,
             source_index=0 if every_source else self._options.source_index,
-            shkeptncontext=self._options.shkeptncontext,
-            triggeredid=self._options.triggeredid,
+            shkeptncontext=self._keptn[0],
+            triggeredid=self._keptn[1],
         )
         try:
             await self._api.sync(app, request)
@@ -330,7 +326,7 @@ class _ApplicationJudge(Judge):
         """Degraded turns into a failure when the grace period passes, even if nothing changes; retries are due."""
         waits = []
         if self._degraded_since is not None:
-            waits.append(max(1.0, self._options.degraded_grace / 4))
+            waits.append(max(1.0, self._options.degraded_grace.total_seconds() / 4))
         if self._refresh is None and self._options.refresh and self._refreshed is None:
             waits.append(_FIRST_RETRY)  # a retry of the refresh is due then (the Application is in the feed)
         if self._options.sync and not self._synced and 0 < self._sync_retry.failures < _SYNC_ATTEMPTS:

@@ -173,7 +173,6 @@ class ApplicationStream(ObjectCache):
         self._task: asyncio.Task[None] | None = None
         self.fatal: ReconcileError | None = None
         self.last_error = ""
-        self.connects = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -213,7 +212,6 @@ class ApplicationStream(ObjectCache):
     async def _consume(self) -> None:
         url = self._client.url("/api/v1/stream/applications", _query(appNamespace=self.app_namespace))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
-        self.connects += 1
         async with self._client.session().get(url, headers=self._client.headers(), timeout=timeout) as response:
             if response.status != 200:
                 body = _json(await response.text())

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import structlog
 
 from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.config.model import ArgoWait, FluxWait
 from keptn_gitops_service.errors import WaitTargetMissingError
-from keptn_gitops_service.reconcile.argocd import ArgoApi, ArgoApplicationWaiter, ArgoWaitOptions, KubernetesArgoApi
+from keptn_gitops_service.reconcile.argocd import ArgoApi, ArgoApplicationWaiter, KubernetesArgoApi
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer, RestArgoApi
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
-from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter, ObjectRef
+from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter
 from keptn_gitops_service.reconcile.kube import APPLICATION, HELM_RELEASE, KUSTOMIZATION, KubeHub
 from keptn_gitops_service.reconcile.outcome import Ancestry, WaitOutcome
 from keptn_gitops_service.reconcile.progress import CURRENT, Progress
@@ -27,40 +27,27 @@ log = structlog.get_logger(__name__)
 ARGOCD_NAMESPACE = "argocd"
 
 
-@dataclass(frozen=True)
-class FluxTarget:
-    """A rendered ``wait.flux``: a Kustomization, or a HelmRelease with the Kustomization that applies it."""
-
-    kind: str
-    namespace: str
-    name: str
-    kustomization: ObjectRef | None = None
-    chart_version: str | None = None
-    may_appear: bool = False
+Target = FluxWait | ArgoWait | None
+"""A rule's wait with its templates rendered (``workflow.waits.wait_target``), or ``None``: do not wait."""
 
 
-@dataclass(frozen=True)
-class ArgoTarget:
-    """A rendered ``wait.argocd``; ``server`` set: through Argo CD's REST API, else through the Kubernetes API."""
+def argocd_server(target: ArgoWait) -> ArgoCdServer | None:
+    """The Argo CD API server a wait goes through (``None``: through the Kubernetes API): one client each."""
+    if target.api != "rest" or not target.server:
+        return None
+    return ArgoCdServer(target.server, target.token_env, target.token_file, target.ca_file)
 
-    application: str
-    namespace: str | None = None
-    server: ArgoCdServer | None = None
-    project: str | None = None
-    options: ArgoWaitOptions = field(default_factory=ArgoWaitOptions)
-
-
-Target = FluxTarget | ArgoTarget | None
 
 #: Seconds between the progress lines of a waiting deployment (``KEPTN_GITOPS_PROGRESS_INTERVAL``).
 PROGRESS_INTERVAL = 30.0
 
 
-def describe_target(target: FluxTarget | ArgoTarget) -> str:
+def describe_target(target: FluxWait | ArgoWait) -> str:
     """What a wait follows, for log lines: ``Flux Kustomization sockshop-dev/carts``."""
-    if isinstance(target, ArgoTarget):
-        namespace = target.namespace or (ARGOCD_NAMESPACE if target.server is None else "")
-        where = f" through Argo CD's API at {target.server.url}" if target.server is not None else ""
+    if isinstance(target, ArgoWait):
+        server = argocd_server(target)
+        namespace = target.namespace or (ARGOCD_NAMESPACE if server is None else "")
+        where = f" through Argo CD's API at {server.url}" if server is not None else ""
         return f"Argo CD Application {namespace + '/' if namespace else ''}{target.application}{where}"
     what = f"Flux {target.kind} {target.namespace}/{target.name}"
     if target.kind == "HelmRelease" and target.kustomization is not None:
@@ -94,7 +81,7 @@ class Reconciler:
         them)."""
         if target is None:
             return
-        if isinstance(target, ArgoTarget):
+        if isinstance(target, ArgoWait):
             await self._check_argocd(target)
             return
         objects = [(HELM_RELEASE if target.kind == "HelmRelease" else KUSTOMIZATION, target.namespace, target.name)]
@@ -107,23 +94,34 @@ class Reconciler:
                     "(if the commit creates it, set wait.flux.mayAppear: true)"
                 )
 
-    async def _check_argocd(self, target: ArgoTarget) -> None:
-        if target.server is None:
+    async def _check_argocd(self, target: ArgoWait) -> None:
+        server = argocd_server(target)
+        if server is None:
             namespace = target.namespace or ARGOCD_NAMESPACE
             if await self.hub().get(APPLICATION, namespace, target.application) is None:
                 raise WaitTargetMissingError(f"Argo CD Application {namespace}/{target.application} does not exist")
             return
-        client = self.argocd(target.server)
+        client = self.argocd(server)
         found = await client.application(target.application, app_namespace=target.namespace, project=target.project)
         if found is None:
             raise WaitTargetMissingError(
-                f"Argo CD at {target.server.url} does not show Application {target.application}: it does not exist, "
+                f"Argo CD at {server.url} does not show Application {target.application}: it does not exist, "
                 "or the token's roles do not allow reading it"
             )
 
-    async def wait(self, target: Target, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
+    async def wait(
+        self,
+        target: Target,
+        *,
+        commit: str,
+        ancestry: Ancestry,
+        timeout: float,
+        shkeptncontext: str = "",
+        triggeredid: str = "",
+    ) -> WaitOutcome:
         """Wait for ``target`` to apply ``commit``; every ``progress_interval`` seconds an info line says what the
-        wait follows and what it last observed."""
+        wait follows and what it last observed. ``shkeptncontext`` and ``triggeredid`` go into the ``info`` of an
+        Argo CD sync we trigger."""
         if target is None:
             return WaitOutcome(True, f"commit {commit[:12]} is in the repository; not waiting for reconciliation")
         progress = Progress(describe_target(target), commit[:12])
@@ -131,7 +129,16 @@ class Reconciler:
         token = CURRENT.set(progress)
         reporter = asyncio.create_task(self._report(progress), name=f"progress {progress.waiting_for}")
         try:
-            return await self._wait(target, commit=commit, ancestry=ancestry, timeout=timeout)
+            if isinstance(target, ArgoWait):
+                return await self._wait_argocd(
+                    target,
+                    commit=commit,
+                    ancestry=ancestry,
+                    timeout=timeout,
+                    shkeptncontext=shkeptncontext,
+                    triggeredid=triggeredid,
+                )
+            return await self._wait_flux(target, commit=commit, ancestry=ancestry, timeout=timeout)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -150,23 +157,10 @@ class Reconciler:
                 waited=f"{round(self._clock.monotonic() - started)}s",
             )
 
-    async def _wait(
-        self, target: FluxTarget | ArgoTarget, *, commit: str, ancestry: Ancestry, timeout: float
-    ) -> WaitOutcome:
-        if isinstance(target, ArgoTarget):
-            return await self._wait_argocd(target, commit=commit, ancestry=ancestry, timeout=timeout)
+    async def _wait_flux(self, target: FluxWait, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
         if target.kind == "HelmRelease":
-            if target.kustomization is None:
-                return WaitOutcome(
-                    False, f"the HelmRelease wait for {target.namespace}/{target.name} names no Kustomization"
-                )
             return await FluxHelmReleaseWaiter(self.hub(), self._clock).wait(
-                release=ObjectRef(target.namespace, target.name),
-                kustomization=target.kustomization,
-                chart_version=target.chart_version,
-                commit=commit,
-                ancestry=ancestry,
-                timeout=timeout,
+                target=target, commit=commit, ancestry=ancestry, timeout=timeout
             )
         return await FluxKustomizationWaiter(self.hub(), self._clock).wait(
             namespace=target.namespace, name=target.name, commit=commit, ancestry=ancestry, timeout=timeout
@@ -184,21 +178,33 @@ class Reconciler:
             self._argocd[server] = self._argocd_factory(server)
         return self._argocd[server]
 
-    async def _wait_argocd(self, target: ArgoTarget, *, commit: str, ancestry: Ancestry, timeout: float) -> WaitOutcome:
+    async def _wait_argocd(
+        self,
+        target: ArgoWait,
+        *,
+        commit: str,
+        ancestry: Ancestry,
+        timeout: float,
+        shkeptncontext: str,
+        triggeredid: str,
+    ) -> WaitOutcome:
         api: ArgoApi
-        if target.server is None:
+        server = argocd_server(target)
+        if server is None:
             namespace = target.namespace or ARGOCD_NAMESPACE
             api = KubernetesArgoApi(self.hub(), namespace, self._clock)
         else:
             namespace = target.namespace or "(Argo CD's namespace)"
-            api = RestArgoApi(self.argocd(target.server), target.namespace, target.project)
+            api = RestArgoApi(self.argocd(server), target.namespace, target.project)
         return await ArgoApplicationWaiter(api, self._clock).wait(
             namespace=namespace,
             name=target.application,
-            options=target.options,
+            options=target,
             commit=commit,
             ancestry=ancestry,
             timeout=timeout,
+            shkeptncontext=shkeptncontext,
+            triggeredid=triggeredid,
         )
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime
 import structlog
 
 from keptn_gitops_service.clock import Clock
+from keptn_gitops_service.config.model import FluxWait
 from keptn_gitops_service.errors import AccessDeniedError, KubernetesAccessError, describe_error
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.following import Judge, Object, duration_text, follow
@@ -30,14 +31,6 @@ log = structlog.get_logger(__name__)
 
 #: How soon to try again to ask for a reconcile after the API server failed (500, unreachable).
 _RETRY = 5.0
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """A namespaced object's address."""
-
-    namespace: str
-    name: str
 
 
 @dataclass(frozen=True)
@@ -58,13 +51,18 @@ class FluxHelmReleaseWaiter:
     async def wait(
         self,
         *,
-        release: ObjectRef,
-        kustomization: ObjectRef,
-        chart_version: str | None,
+        target: FluxWait,
         commit: str,
         ancestry: Ancestry,
         timeout: float,
     ) -> WaitOutcome:
+        """Wait for the Kustomization that applies the HelmRelease ``target`` to apply ``commit``, then for the
+        release to be upgraded and ready."""
+        kustomization = target.kustomization
+        if kustomization is None:
+            return WaitOutcome(
+                False, f"the HelmRelease wait for {target.namespace}/{target.name} names no Kustomization"
+            )
         deadline = self._clock.monotonic() + timeout
         applied = await FluxKustomizationWaiter(self._hub, self._clock).wait(
             namespace=kustomization.namespace,
@@ -75,9 +73,9 @@ class FluxHelmReleaseWaiter:
         )
         if not applied.succeeded:
             return applied
-        judge = _HelmReleaseJudge(self._hub, self._clock, release, chart_version)
-        watch = self._hub.watch(HELM_RELEASE, release.namespace)
-        followed = await follow(watch, release.name, judge, clock=self._clock, deadline=deadline)
+        judge = _HelmReleaseJudge(self._hub, self._clock, target)
+        watch = self._hub.watch(HELM_RELEASE, target.namespace)
+        followed = await follow(watch, target.name, judge, clock=self._clock, deadline=deadline)
         summary = followed.observation.summary
         if followed.timed_out:
             return WaitOutcome(
@@ -91,11 +89,11 @@ class FluxHelmReleaseWaiter:
 
 
 class _HelmReleaseJudge(Judge):
-    def __init__(self, hub: KubeHub, clock: Clock, release: ObjectRef, chart_version: str | None) -> None:
+    def __init__(self, hub: KubeHub, clock: Clock, release: FluxWait) -> None:
         self._hub = hub
         self._clock = clock
         self._release = release
-        self._chart_version = chart_version
+        self._chart_version = release.chart_version
         self._tie: _Tie | None = None
         self._next_try = 0.0
         self._last_error = ""

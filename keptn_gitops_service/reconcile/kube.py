@@ -82,7 +82,6 @@ class SharedWatch(ObjectCache):
         self._task: asyncio.Task[None] | None = None
         self.fatal: KubernetesAccessError | None = None
         self.last_error: str = ""
-        self.relists = 0
         self._reads: dict[str, asyncio.Task[None]] = {}
         self._read_again: set[str] = set()
 
@@ -187,7 +186,6 @@ class SharedWatch(ObjectCache):
                 await asyncio.sleep(delay)
 
     async def _list(self) -> str:
-        self.relists += 1
         try:
             listing = self._client.list(self._res, namespace=self.namespace)
             objects: dict[str, Object] = {}

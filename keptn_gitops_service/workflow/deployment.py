@@ -1,47 +1,32 @@
 """``deployment.triggered`` → GitOps commit → reconciled → ``deployment.finished``.
 
-:meth:`DeploymentWorkflow.handle` reads as the five steps: receive, start, write, wait, finish. Every owned
-trigger gets exactly one ``.started`` followed by exactly one ``.finished`` — errors included — and a
-redelivered trigger (same ``id``) gets nothing new.
+A deployment is the five steps: **receive** and **start** (:class:`~workflow.lifecycle.Lifecycle`: the trigger is
+owned, decoded once, claimed, answered ``.started``), **write** and **wait** (:meth:`DeploymentBody.run`: commit the
+new version, wait until the GitOps controller applied it), **finish** (the lifecycle answers ``.finished`` from the
+:class:`Finished` the body returns, or errored/fail from what it raised). Every owned trigger gets exactly one
+``.started`` followed by exactly one ``.finished`` — errors included — and a redelivered trigger (same ``id``) gets
+nothing new.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from keptn_gitops_service import SERVICE_NAME, metrics
+from keptn_gitops_service import metrics
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
-from keptn_gitops_service.errors import EventError, GitOpsServiceError
+from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.gitops.writer import Change, GitWriter
-from keptn_gitops_service.keptn.data import (
-    DeploymentTrigger,
-    EventScope,
-    deployment_block,
-    finished_data,
-    parse_deployment_triggered,
-    scope_from_data,
-    started_data,
-)
-from keptn_gitops_service.keptn.events import KeptnEvent, make_reply, to_structured
-from keptn_gitops_service.keptn.transport import Ack, EventSink
+from keptn_gitops_service.keptn.data import DeploymentTrigger, Result, Status, deployment_block
+from keptn_gitops_service.keptn.events import KeptnEvent
 from keptn_gitops_service.reconcile.dispatch import Reconciler
-from keptn_gitops_service.state.store import Phase, Record, StateStore
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import EditNotes, file_edits
-from keptn_gitops_service.workflow.routing import (
-    Replier,
-    envelope,
-    log_finished,
-    ownership,
-    publish_finished,
-    stored_trigger,
-)
+from keptn_gitops_service.workflow.lifecycle import Finished, Job, TaskBody
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -50,152 +35,68 @@ TRIGGERED_ID_TRAILER = "Keptn-Triggered-Id"
 CONTEXT_TRAILER = "Keptn-Context"
 SCOPE_TRAILER = "Keptn-Scope"
 
-
-@dataclass(frozen=True)
-class Finished:
-    """What the workflow reported in ``.finished``."""
-
-    status: str
-    result: str
-    message: str
-    commit: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.result == "pass"
+#: helm-service's zero ``deployment`` block of an errored ``.finished`` (upstream keptn/derived/07).
+_ERRORED_BLOCK: Mapping[str, Any] = {"deploymentstrategy": "", "deploymentURIsLocal": None, "deploymentNames": None}
 
 
 @dataclass
-class DeploymentWorkflow:
-    """Handles deployment triggers with the service's edges injected."""
+class DeploymentBody(TaskBody):
+    """The body of a deployment: write the new version into the GitOps repository, wait until it is applied."""
 
     config: GitOpsConfig
     writer: GitWriter
     reconciler: Reconciler
-    store: StateStore
-    sink: EventSink
     clock: Clock
-    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    wait: bool = True
+    """``False``: finish right after the push (``keptn-gitops-service deploy --no-wait``)."""
 
-    async def handle(self, event: KeptnEvent, *, wait: bool = True, on_claimed: Ack | None = None) -> Finished | None:
-        """Answer one ``deployment.triggered``; ``None`` when it is not ours or already handled.
-        ``on_claimed`` runs as soon as the trigger is persisted (the transport acknowledges it then)."""
-        # 1. receive: is it ours, and is it new?
-        owner = self._owner(event)
-        if owner is None:
-            return None
-        rule, scope = owner
-        _, created = await self.store.claim(event.id, event.shkeptncontext, event.type, _payload(event))
-        if on_claimed is not None:
-            await on_claimed()
-        if not created:
-            log.info("duplicate delivery ignored", triggeredid=event.id)
-            return None
-        # 2. start at once
-        await self._start(event, scope)
-        return await self._deploy(event, rule, scope, commit="", wait=wait)
-
-    async def resume(self, record: Record) -> Finished | None:
-        """Finish a deployment a previous process left unfinished (crash, restart), continuing from its phase:
-        ``.started`` is not sent twice, and the commit is found again by its trailer, never made twice."""
-        event = stored_trigger(record)
-        if record.phase is Phase.FINISHED or event.task != "deployment":
-            return None
-        rule, scope = ownership(self.config, envelope(event)).rule, _scope_or_none(event)
-        log.info("resuming an unfinished deployment", triggeredid=event.id, phase=record.phase.value)
-        if record.phase is Phase.RECEIVED:
-            await self._start(event, scope)
-        if rule is None and scope is not None:
-            finished = Finished("errored", "fail", "no rule of the current configuration owns this deployment anymore")
-            await self._finish(event, scope, finished, None)
-            return finished
-        return await self._deploy(event, rule, scope, commit=record.commit, wait=True)
-
-    async def _start(self, event: KeptnEvent, scope: EventScope | None) -> None:
-        await self._reply(event, "started", started_data(scope) if scope else _partial_scope(event.data))
-        await self.store.advance(event.id, Phase.STARTED)
-
-    async def _deploy(
-        self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
-    ) -> Finished:
-        metrics.IN_FLIGHT.inc()
-        try:
-            return await self._deploy_in_flight(event, rule, scope, commit=commit, wait=wait)
-        finally:
-            metrics.IN_FLIGHT.dec()  # also when shutdown cancels the wait: the work stays in the state store
-
-    async def _deploy_in_flight(
-        self, event: KeptnEvent, rule: Rule | None, scope: EventScope | None, *, commit: str, wait: bool
-    ) -> Finished:
+    async def run(self, job: Job) -> Finished:
+        rule, context, request = job.rule, job.context, _request(job)
         started = self.clock.monotonic()
-        try:
-            if scope is None or rule is None:
-                scope_from_data(event.data)  # raises the precise error
-                raise EventError("the event cannot be routed")  # pragma: no cover - scope_from_data raised
-            trigger = parse_deployment_triggered(event.data)
-            # what the wait needs is checked before anything is written: a bad timeout must not deploy and fail
-            target = wait_target(rule, _context(event, trigger), event.id) if wait else None
-            timeout = wait_timeout(rule, trigger.properties, "data.deployment")
-            # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
-            note = ""
-            if not commit:
-                # what the wait will read must be readable now: a wrong name or a 403 must not deploy and then fail
-                await check_wait_target(self.reconciler, rule, target)
-                commit, note = await self._commit(event, rule, trigger)
-                await self.store.advance(event.id, Phase.COMMITTED, commit=commit)
-                metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
-            committed = self.clock.monotonic()
-            # 4. wait until the GitOps controller has applied it
-            outcome = await self.reconciler.wait(
-                target,
-                commit=commit,
-                ancestry=RepositoryAncestry(self.writer, self.config, rule, {TRIGGERED_ID_TRAILER: event.id}),
-                timeout=timeout,
-            )
-            verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
-            metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)
-            finished = Finished(
-                "succeeded" if outcome.succeeded else "errored",
-                "pass" if outcome.succeeded else "fail",
-                f"{note} {outcome.message}" if note else outcome.message,
-                commit,
-            )
-            block = deployment_block(trigger.strategy, *self._uris(rule, event, trigger), commit)
-        except GitOpsServiceError as exc:
-            finished, block = Finished("errored", "fail", str(exc), commit), None
-        except Exception as exc:  # a bug must still end the task, never leave Keptn waiting
-            log.exception("deployment failed unexpectedly", triggeredid=event.id)
-            finished, block = (
-                Finished("errored", "fail", f"internal error: {exc.__class__.__name__}: {exc}", commit),
-                None,
-            )
+        # what the wait needs is checked before anything is written: a bad timeout must not deploy and fail
+        target = wait_target(rule, context) if self.wait else None
+        timeout = wait_timeout(rule, request.properties, "data.deployment")
+        # 3. write the new version into the GitOps repository (unless a previous run already pushed it)
+        note = ""
+        if not job.commit:
+            # what the wait will read must be readable now: a wrong name or a 403 must not deploy and then fail
+            await check_wait_target(self.reconciler, rule, target)
+            commit, note = await self._commit(job.event, rule, context, request)
+            await job.committed(commit)
+            metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
+        committed = self.clock.monotonic()
+        # 4. wait until the GitOps controller has applied it
+        outcome = await self.reconciler.wait(
+            target,
+            commit=job.commit,
+            ancestry=RepositoryAncestry(self.writer, self.config, rule, {TRIGGERED_ID_TRAILER: job.event.id}),
+            timeout=timeout,
+            shkeptncontext=job.event.shkeptncontext,
+            triggeredid=job.event.id,
+        )
+        verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
+        metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)
         # 5. finish, exactly like helm-service (plus the commit)
-        await self._finish(event, scope, finished, block)
-        metrics.DEPLOYMENTS.labels(scope.stage if scope else "", finished.result).inc()
-        return finished
+        block = deployment_block(request.strategy, *_uris(rule, context, request), job.commit)
+        return Finished(
+            Status.SUCCEEDED if outcome.succeeded else Status.ERRORED,
+            Result.PASS if outcome.succeeded else Result.FAIL,
+            f"{note} {outcome.message}" if note else outcome.message,
+            job.commit,
+            {"deployment": block},
+        )
 
-    async def reject(self, event: KeptnEvent, message: str, *, claim: bool = False, started: bool = False) -> None:
-        """Answer an owned trigger that is invalid (could not be decoded) with ``.started`` then ``.finished``
-        errored/fail and ``message`` (see :meth:`Replier.reject`), with helm-service's zero deployment block."""
-        block = {"deploymentstrategy": "", "deploymentURIsLocal": None, "deploymentNames": None}
-        replier = Replier(self.store, self.sink, self.clock, self.new_id)
-        await replier.reject(event, message, claim=claim, started=started, extra={"deployment": block})
+    def errored_data(self, commit: str) -> Mapping[str, Any]:
+        """helm-service's zero block on errors, plus the commit when one was made."""
+        return {"deployment": {**_ERRORED_BLOCK, **({"gitCommit": commit} if commit else {})}}
 
-    def _owner(self, event: KeptnEvent) -> tuple[Rule, EventScope | None] | None:
-        """The rule owning this trigger by the one ownership rule (:func:`routing.ownership`) and its scope;
-        the scope is ``None`` when invalid (then the trigger is answered errored with the precise problem)."""
-        owner = ownership(self.config, envelope(event))
-        if owner.rule is None or owner.task != "deployment":
-            owner.log_not_ours(event.id)
-            return None
-        return owner.rule, _scope_or_none(event)
-
-    async def _commit(self, event: KeptnEvent, rule: Rule, trigger: DeploymentTrigger) -> tuple[str, str]:
+    async def _commit(
+        self, event: KeptnEvent, rule: Rule, context: TemplateContext, trigger: DeploymentTrigger
+    ) -> tuple[str, str]:
         """Write the change; return the commit that carries it and what the finished message must say first.
 
         An event without ``configurationChange.values`` (a sequence re-run to deploy what is there) and edits the
         branch already holds make no commit: the tip is then the commit to wait for."""
-        context = _context(event, trigger)
         notes = EditNotes()
         repository = self.config.repository(rule.repository)
         edits = file_edits(rule, context, notes) if trigger.values else ()
@@ -230,66 +131,20 @@ class DeploymentWorkflow:
             )
         return result.commit, " ".join(f"{message}." for message in notes.messages())
 
-    @staticmethod
-    def _uris(rule: Rule, event: KeptnEvent, trigger: DeploymentTrigger) -> tuple[list[str], list[str]]:
-        if rule.deployment_uris is None:
-            return list(trigger.uris_local), list(trigger.uris_public)
-        context = _context(event, trigger)
-        where = f"rules[{rule.index}].deploymentURIs"
-        local = [context.render(t, f"{where}.local[{i}]") for i, t in enumerate(rule.deployment_uris.local)]
-        public = [context.render(t, f"{where}.public[{i}]") for i, t in enumerate(rule.deployment_uris.public)]
-        return local, public
 
-    async def _finish(
-        self,
-        event: KeptnEvent,
-        scope: EventScope | None,
-        finished: Finished,
-        block: Mapping[str, Any] | None,
-        partial: Mapping[str, Any] | None = None,
-    ) -> None:
-        if block is None:
-            # helm-service's zero block on errors (upstream keptn/derived/07), plus the commit when one was made
-            block = {"deploymentstrategy": "", "deploymentURIsLocal": None, "deploymentNames": None}
-            if finished.commit:
-                block["gitCommit"] = finished.commit
-        if scope is not None:
-            data = finished_data(
-                scope,
-                status=finished.status,
-                result=finished.result,
-                message=finished.message,
-                extra={"deployment": block},
-            )
-        else:
-            data = {
-                **(partial if partial is not None else _partial_scope(event.data)),
-                "status": finished.status,
-                "result": finished.result,
-                "message": finished.message,
-                "deployment": block,
-            }
-        log_finished(
-            "deployment",
-            status=finished.status,
-            result=finished.result,
-            message=finished.message,
-            commit=finished.commit,
-            triggeredid=event.id,
-        )
-        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
-        await publish_finished(self.store, self.sink, event, reply, commit=finished.commit, result=finished.result)
+def _request(job: Job) -> DeploymentTrigger:
+    if job.trigger.deployment is None:  # decode() reads it for every deployment trigger
+        raise EventError("the deployment.triggered event carries no deployment data")
+    return job.trigger.deployment
 
-    async def _reply(self, trigger: KeptnEvent, kind: Literal["started"], data: Mapping[str, Any]) -> None:
-        reply = make_reply(
-            trigger,
-            kind,
-            data,
-            source=SERVICE_NAME,
-            now=self.clock.now(),
-            event_id=self.new_id(),
-        )
-        await self.sink.publish(reply)
+
+def _uris(rule: Rule, context: TemplateContext, trigger: DeploymentTrigger) -> tuple[list[str], list[str]]:
+    if rule.deployment_uris is None:
+        return list(trigger.uris_local), list(trigger.uris_public)
+    where = f"rules[{rule.index}].deploymentURIs"
+    local = [context.render(t, f"{where}.local[{i}]") for i, t in enumerate(rule.deployment_uris.local)]
+    public = [context.render(t, f"{where}.public[{i}]") for i, t in enumerate(rule.deployment_uris.public)]
+    return local, public
 
 
 def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
@@ -305,23 +160,3 @@ def commit_message(event: KeptnEvent, trigger: DeploymentTrigger) -> str:
         f"{SCOPE_TRAILER}: {s.project}/{s.stage}/{s.service}\n"
         f"{TRIGGERED_ID_TRAILER}: {event.id}\n"
     )
-
-
-def _partial_scope(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Whatever project/stage/service/labels an invalid event carries, for replies to it."""
-    return {k: data[k] for k in ("project", "stage", "service", "labels") if isinstance(data.get(k), str | dict)}
-
-
-def _context(event: KeptnEvent, trigger: DeploymentTrigger) -> TemplateContext:
-    return TemplateContext(trigger.scope, trigger.values, event.shkeptncontext)
-
-
-def _scope_or_none(event: KeptnEvent) -> EventScope | None:
-    try:
-        return scope_from_data(event.data)
-    except EventError:
-        return None
-
-
-def _payload(event: KeptnEvent) -> bytes:
-    return to_structured(event)

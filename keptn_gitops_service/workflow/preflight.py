@@ -14,6 +14,7 @@ from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, 
 from keptn_gitops_service.errors import GitOpsServiceError
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, check_access
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer
+from keptn_gitops_service.reconcile.dispatch import argocd_server
 from keptn_gitops_service.reconcile.kube import check_kubeconfig
 
 
@@ -68,10 +69,8 @@ def _argocd_tokens(config: GitOpsConfig) -> list[str]:
     seen: set[ArgoCdServer] = set()
     for rule in config.rules:
         target = rule.wait.target
-        if not (isinstance(target, ArgoWait) and target.api == "rest" and target.server):
-            continue
-        server = ArgoCdServer(target.server, target.token_env, target.token_file, target.ca_file)
-        if server in seen:
+        server = argocd_server(target) if isinstance(target, ArgoWait) else None
+        if server is None or server in seen:
             continue
         seen.add(server)
         try:

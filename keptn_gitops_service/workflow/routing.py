@@ -10,7 +10,7 @@ with the precise problem when it is otherwise invalid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Final
@@ -18,20 +18,8 @@ from typing import Any, Final
 import structlog
 
 from keptn_gitops_service import SERVICE_NAME
-from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
-from keptn_gitops_service.errors import EventError
-from keptn_gitops_service.keptn.data import EventScope, scope_from_data
-from keptn_gitops_service.keptn.events import (
-    MAX_EVENT_BYTES,
-    KeptnEvent,
-    describe_json_type,
-    from_json,
-    make_reply,
-    to_structured,
-)
-from keptn_gitops_service.keptn.transport import Ack, EventSink
-from keptn_gitops_service.state.store import Phase, Record, StateStore
+from keptn_gitops_service.keptn.events import describe_json_type
 
 log = structlog.get_logger(__name__)
 
@@ -40,15 +28,6 @@ TRIGGER_TASKS: Final = ("deployment", "release", "rollback")
 
 _TASK_BY_TYPE: Final = {f"sh.keptn.event.{task}.triggered": task for task in TRIGGER_TASKS}
 _SCOPE_KEYS: Final = ("project", "stage", "service")
-
-
-def find_rule(config: GitOpsConfig, project: str, stage: str, service: str) -> Rule | None:
-    """The first matching rule, or ``None`` (then another deployment service may own the event)."""
-    for rule in config.rules:
-        m = rule.match
-        if fnmatchcase(project, m.project) and fnmatchcase(stage, m.stage) and fnmatchcase(service, m.service):
-            return rule
-    return None
 
 
 @dataclass(frozen=True)
@@ -82,7 +61,7 @@ class Ownership:
 
 
 def ownership(config: GitOpsConfig, envelope: object) -> Ownership:
-    """THE ownership rule, for a trigger's raw JSON object (or a decoded event's :func:`envelope`).
+    """THE ownership rule, for a trigger's raw JSON object (live, or the bytes a resumed record kept).
 
     Only ``sh.keptn.event.<deployment|release|rollback>.triggered`` from another source can be ours. Then each
     rule is tried in order: a string field matches its glob or not; a missing or non-string field matches only
@@ -116,9 +95,9 @@ def ownership(config: GitOpsConfig, envelope: object) -> Ownership:
     return Ownership(task, None, scope, unknown if undecided else "")
 
 
-def envelope(event: KeptnEvent) -> dict[str, Any]:
-    """What :func:`ownership` reads, from a decoded event."""
-    return {"type": event.type, "source": event.source, "data": event.data}
+def task_of(event_type: str) -> str | None:
+    """The task of a ``.triggered`` type this service answers (``deployment``, ``release``, ``rollback``)."""
+    return _TASK_BY_TYPE.get(event_type)
 
 
 def _fits(glob: str, value: object) -> bool | None:
@@ -137,100 +116,3 @@ def loose_scope(data: object) -> dict[str, Any]:
     if isinstance(labels, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         scope["labels"] = dict(labels)
     return scope
-
-
-def scope_problem(data: Mapping[str, Any]) -> str | None:
-    """The precise error of an event's scope (project/stage/service/labels), ``None`` when it is valid."""
-    try:
-        scope_from_data(data)
-    except EventError as exc:
-        return str(exc)
-    return None
-
-
-@dataclass(frozen=True)
-class Replier:
-    """What answering a trigger needs: where replies go, the time, and new event ids."""
-
-    store: StateStore
-    sink: EventSink
-    clock: Clock
-    new_id: Callable[[], str]
-
-    async def reject(
-        self,
-        event: KeptnEvent,
-        message: str,
-        *,
-        claim: bool = False,
-        started: bool = False,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Answer an owned trigger that is invalid: ``.started`` (unless ``started``: a resumed record that already
-        sent it), then ``.finished`` errored/fail with ``message`` and ``extra`` data. ``claim``: record the trigger
-        first (nothing is sent when it was recorded before: a redelivery)."""
-        if claim and not (await self.store.claim(event.id, event.shkeptncontext, event.type, to_structured(event)))[1]:
-            return
-        scope = loose_scope(event.data)
-        if not started:
-            reply = make_reply(
-                event,
-                "started",
-                {**scope, "status": "succeeded"},
-                source=SERVICE_NAME,
-                now=self.clock.now(),
-                event_id=self.new_id(),
-            )
-            await self.sink.publish(reply)
-            await self.store.advance(event.id, Phase.STARTED)
-        data = {**scope, "status": "errored", "result": "fail", "message": message, **(extra or {})}
-        log_finished(f"invalid {event.task}", status="errored", result="fail", triggeredid=event.id, message=message)
-        reply = make_reply(event, "finished", data, source=SERVICE_NAME, now=self.clock.now(), event_id=self.new_id())
-        await publish_finished(self.store, self.sink, event, reply, result="fail")
-
-
-async def claim_owned(
-    event: KeptnEvent, task: str, config: GitOpsConfig, store: StateStore, on_claimed: Ack | None
-) -> tuple[EventScope | None, Rule] | None:
-    """For a ``<task>.triggered`` a rule owns (:func:`ownership`): record it (calling ``on_claimed`` once it is
-    persisted) and return its scope and rule — the scope ``None`` when it is invalid, then the caller answers
-    errored (:meth:`Replier.reject` with :func:`scope_problem`). ``None`` when it is not ours or was already
-    claimed."""
-    owner = ownership(config, envelope(event))
-    if owner.rule is None or owner.task != task:
-        owner.log_not_ours(event.id)
-        return None
-    created = (await store.claim(event.id, event.shkeptncontext, event.type, to_structured(event)))[1]
-    if on_claimed is not None:
-        await on_claimed()
-    if not created:
-        return None
-    try:
-        return scope_from_data(event.data), owner.rule
-    except EventError:
-        return None, owner.rule
-
-
-async def publish_finished(
-    store: StateStore, sink: EventSink, trigger: KeptnEvent, reply: KeptnEvent, *, commit: str = "", result: str = ""
-) -> bool:
-    """Publish ``.finished`` for ``trigger`` and record it — unless another replica has taken the trigger over
-    (its lease had expired while this one was paused or cut off): then the other replica answers, not us."""
-    if not await store.owns(trigger.id):
-        log.warning("another replica took this trigger over; it will answer", triggeredid=trigger.id)
-        return False
-    await sink.publish(reply)
-    await store.advance(trigger.id, Phase.FINISHED, commit=commit, result=result)
-    return True
-
-
-def log_finished(what: str, *, status: str, result: str, **fields: object) -> None:
-    """Log a ``.finished`` at the level it deserves: errored at error, fail at warning, pass at info."""
-    level = log.error if status == "errored" else log.warning if result == "fail" else log.info
-    level(f"{what} finished", status=status, result=result, **fields)
-
-
-def stored_trigger(record: Record) -> KeptnEvent:
-    """The trigger of a stored record. It passed the wire's size limit when it arrived; its stored re-encoding
-    may be a little larger, which must not make it impossible to resume."""
-    return from_json(record.payload, max_bytes=len(record.payload) + MAX_EVENT_BYTES)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keptn_gitops_service.config.durations import parse_duration
@@ -11,57 +11,38 @@ from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, 
 from keptn_gitops_service.errors import EventError, ReconcileError
 from keptn_gitops_service.gitops.supersede import superseded
 from keptn_gitops_service.gitops.writer import GitWriter
-from keptn_gitops_service.reconcile.argocd import ArgoWaitOptions
-from keptn_gitops_service.reconcile.argocd_rest import ArgoCdServer
-from keptn_gitops_service.reconcile.dispatch import ArgoTarget, FluxTarget, Reconciler, Target
-from keptn_gitops_service.reconcile.helmrelease import ObjectRef
+from keptn_gitops_service.reconcile.dispatch import Reconciler, Target
 from keptn_gitops_service.workflow.context import TemplateContext
 
 
-def wait_target(rule: Rule, context: TemplateContext, triggered_id: str = "") -> Target:
-    """The rule's wait with its templates rendered for this event (``None``: do not wait). ``triggered_id`` goes
-    into the ``info`` of an Argo CD sync we trigger, next to the Keptn context."""
+def wait_target(rule: Rule, context: TemplateContext) -> Target:
+    """The rule's wait with its templates rendered for this event: the configuration's own wait object with
+    rendered names (``None``: do not wait)."""
     target = rule.wait.target
     if isinstance(target, ArgoWait):
-        return _argo_target(target, context, triggered_id, f"rules[{rule.index}].wait.argocd")
+        where = f"rules[{rule.index}].wait.argocd"
+        return replace(
+            target,
+            application=context.render(target.application, f"{where}.application"),
+            namespace=context.render(target.namespace, f"{where}.namespace") if target.namespace else None,
+            project=context.render(target.project, f"{where}.project") if target.project else None,
+        )
     if not isinstance(target, FluxWait):
         return None
     where = f"rules[{rule.index}].wait.flux"
     parent = target.kustomization
-    return FluxTarget(
-        kind=target.kind,
+    return replace(
+        target,
         namespace=context.render(target.namespace, f"{where}.namespace"),
         name=context.render(target.name, f"{where}.name"),
-        kustomization=ObjectRef(
+        kustomization=replace(
+            parent,
             namespace=context.render(parent.namespace, f"{where}.kustomization.namespace"),
             name=context.render(parent.name, f"{where}.kustomization.name"),
         )
         if parent is not None
         else None,
         chart_version=context.render(target.chart_version, f"{where}.chartVersion") if target.chart_version else None,
-        may_appear=target.may_appear,
-    )
-
-
-def _argo_target(target: ArgoWait, context: TemplateContext, triggered_id: str, where: str) -> ArgoTarget:
-    server = None
-    if target.api == "rest" and target.server:
-        server = ArgoCdServer(
-            url=target.server, token_env=target.token_env, token_file=target.token_file, ca_file=target.ca_file
-        )
-    return ArgoTarget(
-        application=context.render(target.application, f"{where}.application"),
-        namespace=context.render(target.namespace, f"{where}.namespace") if target.namespace else None,
-        server=server,
-        project=context.render(target.project, f"{where}.project") if target.project else None,
-        options=ArgoWaitOptions(
-            refresh=target.refresh,
-            sync=target.sync,
-            source_index=target.source_index,
-            degraded_grace=target.degraded_grace.total_seconds(),
-            shkeptncontext=context.shkeptncontext,
-            triggeredid=triggered_id,
-        ),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import structlog
 from waitobjects import OLD, OURS, Linear, app_status, application, get_app, refresh_requested, set_app
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
+from keptn_gitops_service.config.model import ArgoWait
 from keptn_gitops_service.metrics import WATCH_RECONNECTS
-from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter, ArgoWaitOptions
+from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer, RestArgoApi
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 from keptn_gitops_sim.argocd import ArgoCdApiServer
@@ -23,6 +25,7 @@ from keptn_gitops_sim.kubeapi import KubeApiServer
 
 TOKEN = "argocd-api-token-5f3a2b1c"
 CONTEXT, TRIGGERED = "3c4a7d8e-0d7b-4bde-9d4c-0f5c4a1e2b3c", "b8f5f8b4-4d2a-4f0e-9f53-5f3a2b1c0d9e"
+KEPTN = {"shkeptncontext": CONTEXT, "triggeredid": TRIGGERED}
 
 
 @pytest.fixture
@@ -56,9 +59,13 @@ def start_wait(
 ) -> asyncio.Task[WaitOutcome]:
     clock = clock or SystemClock()
     waiter = ArgoApplicationWaiter(RestArgoApi(client, None, project), clock)
-    settings = ArgoWaitOptions(shkeptncontext=CONTEXT, triggeredid=TRIGGERED, **options)
+    if "degraded_grace" in options:
+        options["degraded_grace"] = timedelta(seconds=options["degraded_grace"])
+    settings = ArgoWait(name, **options)
     return asyncio.create_task(
-        waiter.wait(namespace="argocd", name=name, options=settings, commit=OURS, ancestry=Linear(), timeout=timeout)
+        waiter.wait(
+            namespace="argocd", name=name, options=settings, commit=OURS, ancestry=Linear(), timeout=timeout, **KEPTN
+        )
     )
 
 

@@ -4,7 +4,7 @@ Kubernetes-API test server), with statuses shaped like the upstream fixture (Arg
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,12 +23,14 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter, ArgoWaitOptions, KubernetesArgoApi
+from keptn_gitops_service.config.model import ArgoWait
+from keptn_gitops_service.reconcile.argocd import ArgoApplicationWaiter, KubernetesArgoApi
 from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 from keptn_gitops_sim.kubeapi import KubeApiServer
 
 CONTEXT, TRIGGERED = "3c4a7d8e-0d7b-4bde-9d4c-0f5c4a1e2b3c", "b8f5f8b4-4d2a-4f0e-9f53-5f3a2b1c0d9e"
+KEPTN = {"shkeptncontext": CONTEXT, "triggeredid": TRIGGERED}
 
 
 def start_wait(
@@ -43,9 +45,13 @@ def start_wait(
     clock = clock or SystemClock()
     ancestry = ancestry or Linear()
     waiter = ArgoApplicationWaiter(KubernetesArgoApi(hub, "argocd", clock), clock)
-    settings = ArgoWaitOptions(shkeptncontext=CONTEXT, triggeredid=TRIGGERED, **options)
+    if "degraded_grace" in options:
+        options["degraded_grace"] = timedelta(seconds=options["degraded_grace"])
+    settings = ArgoWait(name, **options)
     return asyncio.create_task(
-        waiter.wait(namespace="argocd", name=name, options=settings, commit=OURS, ancestry=ancestry, timeout=timeout)
+        waiter.wait(
+            namespace="argocd", name=name, options=settings, commit=OURS, ancestry=ancestry, timeout=timeout, **KEPTN
+        )
     )
 
 

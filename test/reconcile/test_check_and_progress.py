@@ -26,6 +26,7 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock
+from keptn_gitops_service.config.model import ArgoWait, FluxWait, KustomizationRef
 from keptn_gitops_service.errors import (
     ArgoCdAccessDeniedError,
     ArgoCdAccessError,
@@ -33,9 +34,7 @@ from keptn_gitops_service.errors import (
     KubernetesAccessError,
     WaitTargetMissingError,
 )
-from keptn_gitops_service.reconcile.argocd_rest import ArgoCdServer
-from keptn_gitops_service.reconcile.dispatch import ArgoTarget, FluxTarget, Reconciler
-from keptn_gitops_service.reconcile.helmrelease import ObjectRef
+from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.reconcile.kube import KubeHub, load_client
 from keptn_gitops_sim.argocd import ArgoCdApiServer
 from keptn_gitops_sim.kubeapi import KubeApiServer
@@ -53,8 +52,8 @@ async def reconciler(kube: KubeApiServer, tmp_path: Path) -> AsyncIterator[Recon
         await reconciler.close()
 
 
-def carts(**changes: Any) -> FluxTarget:
-    return FluxTarget(**{"kind": "Kustomization", "namespace": "sockshop-dev", "name": "carts", **changes})
+def carts(**changes: Any) -> FluxWait:
+    return FluxWait(**{"kind": "Kustomization", "namespace": "sockshop-dev", "name": "carts", **changes})
 
 
 async def test_an_existing_kustomization_passes(kube: KubeApiServer, reconciler: Reconciler) -> None:
@@ -92,8 +91,11 @@ async def test_a_403_names_the_object_and_the_refusal(kube: KubeApiServer, recon
 
 async def test_a_helmrelease_needs_its_kustomization_too(kube: KubeApiServer, reconciler: Reconciler) -> None:
     kube.put_object(helmrelease())
-    target = FluxTarget(
-        kind="HelmRelease", namespace="sockshop-dev", name="carts", kustomization=ObjectRef("flux-system", "apps")
+    target = FluxWait(
+        kind="HelmRelease",
+        namespace="sockshop-dev",
+        name="carts",
+        kustomization=KustomizationRef("apps", "flux-system"),
     )
     with pytest.raises(WaitTargetMissingError, match=r"^Flux Kustomization flux-system/apps does not exist"):
         await reconciler.check(target)
@@ -112,9 +114,9 @@ async def test_an_unreadable_kubeconfig_is_named(tmp_path: Path) -> None:
 
 async def test_an_argocd_application_through_kubernetes(kube: KubeApiServer, reconciler: Reconciler) -> None:
     with pytest.raises(WaitTargetMissingError, match=r"^Argo CD Application argocd/sockshop-dev-carts does not exist$"):
-        await reconciler.check(ArgoTarget("sockshop-dev-carts"))
+        await reconciler.check(ArgoWait("sockshop-dev-carts"))
     kube.put_object(application())
-    await reconciler.check(ArgoTarget("sockshop-dev-carts"))
+    await reconciler.check(ArgoWait("sockshop-dev-carts"))
 
 
 async def test_argocd_rest_missing_app_missing_token_and_closed_port(
@@ -123,26 +125,24 @@ async def test_argocd_rest_missing_app_missing_token_and_closed_port(
     argocd = ArgoCdApiServer(kube, token=TOKEN)
     await argocd.start()
     try:
-        server = ArgoCdServer(argocd.url, token_env="CHECK_ARGOCD_TOKEN")
+        server = {"api": "rest", "server": argocd.url, "token_env": "CHECK_ARGOCD_TOKEN"}
         with pytest.raises(ArgoCdAccessDeniedError, match="CHECK_ARGOCD_TOKEN is not set"):
-            await reconciler.check(ArgoTarget("sockshop-dev-carts", server=server))
+            await reconciler.check(ArgoWait("sockshop-dev-carts", **server))
         monkeypatch.setenv("CHECK_ARGOCD_TOKEN", TOKEN)
         with pytest.raises(WaitTargetMissingError) as caught:
-            await reconciler.check(ArgoTarget("sockshop-dev-carts", server=server))
+            await reconciler.check(ArgoWait("sockshop-dev-carts", **server))
         assert str(caught.value) == (
             f"Argo CD at {argocd.url} does not show Application sockshop-dev-carts: it does not exist, or the "
             "token's roles do not allow reading it"
         )
         kube.put_object(application())
-        await reconciler.check(ArgoTarget("sockshop-dev-carts", server=server))
+        await reconciler.check(ArgoWait("sockshop-dev-carts", **server))
     finally:
         await argocd.stop()
     closed = _closed_port()
     url = f"http://127.0.0.1:{closed}"
     with pytest.raises(ArgoCdAccessError, match=rf"^cannot reach Argo CD at {url}: "):
-        await reconciler.check(
-            ArgoTarget("sockshop-dev-carts", server=ArgoCdServer(url, token_env="CHECK_ARGOCD_TOKEN"))
-        )
+        await reconciler.check(ArgoWait("sockshop-dev-carts", api="rest", server=url, token_env="CHECK_ARGOCD_TOKEN"))
 
 
 def _closed_port() -> int:

@@ -25,7 +25,8 @@ from waitobjects import (
 )
 
 from keptn_gitops_service.clock import ManualClock, SystemClock
-from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter, ObjectRef
+from keptn_gitops_service.config.model import FluxWait, KustomizationRef
+from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter
 from keptn_gitops_service.reconcile.kube import KubeHub
 from keptn_gitops_service.reconcile.outcome import WaitOutcome
 from keptn_gitops_sim.kubeapi import KubeApiServer
@@ -37,9 +38,13 @@ def start_wait(
     waiter = FluxHelmReleaseWaiter(hub, clock or SystemClock())
     return asyncio.create_task(
         waiter.wait(
-            release=ObjectRef("sockshop-dev", "carts"),
-            kustomization=ObjectRef("flux-system", "apps"),
-            chart_version=chart_version,
+            target=FluxWait(
+                kind="HelmRelease",
+                name="carts",
+                namespace="sockshop-dev",
+                kustomization=KustomizationRef(name="apps", namespace="flux-system"),
+                chart_version=chart_version,
+            ),
             commit=OURS,
             ancestry=Linear(),
             timeout=timeout,

@@ -2,7 +2,7 @@
 
 * The decoder (``keptn.events.from_json``): any bytes either decode or raise :class:`EventError` with a message,
   and what decodes writes back (``to_structured``) and decodes to the same event.
-* The workflow (``Handlers.on_message`` of a running :class:`Service`: the real state store, a real bare git
+* The workflow (``Lifecycle.receive`` of a running :class:`Service`: the real state store, a real bare git
   remote, a real nats-server for the replies; the rules finish after the push): it never raises or logs an
   internal error, acknowledges every message (a poison message must not be redelivered forever), and
 
@@ -405,7 +405,7 @@ def test_the_workflow_answers_every_routable_trigger_exactly_once(tmp_path: Path
                 acks += 1
 
             before = len(recorder.replies)
-            await asyncio.wait_for(service.handlers.on_message(body, ack), 60)
+            await asyncio.wait_for(service.lifecycle.receive(body, ack), 60)
             return recorder.replies[before:], acks
 
         @settings(

@@ -1,4 +1,4 @@
-"""``Handlers.on_message``: one ownership rule decides, from the raw JSON, whether a trigger is answered at all.
+"""``Lifecycle.receive``: one ownership rule decides, from the raw JSON, whether a trigger is answered at all.
 
 The loop's rule owns ``project: sockshop`` with every stage and service. A trigger for another project is left to
 the service that owns it (helm-service) — with no reply at all, however malformed the rest of it is, because two

@@ -13,7 +13,8 @@ import pytest
 from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
 from support import git, read_remote
 
-from keptn_gitops_service.keptn.events import KeptnEvent
+from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
+from keptn_gitops_service.workflow.lifecycle import triggered as triggered_from
 
 KS = "apps/dev/carts/kustomization.yaml"
 DB = "apps/dev/carts-db/kustomization.yaml"
@@ -96,7 +97,8 @@ async def test_a_rollback_event_without_a_context_answers_nothing_to_roll_back(l
     event = KeptnEvent(
         id="rb-1", type="sh.keptn.event.rollback.triggered", source="shipyard", shkeptncontext="", data=data, time=None
     )
-    finished = await loop.service.handlers.rollback.handle(event)
+    rule = loop.service.config.rules[0]
+    finished = await loop.service.lifecycle.answer(triggered_from("rollback", rule, to_structured(event), event))
     assert finished is not None
     assert (finished.status, finished.result, finished.message) == (
         "succeeded",

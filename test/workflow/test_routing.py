@@ -1,5 +1,5 @@
-"""Routing: the one ownership rule, read from the raw scope; a stored trigger decodes for resume even when its
-re-encoding outgrew the wire limit."""
+"""Routing: the one ownership rule, read from the raw scope; a trigger is stored as received, so one near the wire
+limit resumes."""
 
 from __future__ import annotations
 
@@ -9,26 +9,27 @@ import pytest
 from harness import triggered
 
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.errors import EventError
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, from_json, to_structured
 from keptn_gitops_service.state.store import Phase, Record
-from keptn_gitops_service.workflow.routing import ownership, stored_trigger
+from keptn_gitops_service.workflow.lifecycle import decode, read
+from keptn_gitops_service.workflow.routing import ownership
 
 
-def test_a_trigger_accepted_near_the_limit_can_be_resumed() -> None:
+def test_a_trigger_accepted_near_the_limit_is_stored_as_received_and_resumes() -> None:
     event = triggered()
     event["data"]["labels"] = {"padding": ""}
     compact = json.dumps(event, separators=(",", ":"))
     event["data"]["labels"]["padding"] = "x" * (MAX_EVENT_BYTES - len(compact) - 10)
     wire = json.dumps(event, separators=(",", ":")).encode()
     assert len(wire) <= MAX_EVENT_BYTES
-    payload = to_structured(from_json(wire))  # what the state store keeps
-    assert len(payload) > MAX_EVENT_BYTES  # the re-encoding is larger than what arrived
-    with pytest.raises(EventError):
-        from_json(payload)  # the wire limit alone would make it impossible to resume
-    record = Record(event["id"], event["shkeptncontext"], event["type"], payload, Phase.STARTED, "", "", 0.0)
-    resumed = stored_trigger(record)
-    assert resumed.id == event["id"] and resumed.data["labels"]["padding"] == event["data"]["labels"]["padding"]
+    assert len(to_structured(from_json(wire))) > MAX_EVENT_BYTES  # a re-encoding would have outgrown the limit
+    received = decode("deployment", None, read(wire))
+    assert received is not None and received.payload == wire  # what the state store keeps: the bytes received
+    record = Record(event["id"], event["shkeptncontext"], event["type"], received.payload, Phase.STARTED, "", "", 0.0)
+    resumed = decode("deployment", None, read(record.payload))
+    assert resumed is not None and not resumed.problem
+    assert resumed.event.id == event["id"]
+    assert resumed.event.data["labels"]["padding"] == event["data"]["labels"]["padding"]
 
 
 RULES = """\
@@ -98,12 +99,13 @@ def test_events_we_never_answer_have_no_task(envelope: object) -> None:
 def test_finished_lines_are_logged_at_the_level_of_their_outcome() -> None:
     from structlog.testing import capture_logs
 
-    from keptn_gitops_service.workflow.routing import log_finished
+    from keptn_gitops_service.keptn.data import Result, Status
+    from keptn_gitops_service.workflow.lifecycle import log_finished
 
     with capture_logs() as logs:
-        log_finished("deployment", status="succeeded", result="pass", triggeredid="a")
-        log_finished("rollback", status="succeeded", result="fail", triggeredid="b")
-        log_finished("deployment", status="errored", result="fail", triggeredid="c")
+        log_finished("deployment", status=Status.SUCCEEDED, result=Result.PASS, triggeredid="a")
+        log_finished("rollback", status=Status.SUCCEEDED, result=Result.FAIL, triggeredid="b")
+        log_finished("deployment", status=Status.ERRORED, result=Result.FAIL, triggeredid="c")
     assert [(e["event"], e["log_level"], e["triggeredid"]) for e in logs] == [
         ("deployment finished", "info", "a"),
         ("rollback finished", "warning", "b"),
