@@ -118,6 +118,7 @@ async def test_three_clusters_all_apply_it(tmp_path: Path, nats_url: str) -> Non
         assert data["message"].startswith(f"3 of 3 clusters applied commit {head(loop.remote)[:12]}")
         assert [m.split("]")[0] for m in data["message"].split("[")[1:]] == ["eu", "us", "ap"]
         assert len(data["deployment"]["deploymentURIsPublic"]) == 3
+        assert {applied(c) for c in clusters.values()} == {f"main@sha1:{head(loop.remote)}"}
 
 
 async def test_one_failing_cluster_fails_at_once_under_all(tmp_path: Path, nats_url: str) -> None:
