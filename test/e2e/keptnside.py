@@ -48,13 +48,15 @@ def start_service(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    config_text: str | None = None,
 ) -> Process:
-    """``python -m keptn_gitops_service run`` for ``fleet``; returns once ``/readyz`` answers 200.
+    """``python -m keptn_gitops_service run`` for ``fleet`` (with :data:`CONFIG`, or ``config_text``); returns once
+    ``/readyz`` answers 200.
 
     The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
-    config.write_text(CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
+    config.write_text(config_text or CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
     port = port or free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
