@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from harness import Loop, fleet_remote, start_loop, stop_loop, triggered
@@ -49,6 +50,7 @@ async def fleet(
     policy: str = "all",
     idle: Sequence[str] = (),
     clock: ManualClock | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Loop, dict[str, SimulatedCluster]]]:
     """The service and one SIMULATED cluster per name, all following one fleet remote; the clusters in ``idle``
     reconcile once at the start and never again (their Flux is not running)."""
@@ -57,7 +59,12 @@ async def fleet(
     for name, cluster in clusters.items():
         await cluster.start(tmp / f"{name}.kubeconfig", run_flux=name not in idle)
     loop = await start_loop(
-        tmp, nats_url, cluster=clusters[names[0]], config=config(tmp, remote, names, policy), clock=clock
+        tmp,
+        nats_url,
+        cluster=clusters[names[0]],
+        config=config(tmp, remote, names, policy),
+        clock=clock,
+        settings=settings,
     )
     try:
         yield loop, clusters
@@ -159,6 +166,26 @@ async def test_a_cluster_that_never_reconciles_is_named_by_the_timeout(tmp_path:
         assert f"[eu] applied: Flux applied commit {commit[:12]}" in data["message"]
         assert f"[us] timed out: timed out after 2m0s waiting for Flux to apply commit {commit[:12]}" in data["message"]
         assert data["deployment"]["deploymentURIsPublic"] == ["https://carts.eu.example.com"]
+
+
+async def test_progress_lines_per_cluster_while_waiting(tmp_path: Path, nats_url: str) -> None:
+    clock = ManualClock()
+    idle = ["eu", "us"]
+    settings = {"progress_interval_seconds": 30.0}
+    with capture_logs() as logs:
+        async with fleet(tmp_path, nats_url, idle, idle=idle, clock=clock, settings=settings) as (loop, clusters):
+            await loop.publish(triggered())
+            await until(lambda: all(poked(c) for c in clusters.values()) and clock.sleepers == 4)
+            clock.advance(30)  # each cluster's progress line is due; no timeout yet
+            await until(lambda: len([e for e in logs if e["event"] == "still waiting for reconciliation"]) == 2)
+    lines = sorted(
+        (e["waiting_for"], e["observed"], e["waited"]) for e in logs if e["event"] == "still waiting for reconciliation"
+    )
+    assert [(w, waited) for w, _, waited in lines] == [
+        ("Flux Kustomization sockshop-dev/carts in cluster eu", "30s"),
+        ("Flux Kustomization sockshop-dev/carts in cluster us", "30s"),
+    ]
+    assert all(observed.startswith("Kustomization sockshop-dev/carts: Ready=True") for _, observed, _ in lines)
 
 
 async def test_any_passes_with_the_first_cluster_and_says_what_the_others_showed(tmp_path: Path, nats_url: str) -> None:
