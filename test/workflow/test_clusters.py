@@ -272,3 +272,19 @@ async def test_the_start_up_checks_load_each_clusters_kubeconfig(tmp_path: Path)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"cannot load the Kubernetes configuration from {us}: ")
     assert problems[0].endswith("(needed by cluster us, rules[0].wait.clusters.targets[1])")
+
+
+async def test_a_rollback_waits_for_every_cluster_too(tmp_path: Path, nats_url: str) -> None:
+    async with fleet(tmp_path, nats_url, ["eu", "us"]) as (loop, clusters):
+        deployment = triggered()
+        await loop.publish(deployment)
+        assert (await loop.finished(deployment["id"]))["data"]["result"] == "pass"
+        rollback = triggered()
+        rollback["type"] = "sh.keptn.event.rollback.triggered"
+        rollback["shkeptncontext"] = deployment["shkeptncontext"]
+        rollback["data"] = {"project": "sockshop", "stage": "dev", "service": "carts", "result": "fail"}
+        await loop.publish(rollback)
+        data = (await loop.finished(rollback["id"]))["data"]
+        reverted = head(loop.remote)
+        assert f"2 of 2 clusters applied commit {reverted[:12]}" in data["message"], data["message"]
+        assert all(applied(c) == f"main@sha1:{reverted}" for c in clusters.values())
