@@ -37,8 +37,8 @@ from typing import Any
 from benchgit import GIT_ENV
 
 from keptn_gitops_service.config.model import Author, CloneOptions, Repository
-from keptn_gitops_service.gitops.imageref import parse_image
-from keptn_gitops_service.gitops.kustomize import set_kustomize_image
+from keptn_gitops_service.editing.imageref import parse_image
+from keptn_gitops_service.editing.kustomize import set_kustomize_image
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 
 AUTHOR = Author("keptn-gitops-service", "gitops@keptn.invalid")

@@ -37,8 +37,8 @@ import nats
 from benchgit import git
 
 from keptn_gitops_service.config.loader import parse_config
+from keptn_gitops_service.editing.yamllimits import limited
 from keptn_gitops_service.gitops.writer import GitWriter
-from keptn_gitops_service.gitops.yamllimits import limited
 from keptn_gitops_service.logs import configure_logging
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings

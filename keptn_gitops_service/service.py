@@ -12,9 +12,9 @@ import structlog
 from keptn_gitops_service import SERVICE_NAME, __version__
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
+from keptn_gitops_service.editing.yamllimits import YamlLimits
 from keptn_gitops_service.errors import StateError, describe_error, stop_if_cancelled
 from keptn_gitops_service.gitops.writer import GitWriter
-from keptn_gitops_service.gitops.yamllimits import YamlLimits
 from keptn_gitops_service.keptn.data import Status
 from keptn_gitops_service.keptn.distributor import DistributorTransport
 from keptn_gitops_service.keptn.nats import NatsTransport

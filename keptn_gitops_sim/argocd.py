@@ -1,7 +1,7 @@
 """SIMULATED Argo CD (tests and benchmarks only): its REST API server and its application controller.
 
 This is **not** Argo CD. Both parts work on the ``argoproj.io/v1alpha1`` Applications stored in a
-:class:`~keptn_gitops_service.demo.kubeapi.KubeApiServer`, so a test can reach the same Applications through the
+:class:`~keptn_gitops_sim.kubeapi.KubeApiServer`, so a test can reach the same Applications through the
 Kubernetes API and through Argo CD's API, and drive them either with :class:`SimulatedArgoCD` or by writing
 statuses itself.
 

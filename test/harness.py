@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from support import make_remote
+from support import make_remote, service_config
 
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.loader import parse_config
@@ -85,23 +85,6 @@ class Loop:
         await self.service.transport.wait_idle()
 
 
-NO_WAIT_CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: file://{remote}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
-"""Every sockshop service, a kustomize overlay per service, finished right after the push (``.format(remote=)``)."""
-
-
 def overlay(service: str) -> str:
     """A service's kustomize overlay at tag 1.0.0, with a Flux setter comment on the tag."""
     return (
@@ -111,18 +94,6 @@ def overlay(service: str) -> str:
         f"  - name: docker.io/keptnexamples/{service}\n"
         '    newTag: 1.0.0 # {"$imagepolicy": "flux-system:' + service + ':tag"}\n'
     )
-
-
-def config_text(
-    remote: Path,
-    *,
-    path_template: str = "apps/{stage}/{service}/kustomization.yaml",
-    extra_update: str = "",
-    timeout: str = "2m",
-) -> str:
-    text = content.CONFIG.format(url=f"file://{remote}").replace("timeout: 2m", f"timeout: {timeout}")
-    text = text.replace('file: "apps/{stage}/{service}/kustomization.yaml"', f'file: "{path_template}"')
-    return text.replace("    wait:\n", extra_update + "    wait:\n") if extra_update else text
 
 
 def fleet_remote(tmp: Path, files: dict[str, str] | None = None) -> Path:
@@ -181,7 +152,7 @@ async def start_loop(
     )
     service = Service(
         service_settings,
-        parse_config(config or config_text(remote), "test-config.yaml"),
+        parse_config(config or service_config(remote), "test-config.yaml"),
         clock=clock or SystemClock(),
         ping_interval=ping_interval,
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
+
+from support import git
 
 ROOT = Path(__file__).resolve().parents[1]
 # Documents that live outside this repository (the product brief, its reference notes, a sibling checkout).
@@ -14,9 +15,9 @@ OUTSIDE = re.compile(
 
 
 def test_no_file_points_outside_the_repository() -> None:
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout.split(b"\0")
+    files = git("ls-files", "-z", cwd=ROOT).split("\0")
     offenders = []
-    for name in (f.decode() for f in files if f):
+    for name in (f for f in files if f):
         if name.startswith("test/fixtures/upstream/"):
             continue  # verbatim upstream samples
         path = ROOT / name

@@ -1,5 +1,6 @@
 """Checks shared by the edit-strategy tests: only the target scalars' bytes may change, and the data must be the
-old data with just the new values (PyYAML's own marks are the oracle, independent of the module under test)."""
+old data with just the new values (PyYAML's own marks are the oracle, independent of the module under test); and
+the YAML inputs the limit tests share."""
 
 from __future__ import annotations
 
@@ -49,3 +50,14 @@ def assert_only_targets_changed(old: str, new: str, targets: dict[tuple[int, Key
             parent = parent[key]
         parent[keys[-1]] = value
     assert list(yaml.safe_load_all(new)) == expected
+
+
+TAIL = "image:\n  tag: v1\n"
+
+
+def nested_aliases(levels: int = 8, fanout: int = 9) -> str:
+    """The issue's file: ``a0: &a0 [x]``, ``a1: &a1 [*a0, ...x9]``, ... (expands to ``fanout ** levels`` nodes)."""
+    lines = ["a0: &a0 [x]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fanout)}]")
+    return "\n".join(lines) + "\n" + TAIL

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keptn_gitops_service.config.model import Repository
+from keptn_gitops_service.editing.trailers import carries, parse_line, parse_trailers
 from keptn_gitops_service.errors import GitError
 from keptn_gitops_service.gitops.git import Git, last_lines, repository_label, signing_options
-from keptn_gitops_service.gitops.trailers import carries, parse_line, parse_trailers
 
 # Kargo's classification of a rejected push (pkg/controller/git/work_tree.go).
 _NON_FAST_FORWARD = re.compile(
@@ -151,7 +151,7 @@ class WorkingClone:
     async def find_trailers(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """For each ``(trailer, value)`` carried by a commit on the remote branch, the newest such commit
         (one ``git log`` for all of them). A commit carries it when its trailer block has exactly that key and
-        value (:mod:`~keptn_gitops_service.gitops.trailers`); an empty value is carried by no commit."""
+        value (:mod:`~keptn_gitops_service.editing.trailers`); an empty value is carried by no commit."""
         pairs = {(key, value) for key, value in wanted if value}
         if not pairs:
             return {}

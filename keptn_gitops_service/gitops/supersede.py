@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from keptn_gitops_service.editing.imageref import show
+from keptn_gitops_service.editing.revert import ScalarChange, scalar_changes
+from keptn_gitops_service.editing.trailers import carries
+from keptn_gitops_service.editing.yamledit import get_scalar
 from keptn_gitops_service.errors import GitOpsServiceError
 from keptn_gitops_service.gitops.clone import WorkingClone
-from keptn_gitops_service.gitops.imageref import show
-from keptn_gitops_service.gitops.revert import ScalarChange, scalar_changes
-from keptn_gitops_service.gitops.trailers import carries
 from keptn_gitops_service.gitops.writer import batch_files
-from keptn_gitops_service.gitops.yamledit import get_scalar
 
 __all__ = ["superseded"]
 

@@ -27,6 +27,11 @@ import structlog
 
 from keptn_gitops_service import metrics
 from keptn_gitops_service.config.model import Repository
+from keptn_gitops_service.editing.paths import resolve_in_repo
+from keptn_gitops_service.editing.revert import scalar_changes
+from keptn_gitops_service.editing.trailers import parse_line, parse_trailers
+from keptn_gitops_service.editing.yamledit import get_scalar
+from keptn_gitops_service.editing.yamllimits import YamlLimits, check_size, limited
 from keptn_gitops_service.errors import (
     EditConflictError,
     EditError,
@@ -37,11 +42,6 @@ from keptn_gitops_service.errors import (
 )
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git, repository_label
-from keptn_gitops_service.gitops.paths import resolve_in_repo
-from keptn_gitops_service.gitops.revert import scalar_changes
-from keptn_gitops_service.gitops.trailers import parse_line, parse_trailers
-from keptn_gitops_service.gitops.yamledit import get_scalar
-from keptn_gitops_service.gitops.yamllimits import YamlLimits, check_size, limited
 
 log = structlog.get_logger(__name__)
 

@@ -248,10 +248,11 @@ def scope_fields(scope: EventScope) -> dict[str, Any]:
     return fields
 
 
-def started_data(scope: EventScope) -> dict[str, Any]:
+def started_data(scope: EventScope | Mapping[str, Any]) -> dict[str, Any]:
     """``.started`` data as helm-service's ``getStartedEventData``: the trigger's EventData with
-    ``status: succeeded`` and no result/message [helm-service:controller/deployment_handler.go]."""
-    return {**scope_fields(scope), "status": Status.SUCCEEDED.value}
+    ``status: succeeded`` and no result/message [helm-service:controller/deployment_handler.go]. ``scope`` may
+    also be the scope fields themselves (whatever an invalid event carried)."""
+    return {**(scope_fields(scope) if isinstance(scope, EventScope) else scope), "status": Status.SUCCEEDED.value}
 
 
 def finished_data(

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from keptn_gitops_service.config.templates import render
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image
 from keptn_gitops_service.errors import TemplateError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
 from keptn_gitops_service.keptn.data import EventScope
 
 LATEST = "latest"

@@ -25,15 +25,15 @@ from keptn_gitops_service.config.model import (
     Update,
     YamlPathUpdate,
 )
+from keptn_gitops_service.editing.argocd_source import set_application_helm, set_argocd_source_file
+from keptn_gitops_service.editing.helmrelease import set_helmrelease
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image
+from keptn_gitops_service.editing.kustomize import set_kustomize_image
+from keptn_gitops_service.editing.manifests import set_container_images
+from keptn_gitops_service.editing.markers import set_marked_values
+from keptn_gitops_service.editing.yamledit import parse_path, set_scalar
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.argocd_source import set_application_helm, set_argocd_source_file
-from keptn_gitops_service.gitops.helmrelease import set_helmrelease
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
-from keptn_gitops_service.gitops.kustomize import set_kustomize_image
-from keptn_gitops_service.gitops.manifests import set_container_images
-from keptn_gitops_service.gitops.markers import set_marked_values
 from keptn_gitops_service.gitops.writer import FileEdit
-from keptn_gitops_service.gitops.yamledit import parse_path, set_scalar
 from keptn_gitops_service.workflow.context import TemplateContext
 
 # Characters no single-line scalar can carry: control characters (newlines, tabs), line and paragraph separators,

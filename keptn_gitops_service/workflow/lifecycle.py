@@ -36,6 +36,7 @@ from keptn_gitops_service.keptn.data import (
     parse_deployment_triggered,
     scope_fields,
     scope_from_data,
+    started_data,
 )
 from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
@@ -330,7 +331,7 @@ class Lifecycle:
     async def _run(self, trigger: Trigger, phase: Phase, commit: str) -> Finished:
         """``.started`` (unless sent before), the body, ``.finished``: the same for every task."""
         if phase is Phase.RECEIVED:
-            await self._reply(trigger, "started", trigger.reply_scope() | {"status": Status.SUCCEEDED.value})
+            await self._reply(trigger, "started", started_data(trigger.scope or trigger.reply_scope()))
             await self.store.advance(trigger.id, Phase.STARTED)
         body = self.tasks[trigger.task]
         in_flight = trigger.task in _IN_FLIGHT_TASKS

@@ -3,7 +3,7 @@
 helm-service's rollback shifts traffic back to the primary and answers with the incoming result
 [keptn@0.18.1:helm-service/controller/rollback_handler.go]. In GitOps the equivalent is to restore, in the
 repository, the values that this context's deployment commit(s) for the service replaced — found by their
-``Keptn-Context`` and ``Keptn-Scope`` trailers — with the same minimal edit (:mod:`gitops.revert`), wait until
+``Keptn-Context`` and ``Keptn-Scope`` trailers — with the same minimal edit (:mod:`editing.revert`), wait until
 the controller applied that, and answer ``rollback.finished`` with the incoming ``result`` (typically ``fail``,
 inherited from the failed delivery), as helm-service does.
 """
@@ -16,8 +16,8 @@ from functools import partial
 import structlog
 
 from keptn_gitops_service.config.model import GitOpsConfig
+from keptn_gitops_service.editing.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter
 from keptn_gitops_service.keptn.data import EventScope, Status, echoed_result
 from keptn_gitops_service.keptn.events import KeptnEvent

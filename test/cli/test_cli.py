@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import config_text
-from support import make_remote, read_remote
+from support import make_remote, read_remote, service_config
 
 from keptn_gitops_sim import content
 
@@ -28,7 +27,7 @@ def cli(
 
 def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
     path = tmp_path / "gitops.yaml"
-    path.write_text(config_text(tmp_path / "remote.git"))
+    path.write_text(service_config(tmp_path / "remote.git"))
     result = cli("config", "check", str(path), cwd=tmp_path)
     assert (result.returncode, result.stdout.strip()) == (0, f"{path}: OK (1 repositories, 1 rules)")
 
@@ -36,7 +35,7 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
 def test_config_check_names_file_line_and_key(tmp_path: Path) -> None:
     path = tmp_path / "gitops.yaml"
     path.write_text(
-        config_text(tmp_path / "remote.git").replace("    branch: main\n", "    branch: main\n    brnch: x\n")
+        service_config(tmp_path / "remote.git").replace("    branch: main\n", "    branch: main\n    brnch: x\n")
     )
     result = cli("config", "check", str(path), cwd=tmp_path)
     assert result.returncode == 2
@@ -46,7 +45,7 @@ def test_config_check_names_file_line_and_key(tmp_path: Path) -> None:
 def test_deploy_without_keptn_commits_and_reports(tmp_path: Path) -> None:
     remote = make_remote(tmp_path, content.REPOSITORY_FILES)
     path = tmp_path / "gitops.yaml"
-    path.write_text(config_text(remote))
+    path.write_text(service_config(remote))
     result = cli(
         "deploy",
         "--project",
@@ -73,7 +72,7 @@ def test_deploy_without_keptn_commits_and_reports(tmp_path: Path) -> None:
 def test_deploy_exit_codes_tell_the_outcome(tmp_path: Path) -> None:
     remote = make_remote(tmp_path, content.REPOSITORY_FILES)
     path = tmp_path / "gitops.yaml"
-    path.write_text(config_text(remote))
+    path.write_text(service_config(remote))
     base = ("deploy", "--stage", "dev", "--service", "carts", "--config", str(path), "--no-wait")
     unmatched = cli(*base, "--project", "other", "--image", "docker.io/x/carts:1", cwd=tmp_path)
     assert unmatched.returncode == 2 and "no rule in" in unmatched.stderr
@@ -99,7 +98,7 @@ current-context: x
 def test_config_check_online_reaches_every_repository_and_loads_the_kubeconfig(tmp_path: Path) -> None:
     remote = make_remote(tmp_path, content.REPOSITORY_FILES)
     path = tmp_path / "gitops.yaml"
-    text = config_text(remote).replace(
+    text = service_config(remote).replace(
         "    branch: main\n", "    branch: main\n    auth: {type: token, tokenEnv: CLI_GIT_TOKEN}\n"
     )
     text = text.replace("rules:\n", f"  - name: archive\n    url: file://{tmp_path}/archive.git\nrules:\n")
@@ -127,7 +126,7 @@ def test_config_check_online_reaches_every_repository_and_loads_the_kubeconfig(t
 
 def test_run_without_rules_refuses_to_start_and_names_the_chart_key(tmp_path: Path) -> None:
     path = tmp_path / "gitops.yaml"
-    text = config_text(tmp_path / "remote.git")
+    text = service_config(tmp_path / "remote.git")
     path.write_text(text[: text.index("rules:")] + "rules: []\n")
     for args in (("run", "--config", str(path)), ("config", "check", str(path))):
         result = cli(*args, cwd=tmp_path)

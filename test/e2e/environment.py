@@ -11,8 +11,8 @@ from pathlib import Path
 from e2e.build import Toolchain
 from e2e.controlplane import ControlPlane
 from e2e.fluxcontrollers import FluxControllers, install_crds
-from e2e.githttp import GitHttpServer
 from e2e.kubeclient import KubeClient
+from support import GitHttpServer
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.githttp import GitHttpServer
 from e2e.kubeclient import JSON, KubeClient, condition
-from support import git, make_remote
+from support import GitHttpServer, git, make_remote
 
 STAGE = "dev"
 SERVICES = ("carts", "orders")

@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from e2e.githttp import GitHttpServer
 from e2e.keptnbin import KeptnTools
 from e2e.kubeclient import KubeClient
 from e2e.processes import Process
-from support import free_port
+from support import GitHttpServer, free_port, git
 
 NAMESPACE = "keptn"
 START_TIMEOUT = 180  # seconds; FerretDB and shipyard-controller create their collections on first start
@@ -233,7 +232,7 @@ class KeptnPlane:
         """An empty bare repository for ``project``'s configuration; returns its HTTP URL."""
         assert self.upstream is not None
         bare = self.upstream.root / f"{project}.git"
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+        git("init", "-q", "--bare", "-b", "main", str(bare))
         return self.upstream.url(bare)
 
     def cli(self, *args: str, timeout: float = 120) -> str:

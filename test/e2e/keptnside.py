@@ -14,31 +14,10 @@ from typing import Any
 import nats
 from e2e.fleet import STAGE, Fleet
 from e2e.processes import Process
-from support import free_port
+from support import WAIT_FLUX, ConfigRule, free_port, service_config
 
 READY_TIMEOUT = 60
 FLUX_WAIT = "3m"  # the service's own wait timeout; the tests wait a little longer for its answer
-
-CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: file://{bare}
-    branch: main
-    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
-rules:
-  - match: {{project: {project}, stage: "*", service: "*"}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait:
-      flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}
-      timeout: {timeout}
-    deploymentURIs:
-      local: ["http://{{service}}.{{project}}-{{stage}}:80"]
-"""
 
 
 def start_service(
@@ -48,15 +27,16 @@ def start_service(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
-    config_text: str | None = None,
+    wait: str = WAIT_FLUX,
 ) -> Process:
-    """``python -m keptn_gitops_service run`` for ``fleet`` (with :data:`CONFIG`, or ``config_text``); returns once
-    ``/readyz`` answers 200.
+    """``python -m keptn_gitops_service run`` for ``fleet`` (its rule's ``wait``: a Flux Kustomization, or the one-line
+    mapping given); returns once ``/readyz`` answers 200.
 
     The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
-    config.write_text(config_text or CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
+    rule = ConfigRule(match=f'{{project: {fleet.project}, stage: "*", service: "*"}}', timeout=FLUX_WAIT, wait=wait)
+    config.write_text(service_config(fleet.bare, rule))
     port = port or free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -11,12 +11,10 @@ import pytest
 from e2e.build import Toolchain
 from e2e.environment import Cluster, running_cluster
 from e2e.fleet import SERVICES, Fleet
-from e2e.keptnside import CONFIG, FLUX_WAIT, KeptnBus, deployment_triggered, start_service
+from e2e.keptnside import KeptnBus, deployment_triggered, start_service
 from e2e.processes import Process
 from e2e.test_flux import deliver
-
-WAIT = '      flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}\n'
-FLUX = '{{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}'
+from support import WAIT_FLUX
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +47,11 @@ def followed(fleet: Fleet, second: Cluster) -> Fleet:
 def service(
     fleet: Fleet, followed: Fleet, cluster: Cluster, second: Cluster, nats_url: str, tmp_path: Path
 ) -> Iterator[Process]:
-    clusters = (
-        "      clusters:\n        targets:\n"
-        f"          - {{{{name: eu, kubeconfig: {cluster.kubeconfig}, flux: {FLUX}}}}}\n"
-        f"          - {{{{name: us, kubeconfig: {second.kubeconfig}, flux: {FLUX}}}}}\n"
+    targets = ", ".join(
+        f"{{name: {name}, kubeconfig: {kubeconfig}, flux: {WAIT_FLUX.removeprefix('flux: ')}}}"
+        for name, kubeconfig in (("eu", cluster.kubeconfig), ("us", second.kubeconfig))
     )
-    assert WAIT in CONFIG
-    text = CONFIG.replace(WAIT, clusters).format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT)
-    process = start_service(fleet, nats_url, cluster.kubeconfig, tmp_path, config_text=text)
+    process = start_service(fleet, nats_url, cluster.kubeconfig, tmp_path, wait=f"clusters: {{targets: [{targets}]}}")
     try:
         yield process
     finally:

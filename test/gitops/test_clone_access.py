@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ def long_history_remote(tmp: Path, commits: int = COMMITS) -> Path:
         stream.append(f"commit refs/heads/main\nmark :{i}\ncommitter Bot <bot@x.invalid> {1_700_000_000 + i} +0000\n")
         stream.append(f"data {len(message)}\n{message}" + (f"from :{i - 1}\n" if i > 1 else ""))
         stream.append(f"M 100644 inline apps/svc{i % FILES}.yaml\ndata {len(data)}\n{data}\n")
-    subprocess.run(["git", "fast-import", "--quiet"], input="".join(stream).encode(), cwd=bare, check=True)
+    git("fast-import", "--quiet", cwd=bare, input="".join(stream))
     git("config", "uploadpack.allowFilter", "true", cwd=bare)
     return bare
 

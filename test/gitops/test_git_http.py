@@ -6,9 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from githttp import command_lines_containing, git_http_server
 from structlog.testing import capture_logs
-from support import git, make_remote, push_unrelated, read_remote
+from support import (
+    GitCommandError,
+    GitHttpServer,
+    command_lines_containing,
+    git,
+    make_remote,
+    push_unrelated,
+    read_remote,
+)
 
 from keptn_gitops_service.config.model import Author, CloneOptions, Repository, TokenAuth
 from keptn_gitops_service.errors import GitError
@@ -47,7 +54,7 @@ async def test_a_token_clones_shallow_and_partial_pushes_and_fetches_lazily_with
     monkeypatch.setenv("FLEET_TOKEN", TOKEN)
     seen_clients: list[str] = []
     leaks: list[str] = []
-    with git_http_server(served, user=USER, token=TOKEN) as server:
+    with GitHttpServer(served, push=True, user=USER, token=TOKEN) as server:
 
         def look_at_every_process() -> None:  # runs while git waits for this very answer
             seen_clients.extend(command_lines_containing("remote-http"))
@@ -56,7 +63,7 @@ async def test_a_token_clones_shallow_and_partial_pushes_and_fetches_lazily_with
         server.on_authorised.append(look_at_every_process)
         repo = Repository(
             "fleet",
-            f"{server.url}/fleet.git",
+            server.url(served / "fleet.git"),
             auth=TokenAuth("FLEET_TOKEN", username=USER),
             author=Author("bot", "bot@keptn.invalid"),
             clone=CloneOptions(depth=1, filter="blob:none"),
@@ -83,8 +90,8 @@ async def test_a_server_quoting_the_token_and_a_wrong_token_never_reach_an_error
     served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLEET_TOKEN", TOKEN)
-    with git_http_server(served, user=USER, token=TOKEN) as server:
-        quoting = Repository("quoting", f"{server.url}/error.git", auth=TokenAuth("FLEET_TOKEN", username=USER))
+    with GitHttpServer(served, push=True, user=USER, token=TOKEN) as server:
+        quoting = Repository("quoting", server.url(served / "error.git"), auth=TokenAuth("FLEET_TOKEN", username=USER))
         with pytest.raises(GitError) as info:
             await GitWriter(tmp_path / "a").write(change(quoting, "1", "v1"))
         assert "remote error: token *** is not valid here" in str(info.value)
@@ -92,7 +99,24 @@ async def test_a_server_quoting_the_token_and_a_wrong_token_never_reach_an_error
 
         wrong = "ghp_WrongToken0815"
         monkeypatch.setenv("FLEET_TOKEN", wrong)
-        fleet = Repository("fleet", f"{server.url}/fleet.git", auth=TokenAuth("FLEET_TOKEN", username=USER))
+        fleet = Repository("fleet", server.url(served / "fleet.git"), auth=TokenAuth("FLEET_TOKEN", username=USER))
         with pytest.raises(GitError, match="Authentication failed") as info:
             await GitWriter(tmp_path / "b").write(change(fleet, "2", "v2"))
         assert wrong not in str(info.value) and TOKEN not in str(info.value)
+
+
+def test_without_a_token_the_server_serves_clones_and_refuses_pushes_unless_told(served: Path, tmp_path: Path) -> None:
+    """The read-only mode a Git host gives Flux, and the pushing mode an upstream of Keptn's resource-service needs."""
+    bare = served / "fleet.git"
+    with GitHttpServer(served) as server:
+        git("clone", "--quiet", server.url(bare), str(tmp_path / "reader"))
+        assert (tmp_path / "reader" / "values.yaml").read_text() == "tag: v0\n"
+        (tmp_path / "reader" / "values.yaml").write_text("tag: v9\n")
+        git("commit", "--quiet", "-am", "v9", cwd=tmp_path / "reader")
+        with pytest.raises(GitCommandError, match="403"):
+            git("push", "--quiet", "origin", "HEAD:main", cwd=tmp_path / "reader")
+        assert server.requests and server.denied == 0 and server.authorised == 0
+    assert read_remote(bare, "values.yaml") == "tag: v0\n"
+    with GitHttpServer(served, push=True) as server:
+        git("push", "--quiet", server.url(bare), "HEAD:main", cwd=tmp_path / "reader")
+    assert read_remote(bare, "values.yaml") == "tag: v9\n"

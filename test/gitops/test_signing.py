@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import GIT_ENV, git, make_remote, racing_remote
+from support import GitCommandError, git, make_remote, racing_remote
 
 from keptn_gitops_service.config.model import Author, Repository, Signing
 from keptn_gitops_service.errors import GitError
@@ -25,12 +25,12 @@ def change(repo: Repository, triggered_id: str) -> Change:
     return Change(repo, (edit,), message, ("Keptn-Triggered-Id", triggered_id))
 
 
-def verify(
-    remote: Path, commit: str, *config: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    args = ["git", *(part for option in config for part in ("-c", option)), "verify-commit", "-v", commit]
-    full_env = {**os.environ, **GIT_ENV, **(env or {})}
-    return subprocess.run(args, cwd=remote, env=full_env, capture_output=True, text=True, check=False)
+def verify(remote: Path, commit: str, *config: str, env: dict[str, str] | None = None) -> list[str]:
+    """Check the commit's signature with ``git verify-commit`` (raising :class:`GitCommandError` when it does not
+    verify); return git's reading of it: the verdict (``G``: good), the signer and the signing key's fingerprint."""
+    options = [part for option in config for part in ("-c", option)]
+    git(*options, "verify-commit", commit, cwd=remote, env=env)
+    return git(*options, "log", "-1", "--format=%G?%n%GS%n%GF", commit, cwd=remote, env=env).splitlines()
 
 
 @pytest.fixture
@@ -53,11 +53,12 @@ async def test_ssh_signed_commits_verify_against_the_allowed_signers(
     commit = (await GitWriter(tmp_path / "state").write(change(repo, "1"))).commit
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"{AUTHOR.email} {ssh_key.with_suffix('.pub').read_text()}")
-    checked = verify(remote, commit, "gpg.format=ssh", f"gpg.ssh.allowedSignersFile={allowed}")
-    assert checked.returncode == 0, checked.stderr
-    assert f'Good "git" signature for {AUTHOR.email}' in checked.stderr
-    unsigned = verify(remote, f"{commit}^", "gpg.format=ssh", f"gpg.ssh.allowedSignersFile={allowed}")
-    assert unsigned.returncode != 0  # the seed commit is not signed: the check can fail
+    verdict, signer, key = verify(remote, commit, "gpg.format=ssh", f"gpg.ssh.allowedSignersFile={allowed}")
+    assert (verdict, signer) == ("G", AUTHOR.email)
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", f"{ssh_key}.pub"], check=True, capture_output=True, text=True)
+    assert key == listed.stdout.split()[1]  # SHA256:<fingerprint> of the signing key
+    with pytest.raises(GitCommandError):  # the seed commit is not signed: the check can fail
+        verify(remote, f"{commit}^", "gpg.format=ssh", f"gpg.ssh.allowedSignersFile={allowed}")
 
 
 async def test_a_commit_replayed_after_a_lost_push_race_is_signed_too(
@@ -69,8 +70,10 @@ async def test_a_commit_replayed_after_a_lost_push_race_is_signed_too(
     assert result.attempts == 3 and git("rev-parse", "main", cwd=remote).strip() == result.commit
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"{AUTHOR.email} {ssh_key.with_suffix('.pub').read_text()}")
-    checked = verify(remote, result.commit, "gpg.format=ssh", f"gpg.ssh.allowedSignersFile={allowed}")
-    assert checked.returncode == 0, checked.stderr
+    assert verify(remote, result.commit, "gpg.format=ssh", f"gpg.ssh.allowedSignersFile={allowed}")[:2] == [
+        "G",
+        AUTHOR.email,
+    ]
 
 
 async def test_a_missing_signing_key_fails_the_commit_and_leaves_the_remote_alone(tmp_path: Path, remote: Path) -> None:
@@ -118,8 +121,6 @@ async def test_openpgp_signed_commits_verify_with_gpg(
     signing = Signing("openpgp", key_id=fingerprint, gnupg_home=str(home))
     repo = Repository("fleet", f"file://{remote}", author=AUTHOR, signing=signing)
     commit = (await GitWriter(tmp_path / "state").write(change(repo, "1"))).commit
-    checked = verify(remote, commit, env={"GNUPGHOME": str(home)})
-    assert checked.returncode == 0, checked.stderr
-    assert f'Good signature from "{AUTHOR.name} <{AUTHOR.email}>"' in checked.stderr
-    assert fingerprint in checked.stderr
-    assert verify(remote, f"{commit}^", env={"GNUPGHOME": str(home)}).returncode != 0
+    assert verify(remote, commit, env={"GNUPGHOME": str(home)}) == ["G", f"{AUTHOR.name} <{AUTHOR.email}>", fingerprint]
+    with pytest.raises(GitCommandError):
+        verify(remote, f"{commit}^", env={"GNUPGHOME": str(home)})

@@ -1,4 +1,4 @@
-"""Trailers are parsed and matched whole, with exact values: history lookups, the idempotency lookup, batched commits,
+"""Commits are found by whole trailers with exact values: history lookups, the idempotency lookup, batched commits,
 and whether a descendant still holds what our commit changed."""
 
 from __future__ import annotations
@@ -11,22 +11,7 @@ from support import git, make_remote
 
 from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.gitops.supersede import superseded
-from keptn_gitops_service.gitops.trailers import carries, parse_trailers
 from keptn_gitops_service.gitops.writer import BATCH_TRAILER, GitWriter, batch_files
-
-
-def test_only_the_last_paragraphs_key_value_lines_are_trailers() -> None:
-    message = (
-        "deploy\n\nKeptn-Context: in-the-body\n\n"
-        "Keptn-Context: c1\nnot a trailer\nKey With-Space: x\nKeptn-Scope:  p/dev/carts  \nKeptn-Empty:\n"
-    )
-    assert parse_trailers(message) == [("Keptn-Context", "c1"), ("Keptn-Scope", "p/dev/carts")]
-    assert parse_trailers("Keptn-Context: subject only\n") == []
-    assert carries(message, [("Keptn-Context", "c1"), ("Keptn-Scope", "p/dev/carts")])
-    assert not carries(message, [("Keptn-Context", "c")])
-    assert not carries(message, [("Keptn-Scope", "p/dev/cart")])
-    assert not carries(message, [("Keptn-Context", "in-the-body")])
-    assert not carries(message, [])
 
 
 def test_a_batch_entry_matches_only_with_exact_string_values() -> None:

@@ -6,22 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import config_text, start_loop, stop_loop, triggered
-from support import git
+from harness import start_loop, stop_loop, triggered
+from support import ConfigRule, git, service_config
 from waitobjects import application, get_app, helmrelease
 
 from keptn_gitops_sim.argocd import ArgoCdApiServer, SimulatedArgoCD
 from keptn_gitops_sim.helmsim import SimulatedHelmController
 from keptn_gitops_sim.kubeapi import KubeApiServer
 
-FLUX_KS = '      flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}\n'
 APP = "sockshop-dev-carts"
-
-
-def config_with_wait(tmp_path: Path, wait: str) -> str:
-    text = config_text(tmp_path / "remote.git")
-    assert FLUX_KS in text
-    return text.replace(FLUX_KS, f"      {wait}\n")
 
 
 def head(remote: Path) -> str:
@@ -33,7 +26,7 @@ async def test_a_helmrelease_delivery(tmp_path: Path, nats_url: str) -> None:
         'flux: {kind: HelmRelease, name: "{service}", namespace: "{project}-{stage}", '
         'kustomization: {name: "{service}", namespace: "{project}-{stage}"}, chartVersion: "1.1.0"}'
     )
-    loop = await start_loop(tmp_path, nats_url, config=config_with_wait(tmp_path, wait))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", ConfigRule(wait=wait)))
     helm = SimulatedHelmController(loop.kube, ("sockshop-dev", "carts"), ("sockshop-dev", "carts"))
     helm.start()
     try:
@@ -53,7 +46,7 @@ async def test_a_helmrelease_delivery(tmp_path: Path, nats_url: str) -> None:
 async def test_a_failing_helm_upgrade_fails_the_delivery(tmp_path: Path, nats_url: str) -> None:
     parent = "kustomization: {name: carts, namespace: sockshop-dev}"
     wait = f"flux: {{kind: HelmRelease, name: carts, namespace: sockshop-dev, {parent}}}"
-    loop = await start_loop(tmp_path, nats_url, config=config_with_wait(tmp_path, wait))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", ConfigRule(wait=wait)))
     helm = SimulatedHelmController(loop.kube, ("sockshop-dev", "carts"), ("sockshop-dev", "carts"))
     helm.start()
     try:
@@ -74,7 +67,7 @@ async def test_a_failing_helm_upgrade_fails_the_delivery(tmp_path: Path, nats_ur
 @pytest.mark.parametrize("sync", [False, True], ids=["auto-sync", "sync-by-keptn"])
 async def test_an_argocd_delivery_through_the_kubernetes_api(tmp_path: Path, nats_url: str, sync: bool) -> None:
     wait = f'argocd: {{application: "{{project}}-{{stage}}-{{service}}", namespace: argocd, sync: {str(sync).lower()}}}'
-    loop = await start_loop(tmp_path, nats_url, config=config_with_wait(tmp_path, wait))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", ConfigRule(wait=wait)))
     argo = SimulatedArgoCD(loop.kube, {f"file://{loop.remote}": loop.remote})
     argo.start()
     try:
@@ -115,7 +108,7 @@ async def test_an_argocd_delivery_through_the_rest_api(
         f'argocd: {{application: "{{project}}-{{stage}}-{{service}}", api: rest, server: "{api.url}", '
         "tokenEnv: ARGOCD_TOKEN, project: default, sync: true}"
     )
-    loop = await start_loop(tmp_path, nats_url, config=config_with_wait(tmp_path, wait))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", ConfigRule(wait=wait)))
     argo = SimulatedArgoCD(argocd_cluster, {f"file://{remote}": remote})
     argo.start()
     try:

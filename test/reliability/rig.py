@@ -23,7 +23,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
-from support import free_port, git, make_remote
+from support import WAIT_NONE, ConfigRule, free_port, git, make_remote, service_config
 
 from keptn_gitops_sim import content
 from keptn_gitops_sim.cluster import SimulatedCluster
@@ -239,35 +239,16 @@ def simulated_cluster(remote: Remote) -> SimulatedCluster:
 
 # ------------------------------------------------------------------------------------------------ the service
 
-CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: {url}
-    branch: main
-    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
-rules:
-  - match: {{project: sockshop, stage: dev, service: orders}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-  - match: {{project: sockshop, stage: "*", service: "*"}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait:
-      flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}
-      timeout: {timeout}
-"""
+SERVICE_RULES = (
+    ConfigRule(match="{project: sockshop, stage: dev, service: orders}", wait=WAIT_NONE, deployment_uris=False),
+    ConfigRule(match='{project: sockshop, stage: "*", service: "*"}', deployment_uris=False),
+)
 """``orders`` finishes right after the push (``none``); ``carts`` waits for the SIMULATED Flux."""
 
 
 def write_config(path: Path, remote_url: str, *, timeout: str = "2m") -> Path:
-    path.write_text(CONFIG.format(url=remote_url, timeout=timeout))
+    orders, others = SERVICE_RULES
+    path.write_text(service_config(remote_url, orders, replace(others, timeout=timeout)))
     return path
 
 

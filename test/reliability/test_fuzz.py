@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -39,15 +38,15 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from reliability.rig import SOAK
 from structlog.testing import capture_logs
-from support import git, make_remote, read_remote
+from support import VALUES_TAG, WAIT_NONE, ConfigRule, git, kustomize_image, make_remote, read_remote, service_config
 
 from keptn_gitops_service import SERVICE_NAME
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.config.model import Author, Repository
+from keptn_gitops_service.editing.yamledit import set_scalar
+from keptn_gitops_service.editing.yamllimits import YamlLimits, limited
 from keptn_gitops_service.errors import EditError, EditTimeoutError, EventError
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
-from keptn_gitops_service.gitops.yamledit import set_scalar
-from keptn_gitops_service.gitops.yamllimits import YamlLimits, limited
 from keptn_gitops_service.keptn.events import MAX_EVENT_BYTES, KeptnEvent, from_json, to_structured
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
@@ -231,31 +230,15 @@ def test_the_decoder_decodes_or_names_the_problem(body: bytes) -> None:
 
 # ------------------------------------------------------------------------------------------ the workflow
 
-CONFIG = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - name: fleet
-    url: {url}
-    branch: main
-    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
-rules:
-  - match: {{project: sockshop, stage: dev, service: carts}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-      - file: "apps/{{stage}}/{{service}}/values.yaml"
-        yamlPath: image.tag
-        value: "{{image.tag}}"
-    wait: {{none: {{}}}}
-  - match: {{project: sockshop, stage: "*", service: "*"}}
-    repository: fleet
-    updates:
-      - file: "apps/{{stage}}/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
+RULES = (
+    ConfigRule(
+        match="{project: sockshop, stage: dev, service: carts}",
+        updates=(kustomize_image(), VALUES_TAG),
+        wait=WAIT_NONE,
+        deployment_uris=False,
+    ),
+    ConfigRule(wait=WAIT_NONE, deployment_uris=False),
+)
 
 
 def owned(body: bytes) -> str | None:
@@ -387,7 +370,7 @@ class Recorder:
 def test_the_workflow_answers_every_routable_trigger_exactly_once(tmp_path: Path, nats_url: str) -> None:
     remote = fuzz_remote(tmp_path)
     settings_ = Settings(nats_url=nats_url, state_dir=tmp_path / "state", log_format="console", http_port=None)
-    service = Service(settings_, parse_config(CONFIG.format(url=f"file://{remote}"), "fuzz.yaml"))
+    service = Service(settings_, parse_config(service_config(remote, *RULES), "fuzz.yaml"))
     answered: Counter[str] = Counter()  # replies per triggered id over the whole run
     stats: Counter[str] = Counter()
     previous: list[bytes] = []
@@ -568,7 +551,7 @@ def hostile_remote(tmp: Path, corpus: dict[str, tuple[bytes, str | None]]) -> Pa
 
 
 def remote_bytes(remote: Path, path: str) -> bytes:
-    return subprocess.run(["git", "show", f"main:{path}"], cwd=remote, check=True, capture_output=True).stdout
+    return git("show", f"main:{path}", cwd=remote).encode("utf-8", "surrogateescape")
 
 
 def test_a_hostile_repository_gets_a_clear_error_or_a_correct_edit_for_every_file(tmp_path: Path) -> None:

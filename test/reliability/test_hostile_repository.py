@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import config_text, start_loop, stop_loop, triggered
-from support import git
+from harness import start_loop, stop_loop, triggered
+from support import git, service_config
 
 HOSTILE_FILE = "hostile/dev/carts/values.yaml"
 
@@ -117,7 +117,7 @@ async def test_a_hostile_file_fails_its_deployment_alone_while_the_service_stays
     make, settings, expected = CASES[case]
     text = make()
     remote = tmp_path / "remote.git"  # where start_loop's make_remote puts it
-    config = config_text(remote).replace("rules:\n", "rules:\n" + HOSTILE_RULE, 1)
+    config = service_config(remote).replace("rules:\n", "rules:\n" + HOSTILE_RULE, 1)
     loop = await start_loop(tmp_path, nats_url, config=config, files={HOSTILE_FILE: text}, settings=settings)
     try:
         assert loop.service.probes is not None

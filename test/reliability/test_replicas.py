@@ -27,7 +27,7 @@ from typing import Any
 
 import nats
 import pytest
-from harness import NO_WAIT_CONFIG, overlay
+from harness import overlay
 from nats.aio.client import Client
 from reliability.rig import (
     CONSUMER,
@@ -43,7 +43,7 @@ from reliability.rig import (
     simulated_cluster,
     write_config,
 )
-from support import git, make_remote
+from support import NO_WAIT, git, make_remote, service_config
 
 from keptn_gitops_sim.cluster import SimulatedCluster
 from keptn_gitops_sim.natsd import NatsServer
@@ -186,7 +186,7 @@ async def test_triggers_a_killed_replica_had_fetched_are_answered_within_a_few_l
         services = [f"svc{i:02d}" for i in range(12)]
         remote = make_remote(tmp_path, {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services})
         config = tmp_path / "gitops.yaml"
-        config.write_text(NO_WAIT_CONFIG.format(remote=remote))
+        config.write_text(service_config(remote, NO_WAIT))
         for i in range(3):
             root = tmp_path / f"replica-{i}"
             root.mkdir()

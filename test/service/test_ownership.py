@@ -10,12 +10,13 @@ reply either, with a warning. A sockshop trigger that is otherwise invalid is ou
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness import NO_WAIT_CONFIG, Loop, start_loop, stop_loop, triggered
+from harness import Loop, start_loop, stop_loop, triggered
 from structlog.testing import capture_logs
-from support import git
+from support import NO_WAIT, git, service_config
 
 from keptn_gitops_service import SERVICE_NAME
 
@@ -138,7 +139,7 @@ async def test_an_owned_trigger_that_is_otherwise_invalid_is_answered_errored_pr
 
 async def test_a_rule_for_every_project_owns_an_invalid_project_name(tmp_path: Path, nats_url: str) -> None:
     """``match: {}`` matches every project, so a project Keptn could never have sent is still this rule's."""
-    config = NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git").replace("match: {project: sockshop}", "match: {}")
+    config = service_config(tmp_path / "remote.git", replace(NO_WAIT, match="{}"))
     loop = await start_loop(tmp_path, nats_url, config=config)
     try:
         invalid = triggered(project="OtherProject")

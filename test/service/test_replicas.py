@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
-from support import git
+from harness import Loop, overlay, start_loop, stop_loop, triggered
+from support import NO_WAIT, git, service_config
 
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.service import Service
@@ -83,7 +83,7 @@ async def test_replicas_share_the_work_and_answer_each_trigger_once(tmp_path: Pa
         tmp_path,
         nats_url,
         files={f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in services},
-        config=NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git"),
+        config=service_config(tmp_path / "remote.git", NO_WAIT),
         settings={"state_store": "jetstream", "k8s_pod_name": "a", "state_lease_seconds": LEASE},
     )
     others = [replica(loop, name, ManualClock()) for name in ("b", "c")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
+from support import git
 
 from keptn_gitops_sim.fluxsim import SimulatedFlux
 from keptn_gitops_sim.kubeapi import KubeApiServer
@@ -23,15 +23,6 @@ URL = "https://git.example.invalid/org/fleet.git"
 SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
 KS = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_AUTHOR_NAME": "Fleet Tester",
-    "GIT_AUTHOR_EMAIL": "fleet@example.invalid",
-    "GIT_COMMITTER_NAME": "Fleet Tester",
-    "GIT_COMMITTER_EMAIL": "fleet@example.invalid",
-}
 CARTS = {
     "apps/dev/carts/kustomization.yaml": (
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n"
@@ -43,20 +34,6 @@ Kustomization = create_namespaced_resource(*KS[:2], "Kustomization", KS[2])
 GitRepository = create_namespaced_resource(*SOURCE[:2], "GitRepository", SOURCE[2])
 
 
-async def git(*args: str, cwd: Path | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip()
-
-
 @dataclass
 class Fleet:
     """A bare "remote" plus a working clone that commits and pushes to it."""
@@ -64,7 +41,7 @@ class Fleet:
     bare: Path
     work: Path
 
-    async def commit(self, files: Mapping[str, str | None], message: str = "update") -> str:
+    def commit(self, files: Mapping[str, str | None], message: str = "update") -> str:
         for rel, content in files.items():
             path = self.work / rel
             if content is None:
@@ -72,18 +49,18 @@ class Fleet:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
-        await git("add", "--all", cwd=self.work)
-        await git("commit", "--quiet", "-m", message, cwd=self.work)
-        await git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=self.work)
-        return await git("rev-parse", "HEAD", cwd=self.work)
+        git("add", "--all", cwd=self.work)
+        git("commit", "--quiet", "-m", message, cwd=self.work)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work).strip()
 
 
 @pytest.fixture
-async def fleet(tmp_path: Path) -> Fleet:
+def fleet(tmp_path: Path) -> Fleet:
     bare, work = tmp_path / "fleet.git", tmp_path / "work"
-    await git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    await git("clone", "--quiet", str(bare), str(work))
-    await git("checkout", "--quiet", "-B", "main", cwd=work)
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    git("clone", "--quiet", str(bare), str(work))
+    git("checkout", "--quiet", "-B", "main", cwd=work)
     return Fleet(bare, work)
 
 
@@ -176,7 +153,7 @@ async def until(
 async def test_a_gitrepository_gets_an_artifact_for_the_branch_head(
     server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet
 ) -> None:
-    sha = await fleet.commit(CARTS)
+    sha = fleet.commit(CARTS)
     server.put_object(
         gitrepository()
         | {
@@ -217,7 +194,7 @@ async def test_a_gitrepository_gets_an_artifact_for_the_branch_head(
 
 
 async def test_legacy_revision_strings(server: KubeApiServer, fleet: Fleet) -> None:
-    sha = await fleet.commit(CARTS)
+    sha = fleet.commit(CARTS)
     server.put_object(gitrepository())
     server.put_object(gitrepository("pinned", commit=sha))
     server.put_object(kustomization())
@@ -230,9 +207,9 @@ async def test_legacy_revision_strings(server: KubeApiServer, fleet: Fleet) -> N
 
 
 async def test_tag_commit_and_name_references(server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet) -> None:
-    sha = await fleet.commit(CARTS)
-    await git("tag", "v1.2.3", cwd=fleet.work)
-    await git("push", "--quiet", "origin", "refs/tags/v1.2.3", cwd=fleet.work)
+    sha = fleet.commit(CARTS)
+    git("tag", "v1.2.3", cwd=fleet.work)
+    git("push", "--quiet", "origin", "refs/tags/v1.2.3", cwd=fleet.work)
     server.put_object(gitrepository("tag", tag="v1.2.3"))
     server.put_object(gitrepository("commit", commit=sha))
     server.put_object(gitrepository("branch-commit", branch="main", commit=sha))
@@ -253,7 +230,7 @@ async def test_tag_commit_and_name_references(server: KubeApiServer, flux: Simul
 async def test_a_missing_branch_is_a_git_operation_failure(
     server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet
 ) -> None:
-    await fleet.commit(CARTS)
+    fleet.commit(CARTS)
     server.put_object(gitrepository(branch="invalid"))
     server.put_object(gitrepository("unknown") | {"spec": {"url": "https://elsewhere.invalid/x.git"}})
     await flux.reconcile_once()
@@ -277,7 +254,7 @@ async def test_a_missing_branch_is_a_git_operation_failure(
 async def test_the_reconcile_sequence_is_visible_through_a_watch(
     server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet, client: AsyncClient
 ) -> None:
-    sha = await fleet.commit(CARTS)
+    sha = fleet.commit(CARTS)
     server.put_object(gitrepository())
     start = server.put_object(kustomization())["metadata"]["resourceVersion"]
     revision = f"main@sha1:{sha}"
@@ -322,11 +299,11 @@ async def test_the_reconcile_sequence_is_visible_through_a_watch(
 async def test_broken_yaml_is_build_failed_and_keeps_the_last_applied_revision(
     server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet
 ) -> None:
-    good = await fleet.commit(CARTS)
+    good = fleet.commit(CARTS)
     server.put_object(gitrepository())
     server.put_object(kustomization())
     await flux.reconcile_once()
-    bad = await fleet.commit({"apps/dev/carts/kustomization.yaml": "resources:\n  - a\n b: [\n"})
+    bad = fleet.commit({"apps/dev/carts/kustomization.yaml": "resources:\n  - a\n b: [\n"})
     await flux.reconcile_once()
     obj = ks_of(server)
     status = obj["status"]
@@ -339,7 +316,7 @@ async def test_broken_yaml_is_build_failed_and_keeps_the_last_applied_revision(
     assert message.endswith("in File: apps/dev/carts/kustomization.yaml")
     assert conditions(obj)["Reconciling"]["message"].startswith(f"Building manifests for revision main@sha1:{bad}")
 
-    fixed = await fleet.commit(CARTS | {"apps/dev/carts/extra.yaml": "x: 1\n"})
+    fixed = fleet.commit(CARTS | {"apps/dev/carts/extra.yaml": "x: 1\n"})
     await flux.reconcile_once()
     assert ks_of(server)["status"]["lastAppliedRevision"] == f"main@sha1:{fixed}"
     assert brief(ks_of(server)) == {"Ready": ("True", "ReconciliationSucceeded")}
@@ -356,7 +333,7 @@ async def test_broken_yaml_is_build_failed_and_keeps_the_last_applied_revision(
 async def test_other_build_failures(
     server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet, content: str, expected: str
 ) -> None:
-    await fleet.commit(CARTS | {"apps/dev/carts/kustomization.yaml": content})
+    fleet.commit(CARTS | {"apps/dev/carts/kustomization.yaml": content})
     server.put_object(gitrepository())
     server.put_object(kustomization())
     await flux.reconcile_once()
@@ -366,13 +343,13 @@ async def test_other_build_failures(
 
 
 async def test_a_missing_path_is_artifact_failed(server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet) -> None:
-    sha = await fleet.commit(CARTS | {"apps/dev/orders/readme.md": "no kustomization here\n"})
+    sha = fleet.commit(CARTS | {"apps/dev/orders/readme.md": "no kustomization here\n"})
     server.put_object(gitrepository())
     server.put_object(kustomization("carts"))
     server.put_object(kustomization("nowhere", path="./apps/dev/nowhere"))
     server.put_object(kustomization("orders", path="./apps/dev/orders"))
     await flux.reconcile_once()
-    await fleet.commit({"apps/dev/carts/kustomization.yaml": None, "apps/dev/carts/deployment.yaml": None})
+    fleet.commit({"apps/dev/carts/kustomization.yaml": None, "apps/dev/carts/deployment.yaml": None})
     await flux.reconcile_once()
     for name, missing in (
         ("nowhere", "apps/dev/nowhere"),
@@ -397,7 +374,7 @@ async def test_a_missing_path_is_artifact_failed(server: KubeApiServer, flux: Si
 
 
 async def test_missing_sources_and_dependencies(server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet) -> None:
-    sha = await fleet.commit(CARTS)
+    sha = fleet.commit(CARTS)
     server.put_object(
         kustomization("orphan") | {"spec": {"path": "./", "sourceRef": {"kind": "GitRepository", "name": "gone"}}}
     )
@@ -422,7 +399,7 @@ async def test_missing_sources_and_dependencies(server: KubeApiServer, flux: Sim
 
 
 async def test_suspended_objects_are_left_alone(server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet) -> None:
-    await fleet.commit(CARTS)
+    fleet.commit(CARTS)
     server.put_object(gitrepository())
     server.put_object(kustomization(suspend=True))
     await flux.reconcile_once()
@@ -433,7 +410,7 @@ async def test_suspended_objects_are_left_alone(server: KubeApiServer, flux: Sim
 
 
 async def test_forced_health_check_failure(server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet) -> None:
-    sha = await fleet.commit(CARTS)
+    sha = fleet.commit(CARTS)
     server.put_object(gitrepository())
     server.put_object(kustomization(wait=True))
     flux.fail_with(
@@ -459,7 +436,7 @@ async def test_forced_health_check_failure(server: KubeApiServer, flux: Simulate
 async def test_run_reacts_to_requested_at_instead_of_waiting_for_the_interval(
     server: KubeApiServer, flux: SimulatedFlux, fleet: Fleet, client: AsyncClient
 ) -> None:
-    first = await fleet.commit(CARTS)
+    first = fleet.commit(CARTS)
     server.put_object(gitrepository())
     server.put_object(kustomization())
     flux.start(interval=3600)
@@ -468,7 +445,7 @@ async def test_run_reacts_to_requested_at_instead_of_waiting_for_the_interval(
         return lambda obj: obj.get("status", {}).get("lastAppliedRevision") == f"main@sha1:{sha}"
 
     await until(server, lambda: ks_of(server), applied(first))
-    second = await fleet.commit({"apps/dev/carts/deployment.yaml": CARTS["apps/dev/carts/deployment.yaml"] + "# v2\n"})
+    second = fleet.commit({"apps/dev/carts/deployment.yaml": CARTS["apps/dev/carts/deployment.yaml"] + "# v2\n"})
     token = "2024-07-16T12:34:56.789Z"
     await client.patch(
         GitRepository,

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import config_text, start_loop, stop_loop
+from harness import start_loop, stop_loop
 from structlog.testing import capture_logs
-from support import make_remote, until
+from support import make_remote, service_config, until
 
 from keptn_gitops_service.clock import ManualClock
 
@@ -31,7 +31,7 @@ async def test_not_ready_until_the_token_is_there_and_the_repository_reachable(
 ) -> None:
     monkeypatch.delenv("STARTUP_GIT_TOKEN", raising=False)
     remote, archive = tmp_path / "remote.git", tmp_path / "archive.git"
-    text = config_text(remote).replace(
+    text = service_config(remote).replace(
         "    branch: main\n", "    branch: main\n    auth: {type: token, tokenEnv: STARTUP_GIT_TOKEN}\n"
     )
     text = text.replace("rules:\n", f"  - name: archive\n    url: file://{archive}\nrules:\n")

@@ -12,33 +12,25 @@ from urllib.parse import urlsplit
 
 from harness import Loop, fleet_remote, start_loop, stop_loop, triggered
 from structlog.testing import capture_logs
-from support import git, until
+from support import WAIT_FLUX, ConfigRule, git, service_config, until
 
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.workflow.preflight import startup_problems
-from keptn_gitops_sim import content
 from keptn_gitops_sim.cluster import SimulatedCluster
-
-FLUX = '{kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}'
-FLUX_WAIT = '      flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}\n      timeout: 2m\n'
 
 
 def config(tmp: Path, remote: Path, names: Sequence[str], policy: str = "all") -> str:
     """The demo's rule, waiting on the clusters ``names`` (kubeconfigs ``tmp/<name>.kubeconfig``) by ``policy``
     (``atLeast 2``: ``policy: atLeast`` with ``atLeast: 2``)."""
     kind, _, count = policy.partition(" ")
-    clusters = "".join(
-        f"          - name: {name}\n"
-        f"            kubeconfig: {tmp / f'{name}.kubeconfig'}\n"
-        f"            flux: {FLUX}\n"
-        f'            deploymentURIs: {{public: ["https://{{service}}.{name}.example.com"]}}\n'
+    targets = ", ".join(
+        f"{{name: {name}, kubeconfig: {tmp / f'{name}.kubeconfig'}, {WAIT_FLUX}, "
+        f'deploymentURIs: {{public: ["https://{{service}}.{name}.example.com"]}}}}'
         for name in names
     )
-    wait = f"      clusters:\n        policy: {kind}\n" + (f"        atLeast: {count}\n" if count else "")
-    text = content.CONFIG.format(url=f"file://{remote}")
-    assert FLUX_WAIT in text
-    return text.replace(FLUX_WAIT, wait + "        targets:\n" + clusters + "      timeout: 2m\n")
+    at_least = f", atLeast: {count}" if count else ""
+    return service_config(remote, ConfigRule(wait=f"clusters: {{policy: {kind}{at_least}, targets: [{targets}]}}"))
 
 
 @asynccontextmanager

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from harness import Loop, config_text, start_loop, stop_loop, triggered
-from support import git, push_unrelated, read_remote
+from harness import Loop, start_loop, stop_loop, triggered
+from support import ConfigRule, git, kustomize_image, push_unrelated, read_remote, service_config
 
 from keptn_gitops_service.clock import ManualClock
 
@@ -204,8 +204,9 @@ async def test_a_timeout_out_of_range_is_an_error_before_anything_is_committed(l
 async def test_bad_inputs_are_answered_precisely_and_leave_the_repository_untouched(
     tmp_path: Path, nats_url: str
 ) -> None:
-    update = '      - file: "{values.file}"\n        yamlPath: image.tag\n        value: "{image.tag}"\n'
-    loop = await start_loop(tmp_path, nats_url, config=config_text(tmp_path / "remote.git", extra_update=update))
+    update = ('file: "{values.file}"', "yamlPath: image.tag", 'value: "{image.tag}"')
+    rule = ConfigRule(updates=(kustomize_image(), update))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", rule))
     try:
         original = head(loop.remote)
         cases = {

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import NO_WAIT_CONFIG, Loop, overlay, start_loop, stop_loop, triggered
-from support import git, read_remote
+from harness import Loop, overlay, start_loop, stop_loop, triggered
+from support import NO_WAIT, git, read_remote, service_config
 
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
 from keptn_gitops_service.workflow.lifecycle import triggered as triggered_from
@@ -68,7 +68,7 @@ async def handled_after(loop: Loop, *events: dict[str, Any]) -> None:
 async def two_services(tmp_path: Path, nats_url: str) -> AsyncIterator[Loop]:
     """carts and carts-db, finished right after the push."""
     files = {DB: overlay("carts-db"), KS: overlay("carts")}
-    config = NO_WAIT_CONFIG.format(remote=tmp_path / "remote.git")
+    config = service_config(tmp_path / "remote.git", NO_WAIT)
     running = await start_loop(tmp_path, nats_url, files=files, run_flux=False, config=config)
     try:
         yield running

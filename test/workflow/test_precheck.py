@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Loop, config_text, start_loop, stop_loop, triggered
+from harness import Loop, start_loop, stop_loop, triggered
 from structlog.testing import capture_logs
-from support import git, until
+from support import WAIT_FLUX, ConfigRule, git, service_config, until
 
 from keptn_gitops_sim import content
 
-FLUX_WAIT = 'flux: {kind: Kustomization, name: "{service}", namespace: "{project}-{stage}"}'
 CHECKED = "; nothing was committed (rules[0].wait is checked before the commit)"
 
 
@@ -44,18 +43,15 @@ async def deploy_refused(loop: Loop) -> dict[str, Any]:
 
 @pytest.fixture
 async def wrong_name(tmp_path: Path, nats_url: str) -> AsyncIterator[Loop]:
-    loop = await start_loop(tmp_path, nats_url, config=_with_wait(tmp_path, FLUX_WAIT.replace('"{service}"', "cart")))
+    loop = await start_loop(
+        tmp_path,
+        nats_url,
+        config=service_config(tmp_path / "remote.git", ConfigRule(wait=WAIT_FLUX.replace('"{service}"', "cart"))),
+    )
     try:
         yield loop
     finally:
         await stop_loop(loop)
-
-
-def _with_wait(tmp: Path, wait: str) -> str:
-    """The harness configuration (its remote is created at tmp/remote.git) with another ``wait`` target."""
-    text = config_text(tmp / "remote.git")
-    assert FLUX_WAIT in text
-    return text.replace(FLUX_WAIT, wait)
 
 
 async def test_a_wrong_kustomization_name_fails_at_once_without_a_commit(wrong_name: Loop) -> None:
@@ -90,7 +86,7 @@ async def test_an_unreachable_argocd_fails_at_once_without_a_commit(
         server = f"http://127.0.0.1:{sock.getsockname()[1]}"
     wait = f'argocd: {{application: "{{project}}-{{stage}}-{{service}}", api: rest, server: "{server}", '
     wait += "tokenEnv: PRECHECK_ARGOCD_TOKEN}"
-    loop = await start_loop(tmp_path, nats_url, config=_with_wait(tmp_path, wait))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", ConfigRule(wait=wait)))
     try:
         data = await deploy_refused(loop)
         assert data["message"].startswith(f"cannot reach Argo CD at {server}: ")
@@ -102,7 +98,7 @@ async def test_an_unreachable_argocd_fails_at_once_without_a_commit(
 
 async def test_may_appear_commits_and_waits_for_the_object(tmp_path: Path, nats_url: str) -> None:
     wait = 'flux: {kind: Kustomization, name: "{service}-v2", namespace: "{project}-{stage}", mayAppear: true}'
-    loop = await start_loop(tmp_path, nats_url, config=_with_wait(tmp_path, wait))
+    loop = await start_loop(tmp_path, nats_url, config=service_config(tmp_path / "remote.git", ConfigRule(wait=wait)))
     try:
         before = head(loop.remote)
         event = triggered("docker.io/keptnexamples/carts:0.14.1")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import threading
 import uuid
 from pathlib import Path
 
-from harness import NO_WAIT_CONFIG, overlay, start_loop, stop_loop, triggered
-from support import git, push_unrelated
+from harness import overlay, start_loop, stop_loop, triggered
+from support import NO_WAIT, GitCommandError, git, push_unrelated, service_config
 
 SERVICES = [f"svc{i:03d}" for i in range(200)]
 
@@ -19,7 +18,7 @@ async def test_200_deployments_and_an_external_pusher_lose_nothing(tmp_path: Pat
     files = {f"apps/dev/{s}/kustomization.yaml": overlay(s) for s in SERVICES}
     remote_path = tmp_path / "remote.git"
     loop = await start_loop(
-        tmp_path, nats_url, files=files, run_flux=False, config=NO_WAIT_CONFIG.format(remote=remote_path)
+        tmp_path, nats_url, files=files, run_flux=False, config=service_config(remote_path, NO_WAIT)
     )
     stop = threading.Event()
     pushed: list[str] = []
@@ -31,7 +30,7 @@ async def test_200_deployments_and_an_external_pusher_lose_nothing(tmp_path: Pat
         while not stop.wait(rng.uniform(0.2, 1.0)):
             try:
                 push_unrelated(loop.remote, work, f"n{len(pushed)}")
-            except subprocess.CalledProcessError:  # it lost a race against us: start again from the new tip
+            except GitCommandError:  # it lost a race against us: start again from the new tip
                 git("fetch", "--quiet", "origin", cwd=work)
                 git("reset", "--quiet", "--hard", "origin/main", cwd=work)
                 continue

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import config_text, start_loop, stop_loop, triggered
-from support import git, read_remote
+from harness import start_loop, stop_loop, triggered
+from support import git, read_remote, service_config
 from yamlcheck import Keys, assert_only_targets_changed
 
 from keptn_gitops_service.state.store import Phase
@@ -169,7 +169,7 @@ CASES = {
 
 
 def with_update(remote: Path, update: str) -> str:
-    text = config_text(remote)
+    text = service_config(remote)
     assert DEFAULT_UPDATE in text
     return text.replace(DEFAULT_UPDATE, update)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from keptn_gitops_service.editing.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.revert import ScalarChange, revert_changes, scalar_changes
 
 BEFORE = """\
 # values for carts

@@ -108,7 +108,7 @@ def _check_text(text: str) -> None:
 
 
 def _target(node: yaml.Node) -> yaml.Node:
-    """The anchored node behind an alias placeholder (yamledit's ``_AliasNode`` has ``target``)."""
+    """The anchored node behind an alias placeholder (:class:`.yamledit.AliasNode` has ``target``)."""
     target = getattr(node, "target", None)
     return target if isinstance(target, yaml.Node) else node
 

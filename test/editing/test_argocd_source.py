@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yamlcheck import assert_only_targets_changed, read
 
+from keptn_gitops_service.editing.argocd_source import set_application_helm, set_argocd_source_file
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.argocd_source import set_application_helm, set_argocd_source_file
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
 
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"
 

@@ -28,14 +28,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from yamlcheck import Keys, assert_only_targets_changed
 
+from keptn_gitops_service.editing.argocd_source import set_application_helm, set_argocd_source_file
+from keptn_gitops_service.editing.helmrelease import set_helmrelease
+from keptn_gitops_service.editing.imageref import ImageRef
+from keptn_gitops_service.editing.kustomize import set_kustomize_image
+from keptn_gitops_service.editing.manifests import set_container_images
+from keptn_gitops_service.editing.markers import set_marked_values
+from keptn_gitops_service.editing.yamledit import set_scalar
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.argocd_source import set_application_helm, set_argocd_source_file
-from keptn_gitops_service.gitops.helmrelease import set_helmrelease
-from keptn_gitops_service.gitops.imageref import ImageRef
-from keptn_gitops_service.gitops.kustomize import set_kustomize_image
-from keptn_gitops_service.gitops.manifests import set_container_images
-from keptn_gitops_service.gitops.markers import set_marked_values
-from keptn_gitops_service.gitops.yamledit import set_scalar
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream" / "gitops"
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"

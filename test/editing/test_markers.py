@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yamlcheck import Keys, assert_only_targets_changed, read
 
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image
+from keptn_gitops_service.editing.markers import MarkedScalar, find_markers, set_marked_values
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
-from keptn_gitops_service.gitops.markers import MarkedScalar, find_markers, set_marked_values
 
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"
 OLD_DIGEST = "sha256:ec0119616bb8be9199575c05bfc23a6bf0fbdb0690ee15834e7b43bc3f4f6017"

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yamlcheck import Keys, assert_only_targets_changed
 
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image
+from keptn_gitops_service.editing.manifests import set_container_images
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
-from keptn_gitops_service.gitops.manifests import set_container_images
 
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"
 

@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import show
-from keptn_gitops_service.gitops.yamledit import (
+from keptn_gitops_service.editing.imageref import show
+from keptn_gitops_service.editing.yamledit import (
     get_scalar,
     insert_mapping_key,
     load_documents,
@@ -35,6 +34,7 @@ from keptn_gitops_service.gitops.yamledit import (
     parse_path,
     set_scalar,
 )
+from keptn_gitops_service.errors import EditError
 
 __all__ = ["HELMRELEASE_API_PREFIX", "set_helmrelease"]
 

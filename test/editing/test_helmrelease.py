@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yamlcheck import Keys, assert_only_targets_changed, read
 
+from keptn_gitops_service.editing.helmrelease import set_helmrelease
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.helmrelease import set_helmrelease
 
 TWO_RELEASES = """\
 # two releases in one file

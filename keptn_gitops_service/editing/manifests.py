@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from keptn_gitops_service.editing.imageref import ImageRef, same_repository, show
+from keptn_gitops_service.editing.yamledit import Index, Key, PathSegment, format_path, load_documents, set_scalar
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
-from keptn_gitops_service.gitops.yamledit import Index, Key, PathSegment, format_path, load_documents, set_scalar
 
 __all__ = ["CONTAINER_LISTS", "POD_SPEC_PATHS", "set_container_images"]
 

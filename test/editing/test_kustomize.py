@@ -9,9 +9,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image
+from keptn_gitops_service.editing.kustomize import set_kustomize_image
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image
-from keptn_gitops_service.gitops.kustomize import set_kustomize_image
 
 DIGEST = "sha256:" + "e59349a6d8cf01d625de9fe73efd94b5e2a8cc8453d1b893ec367cfa2105bae9"
 

@@ -45,10 +45,18 @@ from typing import Any, Literal
 
 import yaml
 
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image, same_repository, show
+from keptn_gitops_service.editing.yamledit import (
+    AliasNode,
+    Index,
+    Key,
+    PathSegment,
+    compose_roots,
+    format_path,
+    set_scalar,
+)
+from keptn_gitops_service.editing.yamllimits import LimitedLoader
 from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image, same_repository, show
-from keptn_gitops_service.gitops.yamledit import Index, Key, PathSegment, format_path, set_scalar
-from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = ["FLUX_MARKER_KEY", "KEPTN_MARKER_KEY", "MarkedScalar", "find_markers", "set_marked_values"]
 
@@ -93,15 +101,6 @@ class MarkedScalar:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class _AliasNode(yaml.Node):
-    """Where an alias (``*name``) occurs; PyYAML's composer would hand back the anchored node itself."""
-
-    def __init__(self, anchor: str, target: yaml.Node | None, start_mark: Any, end_mark: Any) -> None:
-        super().__init__("", None, start_mark, end_mark)
-        self.anchor = anchor
-        self.target = target  # what the YAML limits count (yamllimits.measure)
-
-
 class _Loader(LimitedLoader):
     """The pure-Python composer, additionally recording every comment (index of ``#``) and every alias.
 
@@ -134,8 +133,8 @@ class _Loader(LimitedLoader):
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
         node = super().compose_node(parent, index)
-        if isinstance(event, yaml.AliasEvent):
-            return _AliasNode(str(event.anchor), node, event.start_mark, event.end_mark)
+        if node is not None and isinstance(event, yaml.AliasEvent):
+            return AliasNode(node, str(event.anchor), event.start_mark, event.end_mark)
         return node
 
 
@@ -161,21 +160,8 @@ class _Place:
 def _compose(text: str) -> tuple[list[yaml.Node], list[int]]:
     """Every document's root node and the positions of every comment."""
     loader = _Loader(text)
-    try:
-        roots: list[yaml.Node] = []
-        while loader.check_node():
-            node = loader.get_node()
-            if node is not None:
-                roots.append(node)
-        return roots, loader.comments
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise EditError(f"the text is not valid YAML: {error.problem or error.context}{where}") from error
-    except yaml.YAMLError as error:
-        raise EditError(f"the text is not valid YAML: {error}") from error
-    finally:
-        loader.dispose()
+    roots = compose_roots(loader)
+    return roots, loader.comments
 
 
 def _places(node: yaml.Node, document: int, segments: tuple[PathSegment, ...] | None) -> Iterator[_Place]:
@@ -269,7 +255,7 @@ def _attached(text: str, comment: _Comment, places: Sequence[_Place]) -> _Place:
 def _checked_scalar(comment: _Comment, place: _Place) -> tuple[tuple[PathSegment, ...], yaml.ScalarNode]:
     """Refuse markers on keys, aliases and collections; return the marked scalar and its path."""
     node = place.node
-    if isinstance(node, _AliasNode):
+    if isinstance(node, AliasNode):
         raise EditError(
             f"{comment.where} is on the alias '*{node.anchor}'; mark the anchored value '&{node.anchor}' instead"
         )

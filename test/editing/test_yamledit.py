@@ -12,9 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops import yamledit
-from keptn_gitops_service.gitops.yamledit import (
+from keptn_gitops_service.editing import yamledit
+from keptn_gitops_service.editing.yamledit import (
     Index,
     Key,
     Match,
@@ -26,6 +25,7 @@ from keptn_gitops_service.gitops.yamledit import (
     parse_path,
     set_scalar,
 )
+from keptn_gitops_service.errors import EditError
 
 # A file in every style that trips up re-serialising tools.
 TRICKY = """\

@@ -36,23 +36,29 @@ from typing import Any
 
 import yaml
 
+from keptn_gitops_service.editing.yamllimits import LimitedLoader
 from keptn_gitops_service.errors import EditError, YamlLimitError
-from keptn_gitops_service.gitops.yamllimits import LimitedLoader
 
 __all__ = [
+    "AliasNode",
     "Index",
     "Key",
     "Match",
     "PathSegment",
     "append_sequence_item",
+    "compose_roots",
+    "content_end",
+    "file_newline",
     "format_path",
     "get_scalar",
+    "insert_lines",
     "insert_mapping_key",
     "insert_mapping_sequence",
     "load_documents",
     "missing_reason",
     "parse_path",
     "set_scalar",
+    "yaml_error",
 ]
 
 STR_TAG = "tag:yaml.org,2002:str"
@@ -216,8 +222,11 @@ def format_path(segments: Sequence[PathSegment]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class _AliasNode(yaml.Node):
-    """Stands where an alias (``*name``) occurs; PyYAML's composer would return the anchored node itself."""
+class AliasNode(yaml.Node):
+    """Stands where an alias (``*name``) occurs; PyYAML's composer would return the anchored node itself.
+
+    ``target`` is the anchored node: what the YAML limits count (:func:`.yamllimits.measure`).
+    """
 
     def __init__(self, target: yaml.Node, anchor: str, start_mark: Any, end_mark: Any) -> None:
         super().__init__(target.tag, target.value, start_mark, end_mark)
@@ -242,7 +251,7 @@ class _Composer(LimitedLoader):
             return None
         if isinstance(event, yaml.AliasEvent):
             self.aliased.add(id(node))
-            return _AliasNode(node, str(event.anchor), event.start_mark, event.end_mark)
+            return AliasNode(node, str(event.anchor), event.start_mark, event.end_mark)
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
             self.anchored[id(node)] = str(anchor)
@@ -263,7 +272,7 @@ class _Stream:
     explicit_tags: dict[int, str]
 
 
-def _yaml_error(error: yaml.YAMLError, what: str) -> EditError:
+def yaml_error(error: yaml.YAMLError, what: str) -> EditError:
     """Turn a PyYAML error into a one-line sentence with a 1-based line and column."""
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
@@ -272,20 +281,27 @@ def _yaml_error(error: yaml.YAMLError, what: str) -> EditError:
     return EditError(f"{what} is not valid YAML: {error}")
 
 
-def _compose(text: str) -> _Stream:
-    """Compose every document of ``text`` (pure-Python loader: its marks are exact ``str`` indices)."""
-    loader = _Composer(text)
+def compose_roots(loader: LimitedLoader) -> list[yaml.Node]:
+    """Every document's root node, composed by ``loader`` (which is then disposed); a YAML error becomes an
+    :class:`EditError` naming the line and column."""
     try:
         roots: list[yaml.Node] = []
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
                 roots.append(node)
-        return _Stream(text, roots, loader.anchored, loader.aliased, loader.explicit_tags)
+        return roots
     except yaml.YAMLError as error:
-        raise _yaml_error(error, "the text") from error
+        raise yaml_error(error, "the text") from error
     finally:
         loader.dispose()
+
+
+def _compose(text: str) -> _Stream:
+    """Compose every document of ``text`` (pure-Python loader: its marks are exact ``str`` indices)."""
+    loader = _Composer(text)
+    roots = compose_roots(loader)
+    return _Stream(text, roots, loader.anchored, loader.aliased, loader.explicit_tags)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -325,7 +341,7 @@ def _line(node: yaml.Node) -> int:
 
 
 def _unalias(node: yaml.Node) -> yaml.Node:
-    return node.target if isinstance(node, _AliasNode) else node
+    return node.target if isinstance(node, AliasNode) else node
 
 
 def _kind(node: yaml.Node) -> str:
@@ -593,7 +609,7 @@ def load_documents(text: str) -> list[Any]:
     try:
         return list(yaml.load_all(text, Loader=_DataLoader))  # a SafeLoader subclass
     except yaml.YAMLError as error:
-        raise _yaml_error(error, "the text") from error
+        raise yaml_error(error, "the text") from error
 
 
 def same_data(a: Any, b: Any) -> bool:
@@ -694,7 +710,7 @@ def _check_unshared(stream: _Stream, located: _Located, path: str) -> None:
     """Refuse paths through aliases or into anchored collections that aliases share: the edit would leak."""
     shown = _show(path) if path else "the document root"
     for step in located.steps:
-        if isinstance(step.node, _AliasNode):
+        if isinstance(step.node, AliasNode):
             target = step.node.target
             raise EditError(
                 f"path {shown} goes through the alias '*{step.node.anchor}' at line {_line(step.node)}; "
@@ -818,16 +834,16 @@ def _expected_value(rendered: str, value: str, forced_string: bool) -> Any:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _content_end(text: str, node: yaml.Node) -> int:
+def content_end(text: str, node: yaml.Node) -> int:
     """Index just after the last character of ``node`` (a block collection ends at its last leaf).
 
     PyYAML ends a block collection at the next token (past trailing comments and blank lines) and a block
     scalar after its trailing line breaks, so neither ``end_mark`` is the place to insert after.
     """
     if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
-        return _content_end(text, node.value[-1][1])
+        return content_end(text, node.value[-1][1])
     if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
-        return _content_end(text, node.value[-1])
+        return content_end(text, node.value[-1])
     end = int(node.end_mark.index)
     if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
         while end > node.start_mark.index and text[end - 1] in " \t\r\n":
@@ -835,14 +851,19 @@ def _content_end(text: str, node: yaml.Node) -> int:
     return end
 
 
+def file_newline(text: str) -> str:
+    """The newline the file uses: ``\\r\\n`` if any line ends so, else ``\\n``."""
+    return "\r\n" if "\r\n" in text else "\n"
+
+
 def _newline_style(text: str, line_end: int) -> str:
     """The newline used by the line ending at ``line_end`` (or by the file, when there is no such line)."""
     if line_end >= 0:
         return "\r\n" if line_end > 0 and text[line_end - 1] == "\r" else "\n"
-    return "\r\n" if "\r\n" in text else "\n"
+    return file_newline(text)
 
 
-def _insert_lines(text: str, after: int, column: int, lines: Sequence[str]) -> str:
+def insert_lines(text: str, after: int, column: int, lines: Sequence[str]) -> str:
     """Insert ``lines`` (indented by ``column`` spaces) as new lines after the line containing ``after``."""
     line_end = text.find("\n", after)
     newline = _newline_style(text, line_end)
@@ -874,10 +895,10 @@ def _after_pair(text: str, mapping: yaml.MappingNode, after_key: str | None, pat
     """Index after which new keys go: after the pair ``after_key`` or after the mapping's last pair."""
     pairs: list[tuple[yaml.Node, yaml.Node]] = list(mapping.value)
     if after_key is None:
-        return _content_end(text, pairs[-1][1])
+        return content_end(text, pairs[-1][1])
     for key, value in pairs:
         if isinstance(key, yaml.ScalarNode) and key.value == after_key:
-            return _content_end(text, value)
+            return content_end(text, value)
     where = _show(path) if path else "the document root"
     raise EditError(f"key {_show(after_key)} (to insert after) not found under {where} at line {_line(mapping)}")
 
@@ -897,7 +918,7 @@ def _insert_into_mapping(
     located = _locate(stream, parent_path, document)
     mapping = _block_mapping(stream, located, parent_path, key)
     column = int(mapping.value[0][0].start_mark.column)
-    new_text = _insert_lines(
+    new_text = insert_lines(
         text, _after_pair(text, mapping, after_key, parent_path), column, lines(_render_string(key))
     )
     keys = _data_path(located)
@@ -1016,7 +1037,7 @@ def append_sequence_item(text: str, path: str, item: Mapping[str, str], *, docum
             raise EditError(f"path {shown} is an empty sequence item, not a sequence")
         offset, gap = _sequence_offsets(located.root)
         column = int(parent_key.start_mark.column) + offset
-        new_text = _insert_lines(text, int(node.end_mark.index), column, _item_lines([item], gap))
+        new_text = insert_lines(text, int(node.end_mark.index), column, _item_lines([item], gap))
         change: Callable[[Any], Any] = lambda data: _replaced(data, keys, [dict(item)])  # noqa: E731
     elif isinstance(node, yaml.SequenceNode) and not node.flow_style:
         dash = int(node.start_mark.column)
@@ -1024,7 +1045,7 @@ def append_sequence_item(text: str, path: str, item: Mapping[str, str], *, docum
             raise EditError(f"cannot tell the indentation of the sequence {shown} at line {_line(node)}")
         first = node.value[0]
         gap = int(first.start_mark.column) - dash if first.start_mark.line == node.start_mark.line else 2
-        new_text = _insert_lines(text, _content_end(text, node), dash, _item_lines([item], max(gap, 2)))
+        new_text = insert_lines(text, content_end(text, node), dash, _item_lines([item], max(gap, 2)))
         change = lambda data: _replaced(data, keys, [*_at(data, keys), dict(item)])  # noqa: E731
     elif isinstance(node, yaml.SequenceNode):
         raise EditError(

@@ -50,17 +50,20 @@ from typing import Any
 
 import yaml
 
-from keptn_gitops_service.errors import EditError, YamlLimitError
-from keptn_gitops_service.gitops.imageref import ImageRef, same_repository, show
-from keptn_gitops_service.gitops.yamledit import (
+from keptn_gitops_service.editing.imageref import ImageRef, same_repository, show
+from keptn_gitops_service.editing.yamledit import (
+    content_end,
+    file_newline,
     get_scalar,
+    insert_lines,
     load_documents,
     missing_reason,
     parse_path,
     same_data,
     set_scalar,
 )
-from keptn_gitops_service.gitops.yamllimits import LimitedLoader
+from keptn_gitops_service.editing.yamllimits import LimitedLoader
+from keptn_gitops_service.errors import EditError, YamlLimitError
 
 __all__ = ["APPLICATION_API_PREFIX", "set_application_helm", "set_argocd_source_file"]
 
@@ -284,34 +287,6 @@ def _data_at(data: Any, keys: KeyPath) -> Any:
     return data
 
 
-def _content_end(text: str, node: yaml.Node) -> int:
-    """Index just after the last character of ``node`` (a block collection ends with its last leaf)."""
-    if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
-        return _content_end(text, node.value[-1][1])
-    if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
-        return _content_end(text, node.value[-1])
-    end = int(node.end_mark.index)
-    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
-        end = len(text[:end].rstrip(" \t\r\n"))
-    return end
-
-
-def _newline(text: str) -> str:
-    return "\r\n" if "\r\n" in text else "\n"
-
-
-def _insert_lines(text: str, after: int, column: int, lines: Sequence[str]) -> str:
-    """Insert ``lines``, indented by ``column`` spaces, as new lines after the line that contains ``after``."""
-    line_end = text.find("\n", after)
-    indented = [" " * column + line for line in lines]
-    if line_end == -1:  # the last line has no newline: neither will the new last line
-        newline = _newline(text)
-        return text + newline + newline.join(indented)
-    newline = "\r\n" if text[line_end - 1 : line_end] == "\r" else "\n"
-    block = "".join(line + newline for line in indented)
-    return text[: line_end + 1] + block + text[line_end + 1 :]
-
-
 def _verified(file: _File, new_text: str, change: Callable[[dict[str, Any]], None], what: str) -> str:
     """``new_text`` if it loads to the old data with ``change`` applied, else :class:`EditError`."""
     expected = copy.deepcopy(file.documents)
@@ -345,7 +320,7 @@ def _add_keys(file: _File, keys: KeyPath, lines: Sequence[str], pairs: Mapping[s
     """Add ``pairs`` (written as ``lines``, relative to the sibling keys) at the end of the mapping at ``keys``."""
     node = _block(file, keys, yaml.MappingNode)
     column = int(node.value[0][0].start_mark.column)
-    new_text = _insert_lines(file.text, _content_end(file.text, node), column, lines)
+    new_text = insert_lines(file.text, content_end(file.text, node), column, lines)
     return _verified(file, new_text, lambda data: _data_at(data, keys).update(pairs), f"add to {_shown(keys)}")
 
 
@@ -356,13 +331,13 @@ def _append_items(file: _File, keys: KeyPath, lines: Sequence[str], items: Seque
     first = node.value[0]
     gap = int(first.start_mark.column) - dash if first.start_mark.line == node.start_mark.line else 2
     spaced = [("-" + " " * (gap - 1) + line[2:]) if line.startswith("- ") else " " * (gap - 2) + line for line in lines]
-    new_text = _insert_lines(file.text, _content_end(file.text, node), dash, spaced)
+    new_text = insert_lines(file.text, content_end(file.text, node), dash, spaced)
     return _verified(file, new_text, lambda data: _data_at(data, keys).extend(items), f"append to {_shown(keys)}")
 
 
 def _create(text: str, lines: Sequence[str], data: dict[str, Any]) -> str:
     """A file holding only ``lines`` after whatever comments ``text`` already has."""
-    newline = _newline(text)
+    newline = file_newline(text)
     prefix = text if text == "" or text.endswith("\n") else text + newline
     new_text = prefix + "".join(line + newline for line in lines)
     loaded = [doc for doc in load_documents(new_text) if doc is not None]

@@ -35,15 +35,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
-from keptn_gitops_service.gitops.imageref import ImageRef, parse_image, same_repository, show
-from keptn_gitops_service.gitops.yamledit import (
+from keptn_gitops_service.editing.imageref import ImageRef, parse_image, same_repository, show
+from keptn_gitops_service.editing.yamledit import (
     append_sequence_item,
     insert_mapping_key,
     insert_mapping_sequence,
     load_documents,
     set_scalar,
 )
+from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
 
 __all__ = ["set_kustomize_image"]
 

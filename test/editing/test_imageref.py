@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from keptn_gitops_service.editing.imageref import ImageRef, normalize_name, parse_image, same_repository
 from keptn_gitops_service.errors import EditError, InvalidImageReferenceError
-from keptn_gitops_service.gitops.imageref import ImageRef, normalize_name, parse_image, same_repository
 
 DIGEST = "sha256:" + "0cc9a8446c95009ef382f5eade883a67c257f77d50f84e78ecef2aac9428d1e5"
 

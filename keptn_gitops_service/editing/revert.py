@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.imageref import show
-from keptn_gitops_service.gitops.yamledit import (
+from keptn_gitops_service.editing.imageref import show
+from keptn_gitops_service.editing.yamledit import (
     Index,
     Key,
     PathSegment,
@@ -23,6 +22,7 @@ from keptn_gitops_service.gitops.yamledit import (
     load_documents,
     set_scalar,
 )
+from keptn_gitops_service.errors import EditError
 
 
 @dataclass(frozen=True)
