@@ -81,6 +81,8 @@ Resources are keys of keptn-gitops-service.rbacResources. Per wait kind:
                        its kustomization as above
   argocd (kubernetes): applications get/list/watch; patch only with refresh (default true) or sync
   argocd (rest), none: nothing
+  clusters:            the targets with inCluster: true, each as above (the other clusters grant through their
+                       own kubeconfigs)
 A namespace written as a template ("{project}-{stage}") is only known per event: such waits get their rules in every
 namespace of rbac.namespaces (and are listed in "templated"); literal namespaces get the rules of their own waits.
 Every namespace of rbac.namespaces gets the rules of all configured waits.
@@ -88,8 +90,17 @@ Every namespace of rbac.namespaces gets the rules of all configured waits.
 {{- define "keptn-gitops-service.rbacNeeds" -}}
 {{- $grants := list }}
 {{- range $i, $rule := (.Values.config).rules | default list }}
-{{- $wait := $rule.wait | default dict }}
-{{- $at := printf "config.rules[%d].wait" $i }}
+{{- $ruleWait := $rule.wait | default dict }}
+{{- $ruleAt := printf "config.rules[%d].wait" $i }}
+{{- $waits := list (dict "wait" $ruleWait "at" $ruleAt) }}
+{{- range $j, $target := ($ruleWait.clusters | default dict).targets | default list }}
+{{- if $target.inCluster }}
+{{- $waits = append $waits (dict "wait" $target "at" (printf "%s.clusters.targets[%d]" $ruleAt $j)) }}
+{{- end }}
+{{- end }}
+{{- range $w := $waits }}
+{{- $wait := $w.wait }}
+{{- $at := $w.at }}
 {{- with $wait.flux }}
 {{- $ks := dict "namespace" (toString .namespace) "key" (printf "%s.flux.namespace" $at) }}
 {{- if eq (toString .kind) "HelmRelease" }}
@@ -108,6 +119,7 @@ Every namespace of rbac.namespaces gets the rules of all configured waits.
 {{- $verbs = append $verbs "patch" }}
 {{- end }}
 {{- $grants = append $grants (dict "namespace" (toString (.namespace | default "argocd")) "key" (printf "%s.argocd.namespace" $at) "resource" "applications" "verbs" $verbs) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

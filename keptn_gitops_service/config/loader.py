@@ -79,6 +79,7 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
         if name in names[:i]:
             reader.problem(top["repositories"], f"repositories[{i}].name", f"repository '{name}' is defined twice")
     _shared_clones(reader, top.get("repositories"), repos)
+    _clusters(reader, top.get("rules"), rules)
     if "repositories" in top:
         declared = _declared_names(top["repositories"])
         for index, ref in _rule_repositories(top.get("rules")):
@@ -462,6 +463,30 @@ def _shared_clones(reader: NodeReader, node: yaml.Node | None, repos: list[m.Rep
                 f"'{repo.name}' has the same url and branch as '{other.name}' but a different "
                 f"{', '.join(differ)}: entries for one branch share one working clone, so they must use the same "
                 "auth, author, signing and clone options (merge them into one entry)",
+            )
+
+
+def _clusters(reader: NodeReader, node: yaml.Node | None, rules: Any) -> None:
+    """What a multi-cluster wait's fields cannot say one by one: unique names, one way to reach each cluster, and an
+    ``atLeast`` the clusters can meet."""
+    for rule in rules if isinstance(rules, tuple) else ():
+        target = rule.wait.target if isinstance(rule, m.Rule) else None
+        if not isinstance(target, m.ClustersWait) or node is None:
+            continue
+        where = f"rules[{rule.index}].wait.clusters"
+        names = [cluster.name for cluster in target.targets]
+        for i, cluster in enumerate(target.targets):
+            if cluster.name in names[:i]:
+                reader.problem(node, f"{where}.targets[{i}].name", f"cluster '{cluster.name}' is listed twice")
+            if cluster.in_cluster is not None and (
+                not cluster.in_cluster or cluster.kubeconfig is not None or cluster.context is not None
+            ):
+                reader.problem(
+                    node, f"{where}.targets[{i}].inCluster", "must be true and not given with kubeconfig or context"
+                )
+        if target.at_least is not None and target.at_least > len(target.targets):
+            reader.problem(
+                node, f"{where}.atLeast", f"is {target.at_least}, but only {len(target.targets)} clusters are listed"
             )
 
 

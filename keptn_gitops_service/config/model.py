@@ -809,6 +809,111 @@ class ArgoWait:
     )
 
 
+_AT_LEAST = When("policy", ("atLeast",), "required with policy: atLeast", "only allowed with policy: atLeast")
+_CONNECTION = Group("a cluster needs kubeconfig, context or inCluster: true")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One cluster of a multi-cluster wait: how to reach its Kubernetes API, and the Flux object or Argo CD
+    Application that must apply the commit there. Each cluster (connection) has its own shared watches, one per kind
+    and namespace, serving every deployment that waits on it."""
+
+    name: str = field(
+        metadata=key(
+            "name",
+            "The cluster's name in messages, progress lines and `deploymentURIs`; unique within the wait.",
+            checks=(
+                Check(
+                    "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+                    "must be lower-case letters, digits and '-' (at most 63), starting and ending with a letter or "
+                    "digit",
+                ),
+            ),
+        )
+    )
+    target: FluxWait | ArgoWait = field(
+        metadata=key(
+            None,
+            variants=Presence({"flux": FluxWait, "argocd": ArgoWait}, "needs exactly one of: flux, argocd"),
+        )
+    )
+    kubeconfig: str | None = field(
+        default=None,
+        metadata=key(
+            "kubeconfig",
+            (
+                "A kubeconfig file for this cluster (e.g. a mounted Secret); its current context unless `context` "
+                "names another."
+            ),
+            group=_CONNECTION,
+        ),
+    )
+    context: str | None = field(
+        default=None,
+        metadata=key(
+            "context",
+            (
+                "A context of `kubeconfig`, or without it of the kubeconfig the service uses (`KUBECONFIG`, "
+                "`~/.kube/config`)."
+            ),
+            group=_CONNECTION,
+        ),
+    )
+    in_cluster: bool | None = field(
+        default=None,
+        metadata=key(
+            "inCluster",
+            "`true`: the cluster the service runs in, through its service account (not with `kubeconfig`/`context`).",
+            group=_CONNECTION,
+        ),
+    )
+    deployment_uris: DeploymentURIs | None = field(
+        default=None,
+        metadata=key(
+            "deploymentURIs",
+            (
+                "This cluster's URIs: added to the finished event's `deploymentURIsLocal`/`deploymentURIsPublic` "
+                "when the cluster applied the commit."
+            ),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ClustersWait:
+    """Wait for several clusters to apply the commit (a fleet repository, one Flux or Argo CD per cluster), each as
+    `flux` or `argocd` above, all at once. ``policy`` says when the deployment passes: ``all`` clusters applied it
+    (the first cluster that fails or times out fails the deployment at once), ``any`` one did (the first that applies
+    it passes the deployment), or ``atLeast`` N did (it fails as soon as N can no longer be reached). The finished
+    message gives each cluster's outcome (``applied``, ``failed``, ``timed out`` with the reason, or, when the policy
+    decided before it finished, what it showed then). Before the commit every cluster's object is read, so an
+    unreachable cluster, a 403 or a missing object ends the deployment naming the cluster, and nothing is committed.
+    While waiting, a progress line per cluster."""
+
+    targets: tuple[Cluster, ...] = field(
+        metadata=key("targets", "The clusters; each `name` once.", empty="at least one cluster is needed")
+    )
+    policy: str = field(
+        default="all",
+        metadata=key(
+            "policy",
+            "`all`, `any` or `atLeast` (with `atLeast: N`): how many clusters must apply the commit.",
+            checks=(Check("all|any|atLeast", "must be all, any or atLeast"),),
+        ),
+    )
+    at_least: int | None = field(
+        default=None,
+        metadata=key(
+            "atLeast",
+            "How many clusters must apply the commit (1 to the number of `targets`).",
+            when=_AT_LEAST,
+            required=True,
+            checks=(Check("[1-9][0-9]*", "must be a whole number, 1 or more"),),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class NoWait:
     """Finish right after the push.
@@ -816,7 +921,7 @@ class NoWait:
     An empty mapping: ``none: {}``."""
 
 
-WaitTarget = FluxWait | ArgoWait | NoWait
+WaitTarget = FluxWait | ArgoWait | ClustersWait | NoWait
 
 
 @dataclass(frozen=True)
@@ -828,7 +933,8 @@ class Wait:
         metadata=key(
             None,
             variants=Presence(
-                {"argocd": ArgoWait, "flux": FluxWait, "none": NoWait}, "needs exactly one of: argocd, flux, none"
+                {"argocd": ArgoWait, "flux": FluxWait, "clusters": ClustersWait, "none": NoWait},
+                "needs exactly one of: argocd, flux, clusters, none",
             ),
         ),
     )

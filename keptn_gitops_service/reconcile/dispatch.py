@@ -11,10 +11,11 @@ from collections.abc import Callable
 import structlog
 
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.config.model import ArgoWait, FluxWait
+from keptn_gitops_service.config.model import ArgoWait, ClustersWait, FluxWait
 from keptn_gitops_service.errors import WaitTargetMissingError
 from keptn_gitops_service.reconcile.argocd import ArgoApi, ArgoApplicationWaiter, KubernetesArgoApi
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer, RestArgoApi
+from keptn_gitops_service.reconcile.clusters import Fleet
 from keptn_gitops_service.reconcile.flux import FluxKustomizationWaiter
 from keptn_gitops_service.reconcile.helmrelease import FluxHelmReleaseWaiter
 from keptn_gitops_service.reconcile.kube import APPLICATION, HELM_RELEASE, KUSTOMIZATION, KubeHub
@@ -27,8 +28,9 @@ log = structlog.get_logger(__name__)
 ARGOCD_NAMESPACE = "argocd"
 
 
-Target = FluxWait | ArgoWait | None
-"""A rule's wait with its templates rendered (``workflow.waits.wait_target``), or ``None``: do not wait."""
+Target = FluxWait | ArgoWait | ClustersWait | None
+"""A rule's wait with its templates rendered (``workflow.waits.wait_target``), or ``None``: do not wait. A
+``ClustersWait`` goes to :class:`~keptn_gitops_service.reconcile.clusters.Fleet`: one such reconciler per cluster."""
 
 
 def argocd_server(target: ArgoWait) -> ArgoCdServer | None:
@@ -72,6 +74,9 @@ class Reconciler:
         self._clock = clock
         self._argocd_factory = argocd_factory
         self._argocd: dict[ArgoCdServer, ArgoCdClient] = {}
+        self._fleet = Fleet(
+            lambda hubs: Reconciler(hubs, clock, argocd_factory, progress_interval=progress_interval), describe_target
+        )
 
     async def check(self, target: Target) -> None:
         """Read the object(s) :meth:`wait` will follow, through the same API and with the same credentials, before
@@ -80,6 +85,9 @@ class Reconciler:
         error) when it cannot. Flux objects of a target with ``may_appear`` may be missing (the commit creates
         them)."""
         if target is None:
+            return
+        if isinstance(target, ClustersWait):
+            await self._fleet.check(target)
             return
         if isinstance(target, ArgoWait):
             await self._check_argocd(target)
@@ -118,13 +126,23 @@ class Reconciler:
         timeout: float,
         shkeptncontext: str = "",
         triggeredid: str = "",
+        progress: Progress | None = None,
     ) -> WaitOutcome:
         """Wait for ``target`` to apply ``commit``; every ``progress_interval`` seconds an info line says what the
-        wait follows and what it last observed. ``shkeptncontext`` and ``triggeredid`` go into the ``info`` of an
-        Argo CD sync we trigger."""
+        wait follows and what it last observed (in ``progress`` when given: a multi-cluster wait reads each
+        cluster's). ``shkeptncontext`` and ``triggeredid`` go into the ``info`` of an Argo CD sync we trigger."""
         if target is None:
             return WaitOutcome(True, f"commit {commit[:12]} is in the repository; not waiting for reconciliation")
-        progress = Progress(describe_target(target), commit[:12])
+        if isinstance(target, ClustersWait):
+            return await self._fleet.wait(
+                target,
+                commit=commit,
+                ancestry=ancestry,
+                timeout=timeout,
+                shkeptncontext=shkeptncontext,
+                triggeredid=triggeredid,
+            )
+        progress = progress or Progress(describe_target(target), commit[:12])
         log.info("waiting for reconciliation", waiting_for=progress.waiting_for, commit=progress.commit)
         token = CURRENT.set(progress)
         reporter = asyncio.create_task(self._report(progress), name=f"progress {progress.waiting_for}")
@@ -208,6 +226,7 @@ class Reconciler:
         )
 
     async def close(self) -> None:
+        await self._fleet.close()
         if self._hub is not None:
             await self._hub.close()
             self._hub = None

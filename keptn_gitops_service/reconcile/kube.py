@@ -50,22 +50,34 @@ APPLICATION = Kind("argoproj.io", "v1alpha1", "Application", "applications")
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 
 
-def load_client(kubeconfig: str | None = None) -> AsyncClient:
-    """A client from ``kubeconfig`` if given, else ``KUBECONFIG``/``~/.kube/config``/the service account."""
+def load_client(kubeconfig: str | None = None, *, context: str | None = None, in_cluster: bool = False) -> AsyncClient:
+    """A client from ``kubeconfig`` if given, else ``KUBECONFIG``/``~/.kube/config``/the service account; its
+    ``context`` when given, else the current one. ``in_cluster``: the service account only."""
     try:
-        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        if in_cluster:
+            config = KubeConfig.from_service_account()
+        else:
+            config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        chosen = config.get(context_name=context) if context else config
     except Exception as exc:  # lightkube raises several unrelated types here
-        where = kubeconfig or "KUBECONFIG, ~/.kube/config or the in-cluster service account"
+        where = (
+            "the in-cluster service account"
+            if in_cluster
+            else kubeconfig or "KUBECONFIG, ~/.kube/config or the in-cluster service account"
+        )
+        which = f" (context {context})" if context else ""
         raise KubernetesAccessError(
-            f"cannot load the Kubernetes configuration from {where}: {_describe_error(exc)}"
+            f"cannot load the Kubernetes configuration from {where}{which}: {_describe_error(exc)}"
         ) from None
-    return AsyncClient(config=config, field_manager="keptn-gitops-service")
+    return AsyncClient(config=chosen, field_manager="keptn-gitops-service")
 
 
-async def check_kubeconfig(kubeconfig: str | None = None) -> None:
+async def check_kubeconfig(
+    kubeconfig: str | None = None, *, context: str | None = None, in_cluster: bool = False
+) -> None:
     """Load the Kubernetes configuration the waits will use (:func:`load_client`); raise
     :class:`KubernetesAccessError` when it cannot be loaded."""
-    await load_client(kubeconfig).close()
+    await load_client(kubeconfig, context=context, in_cluster=in_cluster).close()
 
 
 class SharedWatch(ObjectCache):

@@ -28,6 +28,8 @@ class WaitOutcome:
     succeeded: bool
     message: str
     timed_out: bool = False
+    applied: tuple[str, ...] = ()
+    """For a ``wait.clusters`` wait: the clusters that applied the commit (their ``deploymentURIs`` are added)."""
 
 
 class Ancestry(Protocol):

@@ -27,7 +27,13 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import EditNotes, file_edits
 from keptn_gitops_service.workflow.lifecycle import Finished, Job, TaskBody
-from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
+from keptn_gitops_service.workflow.waits import (
+    RepositoryAncestry,
+    check_wait_target,
+    cluster_uris,
+    wait_target,
+    wait_timeout,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +83,9 @@ class DeploymentBody(TaskBody):
         verdict = "succeeded" if outcome.succeeded else "timeout" if outcome.timed_out else "failed"
         metrics.TIME_TO_RECONCILE.labels(verdict).observe(self.clock.monotonic() - committed)
         # 5. finish, exactly like helm-service (plus the commit)
-        block = deployment_block(request.strategy, *_uris(rule, context, request), job.commit)
+        local, public = _uris(rule, context, request)
+        more_local, more_public = cluster_uris(target, outcome.applied)
+        block = deployment_block(request.strategy, local + more_local, public + more_public, job.commit)
         return Finished(
             Status.SUCCEEDED if outcome.succeeded else Status.ERRORED,
             Result.PASS if outcome.succeeded else Result.FAIL,

@@ -25,7 +25,7 @@ from prometheus_client import Counter
 
 from keptn_gitops_service import SERVICE_NAME, metrics
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, Rule
+from keptn_gitops_service.config.model import ArgoWait, ClustersWait, FluxWait, GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError, GitOpsServiceError, StateError, describe_error
 from keptn_gitops_service.keptn.data import (
     DeploymentTrigger,
@@ -59,7 +59,7 @@ class Finished:
     message: str
     commit: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
-    target: FluxWait | ArgoWait | None = None
+    target: FluxWait | ArgoWait | ClustersWait | None = None
     """What the task's wait followed (the rule's wait, rendered); ``None``: it did not wait, or failed before."""
     reply: KeptnEvent | None = None
     """The ``.finished`` event as sent: set by the lifecycle on what it hands to the observers."""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import structlog
 
 from keptn_gitops_service.cdevents.model import Artifact, FinishedTask, TaskKind, TaskObserver
-from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig
+from keptn_gitops_service.config.model import ArgoWait, ClustersWait, FluxWait, GitOpsConfig
 from keptn_gitops_service.editing.imageref import normalize_name, parse_image
 from keptn_gitops_service.errors import GitOpsServiceError
 from keptn_gitops_service.reconcile.dispatch import ARGOCD_NAMESPACE, argocd_server
@@ -85,8 +85,9 @@ def artifact_of(context: TemplateContext) -> Artifact | None:
         return None
 
 
-def target_uri(target: FluxWait | ArgoWait | None) -> str:
-    """The object a wait follows as a URI reference: its Kubernetes API path, or its URL on Argo CD's API."""
+def target_uri(target: FluxWait | ArgoWait | ClustersWait | None) -> str:
+    """The object a wait follows as a URI reference: its Kubernetes API path, or its URL on Argo CD's API (``""``:
+    no wait, or a wait on several clusters, which no one object locates)."""
     if isinstance(target, FluxWait):
         kind = HELM_RELEASE if target.kind == "HelmRelease" else KUSTOMIZATION
         return f"/apis/{kind.group}/{kind.version}/namespaces/{_q(target.namespace)}/{kind.plural}/{_q(target.name)}"

@@ -1,5 +1,6 @@
 """What can be checked before the first event: every repository reachable with its credentials, the Kubernetes
-configuration loadable when a rule waits through the Kubernetes API, the Argo CD tokens readable.
+configuration loadable when a rule waits through the Kubernetes API (and each cluster's of a ``wait.clusters``), the
+Argo CD tokens readable.
 
 ``run`` does these checks at start-up (and again, spaced out, until they pass: ``/readyz`` says what is wrong
 until then); ``config check --online`` does them from a shell.
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, Repository
+from keptn_gitops_service.config.model import ArgoWait, Cluster, ClustersWait, FluxWait, GitOpsConfig, Repository
 from keptn_gitops_service.errors import GitOpsServiceError
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, check_access
 from keptn_gitops_service.reconcile.argocd_rest import ArgoCdClient, ArgoCdServer
+from keptn_gitops_service.reconcile.clusters import check_cluster
 from keptn_gitops_service.reconcile.dispatch import argocd_server
 from keptn_gitops_service.reconcile.kube import check_kubeconfig
 
@@ -30,6 +32,12 @@ async def startup_problems(
     kube_rules = [r.index for r in config.rules if _waits_on_kubernetes(r.wait.target)]
     if kube_rules:
         checks.append(_kubeconfig(kubeconfig, kube_rules))
+    checks += [
+        _cluster(cluster, f"rules[{rule.index}].wait.clusters.targets[{i}]")
+        for rule in config.rules
+        if isinstance(rule.wait.target, ClustersWait)
+        for i, cluster in enumerate(rule.wait.target.targets)
+    ]
     found = await asyncio.gather(*checks)
     problems = [p for p in found if p]
     return problems + _argocd_tokens(config)
@@ -61,6 +69,14 @@ async def _kubeconfig(kubeconfig: str | None, rules: list[int]) -> str | None:
     except GitOpsServiceError as exc:
         which = ", ".join(f"rules[{i}]" for i in rules)
         return f"{exc} (needed by the Kubernetes waits of {which})"
+    return None
+
+
+async def _cluster(cluster: Cluster, where: str) -> str | None:
+    try:
+        await check_cluster(cluster)
+    except GitOpsServiceError as exc:
+        return f"{exc} (needed by cluster {cluster.name}, {where})"
     return None
 
 

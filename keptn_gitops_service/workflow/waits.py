@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keptn_gitops_service.config.durations import parse_duration
-from keptn_gitops_service.config.model import ArgoWait, FluxWait, GitOpsConfig, Rule
+from keptn_gitops_service.config.model import ArgoWait, Cluster, ClustersWait, FluxWait, GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError, ReconcileError
 from keptn_gitops_service.gitops.supersede import superseded
 from keptn_gitops_service.gitops.writer import GitWriter
@@ -19,17 +19,57 @@ def wait_target(rule: Rule, context: TemplateContext) -> Target:
     """The rule's wait with its templates rendered for this event: the configuration's own wait object with
     rendered names (``None``: do not wait)."""
     target = rule.wait.target
+    where = f"rules[{rule.index}].wait"
+    if isinstance(target, ClustersWait):
+        return replace(
+            target,
+            targets=tuple(
+                _rendered_cluster(cluster, context, f"{where}.clusters.targets[{i}]")
+                for i, cluster in enumerate(target.targets)
+            ),
+        )
+    if isinstance(target, FluxWait | ArgoWait):
+        return _rendered(target, context, where)
+    return None
+
+
+def _rendered_cluster(cluster: Cluster, context: TemplateContext, where: str) -> Cluster:
+    uris = cluster.deployment_uris
+    return replace(
+        cluster,
+        target=_rendered(cluster.target, context, where),
+        deployment_uris=replace(
+            uris,
+            local=tuple(context.render(t, f"{where}.deploymentURIs.local[{i}]") for i, t in enumerate(uris.local)),
+            public=tuple(context.render(t, f"{where}.deploymentURIs.public[{i}]") for i, t in enumerate(uris.public)),
+        )
+        if uris is not None
+        else None,
+    )
+
+
+def cluster_uris(target: Target, applied: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The rendered ``deploymentURIs`` of the clusters of a ``wait.clusters`` that applied the commit."""
+    local: list[str] = []
+    public: list[str] = []
+    if isinstance(target, ClustersWait):
+        for cluster in target.targets:
+            if cluster.name in applied and cluster.deployment_uris is not None:
+                local += cluster.deployment_uris.local
+                public += cluster.deployment_uris.public
+    return local, public
+
+
+def _rendered(target: FluxWait | ArgoWait, context: TemplateContext, where_wait: str) -> FluxWait | ArgoWait:
     if isinstance(target, ArgoWait):
-        where = f"rules[{rule.index}].wait.argocd"
+        where = f"{where_wait}.argocd"
         return replace(
             target,
             application=context.render(target.application, f"{where}.application"),
             namespace=context.render(target.namespace, f"{where}.namespace") if target.namespace else None,
             project=context.render(target.project, f"{where}.project") if target.project else None,
         )
-    if not isinstance(target, FluxWait):
-        return None
-    where = f"rules[{rule.index}].wait.flux"
+    where = f"{where_wait}.flux"
     parent = target.kustomization
     return replace(
         target,

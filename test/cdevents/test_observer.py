@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from harness import triggered
-from support import ConfigRule, service_config
+from support import WAIT_FLUX, ConfigRule, service_config
 
 from keptn_gitops_service.cdevents.model import Artifact, FinishedTask
 from keptn_gitops_service.config.loader import parse_config
@@ -27,6 +27,10 @@ ARGO_API = "argocd: {application: '{project}-{stage}-{service}', namespace: apps
 ARGO_REST = (
     "argocd: {application: '{project}-{stage}-{service}', namespace: apps, api: rest, "
     "server: 'https://argocd.example.com/', tokenEnv: ARGOCD_TOKEN}"
+)
+CLUSTERS = (
+    f"clusters: {{policy: all, targets: [{{name: eu, kubeconfig: /eu.kubeconfig, {WAIT_FLUX}}}, "
+    f"{{name: us, kubeconfig: /us.kubeconfig, {WAIT_FLUX}}}]}}"
 )
 
 
@@ -91,6 +95,7 @@ def test_an_image_sent_as_values_is_the_artifact() -> None:
         (ARGO_API, "/apis/argoproj.io/v1alpha1/namespaces/apps/applications/sockshop-dev-carts"),
         (ARGO_REST, "https://argocd.example.com/api/v1/applications/sockshop-dev-carts?appNamespace=apps"),
         ("{none: {}}", ""),
+        (CLUSTERS, ""),  # several objects: none of them is the environment's one source
     ],
 )
 def test_the_wait_followed_is_the_environments_source(wait: str, uri: str) -> None:

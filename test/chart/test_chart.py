@@ -43,6 +43,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "webhooks": ("flux.yaml", "webhooks.yaml"),
     "replicas": ("flux.yaml", "replicas.yaml"),
     "cdevents": ("flux.yaml", "cdevents.yaml"),
+    "clusters": ("clusters.yaml",),
 }
 FULLNAME = f"{RELEASE}-keptn-gitops-service"
 CONFIG_PATH = "/etc/keptn-gitops-service/config.yaml"
@@ -501,6 +502,21 @@ def test_flux_rbac_reads_kustomizations_and_pokes_git_repositories_where_they_ar
     assert sorted(b["metadata"]["namespace"] for b in of_kind(objs, "RoleBinding")) == FLUX_NAMESPACES
     _bound_to_the_service_account(objs, "Role")
     assert not of_kind(objs, "ClusterRole") and not of_kind(objs, "ClusterRoleBinding")
+
+
+def test_clusters_mount_their_kubeconfigs_and_only_the_in_cluster_target_gets_rbac(render: Any) -> None:
+    objs = render("clusters")
+    mount = mounts(service_container(objs))["/etc/keptn-gitops-service/clusters"]
+    assert mount["readOnly"] is True
+    secret = volumes(objs)[mount["name"]]["secret"]
+    assert (secret["secretName"], secret["defaultMode"]) == ("cluster-kubeconfigs", 0o440)
+    # the in-cluster target's Kustomization; the other clusters' objects are read with their own credentials
+    assert roles_by_namespace(objs) == {"sockshop-dev": KUSTOMIZATION_WAIT}
+    assert "clusters:" in rendered_config(objs)
+
+
+def test_no_cluster_kubeconfigs_are_mounted_by_default(render: Any) -> None:
+    assert "/etc/keptn-gitops-service/clusters" not in mounts(service_container(render("flux")))
 
 
 def test_argocd_rbac_patches_applications_only_where_the_service_refreshes_or_syncs(render: Any) -> None:

@@ -357,7 +357,7 @@ def test_a_helmrelease_wait_names_its_kustomization_and_may_expect_a_chart_versi
         ),
         (
             "argocd: {application: carts}\nnone: {}",
-            ["c.yaml:19:7: rules[0].wait: needs exactly one of: argocd, flux, none"],
+            ["c.yaml:19:7: rules[0].wait: needs exactly one of: argocd, flux, clusters, none"],
         ),
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import importlib.util
 import re
 import sys
@@ -116,10 +117,17 @@ def _key_paths(data: Any, free_form: set[str]) -> set[str]:
 
 
 def _notation(path: tuple[Any, ...]) -> str:
+    """The path in the reference's notation; a key of a mapping documented under another path (a cluster's ``flux``
+    is a rule's ``wait.flux``: the script's ``ALIASES``) by the path it is documented under."""
     text = ""
     for part in path:
         text += "[]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+    return str(_script().unalias(text))
+
+
+@functools.cache
+def _script() -> ModuleType:
+    return _load_script()
 
 
 def _accepted_keys(data: dict[str, Any], path: tuple[Any, ...]) -> list[str]:
@@ -144,10 +152,9 @@ def test_every_key_the_loader_accepts_is_in_the_reference(reference: str, full_e
     missing = []
     probed = 0
     for path in _mappings(data, _free_form(rows)):
-        prefix = _notation(path)
         for key in _accepted_keys(data, path):
             probed += 1
-            documented = f"{prefix}.{key}" if prefix else key
+            documented = _notation((*path, key))
             if documented not in rows:
                 missing.append(documented)
     assert probed > 20, "the probe should have seen every level of the file"

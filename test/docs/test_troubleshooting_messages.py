@@ -150,7 +150,7 @@ MESSAGES = listed_messages()
 
 def test_the_page_lists_many_messages() -> None:
     assert len(MESSAGES) >= 150, len(MESSAGES)
-    assert "needs exactly one of: argocd, flux, none" in MESSAGES
+    assert "needs exactly one of: argocd, flux, clusters, none" in MESSAGES
 
 
 @pytest.mark.parametrize("message", MESSAGES)

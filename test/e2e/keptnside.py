@@ -14,7 +14,7 @@ from typing import Any
 import nats
 from e2e.fleet import STAGE, Fleet
 from e2e.processes import Process
-from support import ConfigRule, free_port, service_config
+from support import WAIT_FLUX, ConfigRule, free_port, service_config
 
 READY_TIMEOUT = 60
 FLUX_WAIT = "3m"  # the service's own wait timeout; the tests wait a little longer for its answer
@@ -27,13 +27,15 @@ def start_service(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    wait: str = WAIT_FLUX,
 ) -> Process:
-    """``python -m keptn_gitops_service run`` for ``fleet``; returns once ``/readyz`` answers 200.
+    """``python -m keptn_gitops_service run`` for ``fleet`` (its rule's ``wait``: a Flux Kustomization, or the one-line
+    mapping given); returns once ``/readyz`` answers 200.
 
     The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
-    rule = ConfigRule(match=f'{{project: {fleet.project}, stage: "*", service: "*"}}', timeout=FLUX_WAIT)
+    rule = ConfigRule(match=f'{{project: {fleet.project}, stage: "*", service: "*"}}', timeout=FLUX_WAIT, wait=wait)
     config.write_text(service_config(fleet.bare, rule))
     port = port or free_port()
     env = {
