@@ -20,7 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import structlog
@@ -33,10 +33,12 @@ from keptn_gitops_service.errors import (
     EditTimeoutError,
     GitError,
     GitOpsServiceError,
+    UnsafePathError,
     YamlLimitError,
 )
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git, repository_label
+from keptn_gitops_service.gitops.objects import BLOB_MODE, FILE_MODES, SYMLINK_MODE, TREE_MODE
 from keptn_gitops_service.gitops.paths import resolve_in_repo
 from keptn_gitops_service.gitops.revert import scalar_changes
 from keptn_gitops_service.gitops.trailers import parse_line, parse_trailers
@@ -219,6 +221,8 @@ class GitWriter:
             task.cancel()
         await asyncio.gather(*leaders, return_exceptions=True)
         self._leaders.clear()
+        for clone in self._clones.values():
+            await clone.close()  # its object reader
 
     async def _drain(self, key: tuple[str, str]) -> None:
         queue = self._queues[key]
@@ -245,40 +249,63 @@ class GitWriter:
                     future.set_exception(outcome)
 
     async def _write_round(self, changes: Sequence[Change]) -> list[WriteResult | Exception]:
-        """Apply ``changes`` on the remote tip, commit and push them together; retry the round on a lost race.
+        """Apply ``changes`` on the branch tip, commit and push them together; retry the round on a lost race.
 
-        A retry first replays our commits onto the new tip with a rebase (one fetch, one rebase: the shortest
-        window against a busy pusher); when that does not apply cleanly the edits are re-applied from scratch,
-        which re-validates them against what is there now."""
+        The first attempt builds on the tip as last seen (the one our previous push made, usually), without a
+        fetch: the push is a compare-and-swap on that tip, so a stale tip only costs a rejection, a fetch and a
+        second attempt at once (no back-off; the edits are applied again, and only what they find on the fetched
+        tip counts as their first application). A round that would push nothing (every change
+        already there, or failed) is confirmed on a freshly fetched tip before it answers.
+
+        A retry after a lost race first replays our commits onto the new tip when none of the files they change
+        changed there (one fetch, no re-reading: the shortest window against a busy pusher); otherwise the edits
+        are re-applied from scratch, which re-validates them against what is there now."""
         repository = changes[0].repository
         clone = self.clone(repository)
         async with self.lock(repository):
-            commits: dict[int, str] = {}
+            fresh = await clone.ensure()
             outcomes: dict[int, WriteResult | Exception] = {}
             first_seen: dict[tuple[int, str], dict[tuple[int, str], tuple[str, str]]] = {}
-            tip = ""
-            for attempt in range(1, self.retry.max_attempts + 1):
-                replayed = await clone.replay_on_remote() if commits else None
+            built: list[_Built] = []
+            base = ""
+            attempt = 0
+            while attempt < self.retry.max_attempts:
+                attempt += 1
+                tip = clone.tip
+                replayed = await _replay(clone, built, base, tip) if built else None
                 if replayed is None:
-                    tip = await clone.sync()
                     outcomes = await self._existing(clone, changes, attempt)
-                    commits = await self._commit_round(clone, changes, outcomes, first_seen)
+                    built = await self._commit_round(clone, tip, changes, outcomes, first_seen)
                 else:
-                    commits = {index: replayed[sha] for index, sha in commits.items()}
+                    built = replayed
+                base = tip
+                if not built and not fresh:  # confirm "nothing to push" on the remote's tip
+                    await clone.fetch()
+                    fresh, attempt = True, attempt - 1
+                    first_seen.clear()
+                    continue
                 already = WriteResult(tip, created=False, attempts=attempt, unchanged=True)
-                if not commits:
+                if not built:
                     return [outcomes.get(i, already) for i in range(len(changes))]
-                if await clone.push() is PushOutcome.PUSHED:
-                    for index, sha in commits.items():
-                        outcomes[index] = WriteResult(sha, created=True, attempts=attempt)
+                if await clone.push(built[-1].sha, tip) is PushOutcome.PUSHED:
+                    for commit in built:
+                        clone.learn(commit.sha, commit.message)
+                        for index in commit.members:
+                            outcomes[index] = WriteResult(commit.sha, created=True, attempts=attempt)
+                    if clone.objects.written >= _PACK_EVERY:
+                        await clone.pack()
                     return [outcomes.get(i, already) for i in range(len(changes))]
+                await clone.fetch()
                 metrics.PUSH_RETRIES.inc()
+                if not fresh:  # built on a tip seen earlier: apply again, at once, on the tip just fetched
+                    fresh, built = True, []
+                    first_seen.clear()
+                    continue
                 delay = self.retry.delay(attempt, self.rng)
                 log.info(
                     "push rejected, retrying on the new tip",
                     repository=repository.name,
                     attempt=attempt,
-                    replayed=replayed is not None,
                     changes=len(changes),
                     delay=round(delay, 3),
                 )
@@ -304,97 +331,157 @@ class GitWriter:
     async def _commit_round(
         self,
         clone: WorkingClone,
+        tip: str,
         changes: Sequence[Change],
         outcomes: dict[int, WriteResult | Exception],
         first_seen: dict[tuple[int, str], dict[tuple[int, str], tuple[str, str]]],
-    ) -> dict[int, str]:
-        """Apply the pending changes, committing whenever the next change touches a file of the current commit;
-        return the commit of each change that made one. Failed edits are recorded in ``outcomes``.
+    ) -> list[_Built]:
+        """Apply the pending changes on ``tip``, committing whenever the next change touches a file of the current
+        commit; return the commits made, in order. Failed edits are recorded in ``outcomes``.
 
         ``first_seen`` keeps, per (change, file), the scalars the change set on its first application: when a
         retry finds one of them changed by someone else to a third value, that change fails as a conflict."""
-        commits: dict[int, str] = {}
+        objects = clone.objects
+        built: list[_Built] = []
+        root, parent = await objects.commit_tree(tip), tip
         group: dict[int, tuple[str, ...]] = {}
-        touched: set[str] = set()
+        files: dict[tuple[str, ...], tuple[bytes, str]] = {}
+        pending: dict[str, str] = {}  # the group's new texts, not yet in ``root``
 
         async def commit_group() -> None:
+            nonlocal root, parent
             if group:
                 message = batch_message([changes[i] for i in group], list(group.values()))
-                sha = await clone.commit(message, sorted(touched))
-                if sha is None:  # pragma: no cover - every member changed a file
-                    raise GitError("a batched commit unexpectedly had nothing to commit")
-                commits.update(dict.fromkeys(group, sha))
+                root = await objects.write_tree(root, files)
+                parent = await clone.make_commit(root, parent, message)
+                built.append(_Built(parent, tuple(group), dict(files), message))
                 group.clear()
-                touched.clear()
+                files.clear()
+                pending.clear()
 
         for index, change in enumerate(changes):
             if index in outcomes:
                 continue
             try:
+                current = await self._read(clone, root, pending, change)
                 seen = {path: first for (i, path), first in first_seen.items() if i == index}
-                texts, firsts = await self.offload(partial(_prepare, clone.path, change, seen))
+                texts, firsts = await self.offload(partial(_prepare, change, current, seen))
                 for path, first in firsts.items():
                     first_seen.setdefault((index, path), first)
             except Exception as exc:  # this change fails alone; the others of the round go on
                 outcomes[index] = exc if isinstance(exc, GitOpsServiceError) else _internal(exc)
                 continue
             if not texts:
-                continue  # already in the tree: the synced tip carries it
-            if touched.intersection(texts):
+                continue  # already in the tree: the tip carries it
+            if pending.keys() & texts.keys():
                 await commit_group()
             for path, (_, new) in texts.items():
-                target = resolve_in_repo(clone.path, path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(new.encode("utf-8"))
+                found = current[path]
+                mode = found.mode if found is not None else BLOB_MODE
+                files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
+                pending[path] = new
             group[index] = tuple(texts)
-            touched.update(texts)
         await commit_group()
-        return commits
+        return built
 
-    @staticmethod
-    def _render(root: Path, change: Change, current: list[str] | None = None) -> dict[str, tuple[str, str]]:
-        """``(text now, new text)`` of every file ``change`` changes (computed against the work tree); the file
-        being worked on is kept in ``current``. A file larger than the size limit is refused before it is read."""
-        texts: dict[str, tuple[str, str]] = {}
+    async def _read(
+        self, clone: WorkingClone, root: str, pending: Mapping[str, str], change: Change
+    ) -> dict[str, _File | None]:
+        """The current content of every file ``change`` edits (``None``: missing), by normalised path, read from
+        the tree ``root`` or, for a file changed by the commit being assembled, from ``pending``. A path that is
+        unsafe or goes through a symlink is refused here, and so is one through a file or naming a directory; a
+        file larger than the size limit is not read (its size alone fails the edit)."""
+        found: dict[str, _File | None] = {}
         for edit in change.edits:
-            if current is not None:
-                current[0] = edit.path
-            path = resolve_in_repo(root, edit.path)
-            if edit.path in texts:
-                original, text = texts[edit.path]
-            else:
-                if edit.create and not path.exists():
-                    original = text = ""
-                elif not path.is_file():
-                    raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
-                else:
-                    try:
-                        check_size(path.stat().st_size)
-                        original = text = path.read_bytes().decode("utf-8")
-                    except YamlLimitError as exc:
-                        raise type(exc)(f"{edit.path}: {exc}") from None
-                    except UnicodeDecodeError:
-                        raise EditError(f"{edit.path}: the file is not UTF-8 text") from None
-            try:
-                texts[edit.path] = (original, edit.transform(text))
-            except GitOpsServiceError as exc:
-                raise type(exc)(f"{edit.path}: {exc}") from None
-        return {p: (old, new) for p, (old, new) in texts.items() if old != new}
+            parts = _parts(self._checked_root(), edit.path)
+            path = "/".join(parts)
+            if path in found:
+                continue
+            if path in pending:
+                text = pending[path].encode("utf-8")
+                found[path] = _File(BLOB_MODE, len(text), text)
+                continue
+            entry = await clone.objects.entry(root, parts)
+            if entry is not None and entry[0] == SYMLINK_MODE:
+                where = "/".join(parts[: entry[2]])
+                raise UnsafePathError(f"file path '{edit.path}' goes through the symlink '{where}'")
+            if entry is None or (entry[2] < len(parts) and entry[0] == TREE_MODE):
+                found[path] = None  # missing (created when the edit may create it)
+                continue
+            mode, sha, depth = entry
+            if depth < len(parts) or mode not in FILE_MODES:  # a file on the way, a directory, a submodule
+                raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
+            _, size, data = await clone.objects.read(sha, max_bytes=self.yaml_limits.max_file_bytes)
+            found[path] = _File(mode, size, data)
+        return found
+
+    def _checked_root(self) -> Path:
+        """An empty directory: the pure checks of :func:`resolve_in_repo` (absolute, ``..``, ``.git``, control
+        characters) run against it; symlinks are looked for in the tree."""
+        root = self.state_dir / "empty"
+        if not root.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+        return root
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A commit made in a round: its id, the changes it carries, the files it sets and its message."""
+
+    sha: str
+    members: tuple[int, ...]
+    files: dict[tuple[str, ...], tuple[bytes, str]]
+    message: str
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file as found in the tree: its mode, size and content (``None`` when too large to be read)."""
+
+    mode: bytes
+    size: int
+    data: bytes | None
+
+
+_PACK_EVERY = 2000
+"""Loose objects written after which git is asked to pack them (``git gc --auto``)."""
+
+
+def _parts(root: Path, relative: str) -> tuple[str, ...]:
+    resolve_in_repo(root, relative)
+    return tuple(p for p in PurePosixPath(relative).parts if p not in ("", "."))
+
+
+async def _replay(clone: WorkingClone, built: Sequence[_Built], base: str, tip: str) -> list[_Built] | None:
+    """``built`` (made on ``base``) made again on ``tip``, when no file they set changed between the two trees;
+    ``None`` otherwise (someone else changed one of our files: re-apply the edits)."""
+    objects = clone.objects
+    before, after = await objects.commit_tree(base), await objects.commit_tree(tip)
+    for parts in {parts for commit in built for parts in commit.files}:
+        if await objects.entry(before, parts) != await objects.entry(after, parts):
+            return None
+    replayed: list[_Built] = []
+    root, parent = after, tip
+    for commit in built:
+        root = await objects.write_tree(root, commit.files)
+        parent = await clone.make_commit(root, parent, commit.message)
+        replayed.append(_Built(parent, commit.members, commit.files, commit.message))
+    return replayed
 
 
 Scalars = dict[tuple[int, str], tuple[str, str]]
 
 
 def _prepare(
-    root: Path, change: Change, seen: Mapping[str, Scalars], current: list[str]
+    change: Change, current: Mapping[str, _File | None], seen: Mapping[str, Scalars], working: list[str]
 ) -> tuple[dict[str, tuple[str, str]], dict[str, Scalars]]:
     """A change's new file texts and, per file, the scalars it sets (its first application's, from ``seen``,
     when there was one); raises when re-applying would overwrite someone else's change. Runs in a worker
-    thread (:meth:`GitWriter.offload`): reading, parsing, editing and verifying are CPU-bound."""
-    texts = GitWriter._render(root, change, current)
+    thread (:meth:`GitWriter.offload`): parsing, editing and verifying are CPU-bound."""
+    texts = _render(change, current, working)
     firsts: dict[str, Scalars] = {}
     for path, (old, new) in texts.items():
-        current[0] = path
+        working[0] = path
         try:
             first = seen[path] if path in seen else _scalars_changed(old, new)
             conflict = _overwritten(path, first, old)
@@ -404,6 +491,37 @@ def _prepare(
             raise EditConflictError(conflict)
         firsts[path] = first
     return texts, firsts
+
+
+def _render(change: Change, current: Mapping[str, _File | None], working: list[str]) -> dict[str, tuple[str, str]]:
+    """``(text now, new text)`` of every file ``change`` changes, by normalised path, computed from ``current``
+    (:meth:`GitWriter._read`); the file being worked on is kept in ``working``. A file larger than the size
+    limit fails before it is decoded."""
+    texts: dict[str, tuple[str, str]] = {}
+    for edit in change.edits:
+        working[0] = edit.path
+        path = "/".join(p for p in PurePosixPath(edit.path).parts if p not in ("", "."))
+        if path in texts:
+            original, text = texts[path]
+        else:
+            found = current[path]
+            if found is None:
+                if not edit.create:
+                    raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
+                original = text = ""
+            else:
+                try:
+                    check_size(found.size)
+                    original = text = (found.data or b"").decode("utf-8")
+                except YamlLimitError as exc:
+                    raise type(exc)(f"{edit.path}: {exc}") from None
+                except UnicodeDecodeError:
+                    raise EditError(f"{edit.path}: the file is not UTF-8 text") from None
+        try:
+            texts[path] = (original, edit.transform(text))
+        except GitOpsServiceError as exc:
+            raise type(exc)(f"{edit.path}: {exc}") from None
+    return {p: (old, new) for p, (old, new) in texts.items() if old != new}
 
 
 def _scalars_changed(old: str, new: str) -> Scalars:
