@@ -265,7 +265,7 @@ class GitWriter:
         async with self.lock(repository):
             fresh = await clone.ensure()
             outcomes: dict[int, WriteResult | Exception] = {}
-            first_seen: dict[tuple[int, str], dict[tuple[int, str], tuple[str, str]]] = {}
+            first_seen: dict[tuple[int, str], tuple[str, str]] = {}
             built: list[_Built] = []
             base = ""
             attempt = 0
@@ -334,13 +334,13 @@ class GitWriter:
         tip: str,
         changes: Sequence[Change],
         outcomes: dict[int, WriteResult | Exception],
-        first_seen: dict[tuple[int, str], dict[tuple[int, str], tuple[str, str]]],
+        first_seen: dict[tuple[int, str], tuple[str, str]],
     ) -> list[_Built]:
         """Apply the pending changes on ``tip``, committing whenever the next change touches a file of the current
         commit; return the commits made, in order. Failed edits are recorded in ``outcomes``.
 
-        ``first_seen`` keeps, per (change, file), the scalars the change set on its first application: when a
-        retry finds one of them changed by someone else to a third value, that change fails as a conflict."""
+        ``first_seen`` keeps, per (change, file), the texts before and after the change's first application: when a
+        retry finds a scalar it set changed by someone else to a third value, that change fails as a conflict."""
         objects = clone.objects
         built: list[_Built] = []
         root, parent = await objects.commit_tree(tip), tip
@@ -473,24 +473,24 @@ Scalars = dict[tuple[int, str], tuple[str, str]]
 
 
 def _prepare(
-    change: Change, current: Mapping[str, _File | None], seen: Mapping[str, Scalars], working: list[str]
-) -> tuple[dict[str, tuple[str, str]], dict[str, Scalars]]:
-    """A change's new file texts and, per file, the scalars it sets (its first application's, from ``seen``,
-    when there was one); raises when re-applying would overwrite someone else's change. Runs in a worker
-    thread (:meth:`GitWriter.offload`): parsing, editing and verifying are CPU-bound."""
+    change: Change, current: Mapping[str, _File | None], seen: Mapping[str, tuple[str, str]], working: list[str]
+) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """A change's new file texts (by path: before, after); raises when re-applying would overwrite someone
+    else's change to a scalar it set on its first application (``seen``: that application's texts). The scalars
+    are only compared when re-applying, so a first application costs the edit alone. Runs in a worker thread
+    (:meth:`GitWriter.offload`): parsing, editing and verifying are CPU-bound."""
     texts = _render(change, current, working)
-    firsts: dict[str, Scalars] = {}
-    for path, (old, new) in texts.items():
+    for path, (old, _) in texts.items():
+        if path not in seen:
+            continue
         working[0] = path
         try:
-            first = seen[path] if path in seen else _scalars_changed(old, new)
-            conflict = _overwritten(path, first, old)
+            conflict = _overwritten(path, _scalars_changed(*seen[path]), old)
         except YamlLimitError as exc:
             raise type(exc)(f"{path}: {exc}") from None
         if conflict:
             raise EditConflictError(conflict)
-        firsts[path] = first
-    return texts, firsts
+    return texts, texts
 
 
 def _render(change: Change, current: Mapping[str, _File | None], working: list[str]) -> dict[str, tuple[str, str]]:
