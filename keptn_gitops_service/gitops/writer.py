@@ -295,11 +295,22 @@ class GitWriter:
                     if clone.objects.written >= _PACK_EVERY:
                         await clone.pack()
                     return [outcomes.get(i, already) for i in range(len(changes))]
-                await clone.fetch()
                 metrics.PUSH_RETRIES.inc()
-                if not fresh:  # built on a tip seen earlier: apply again, at once, on the tip just fetched
-                    fresh, built = True, []
-                    first_seen.clear()
+                if not fresh:  # built on a tip seen earlier: at once onto the tip fetched now
+                    log.info(
+                        "push rejected: the branch moved since it was last seen; writing again on its new tip",
+                        repository=repository.name,
+                        attempt=attempt,
+                        changes=len(changes),
+                    )
+                    await clone.fetch()
+                    fresh = True
+                    if outcomes or await self._existing(clone, changes, attempt):
+                        # an answer other than a commit was found on the old tip: it must be found again on the new
+                        built = []
+                        first_seen.clear()
+                    # else the commits are replayed when their files are the same on the new tip (then applying
+                    # the edits there would give the same texts), or re-applied
                     continue
                 delay = self.retry.delay(attempt, self.rng)
                 log.info(
@@ -310,6 +321,7 @@ class GitWriter:
                     delay=round(delay, 3),
                 )
                 await self.sleep(delay)
+                await clone.fetch()  # after the pause: the tip to build on is the newest
         error = GitError(
             f"push to {repository_label(repository)} was rejected "
             f"{self.retry.max_attempts} times because others kept pushing; giving up"
