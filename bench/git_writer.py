@@ -125,7 +125,8 @@ def big_repository(files: int, commits: int, cache: Path) -> Path:
         message = f"bump {name}\n\nKeptn-Context: history-{c}\n"
         history.append((message, [blob(f"apps/{name}/kustomization.yaml", overlay(name, f"1.{c}.0"))]))
     fast_import(tmp, history)
-    git("gc", "--quiet", "--aggressive" if files * commits < 10_000 else "--quiet", cwd=tmp)
+    if files <= 50_000:  # fast-import's own pack serves the biggest one well enough, and gc would take minutes
+        git("gc", "--quiet", "--aggressive" if files * commits < 10_000 else "--quiet", cwd=tmp)
     tmp.rename(bare)
     return bare
 
@@ -460,6 +461,104 @@ async def bigrepo(files: int, commits: int, count: int, cache: Path, depth: int)
     )
 
 
+# ---- (d) three repository sizes ----------------------------------------------------------------------------------
+
+
+async def size_run(
+    bares: list[Path], root: Path, services: int, count: int, per_event: int, big: bool
+) -> list[Latency]:
+    """Floor, ours and clone-per-event, each on a remote of its own (``bares``, the same content), interleaved;
+    clone-per-event only ``per_event`` times (a clone of a big repository takes seconds)."""
+
+    def path_of(j: int, offset: int) -> tuple[str, str]:
+        """Each path its own services (``offset``): the floor never changes what ours is about to change."""
+        name = f"svc{(j * 7919 + offset) % services:05d}" if big else service_name((j * 3 + offset) % services)
+        return name, f"apps/{name}/kustomization.yaml"
+
+    work = root / "warm"
+    git("clone", "--quiet", f"file://{bares[0]}", str(work))
+
+    async def floor_once(j: int) -> None:
+        name, path = path_of(j, 0)
+        (work / path).write_text(overlay(name, f"2.0.{j}"))
+        git("commit", "--quiet", "--all", "--message", f"deploy {name} 2.0.{j}", cwd=work)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+
+    writer = GitWriter(root / "state")
+    repo = repository(bares[1])
+    await writer.clone(repo).sync()
+
+    async def ours_once(j: int) -> None:
+        name, path = path_of(j, 1)
+        await writer.write(deployment(repo, path, name, f"4.0.{j}"))
+
+    async def per_event_once(j: int) -> None:
+        name, path = path_of(j, 2)
+        event = root / f"event-{j}"
+        git("clone", "--quiet", "--single-branch", "--branch", "main", f"file://{bares[2]}", str(event))
+        (event / path).write_text(overlay(name, f"3.0.{j}"))
+        git("commit", "--quiet", "--all", "--message", f"deploy {name} 3.0.{j}", cwd=event)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=event)
+        shutil.rmtree(event)
+
+    runs: dict[str, Once] = {"floor": floor_once, "ours": ours_once}
+    results = await interleaved(count, runs)
+    results.append(Latency("clone per event", await timed(per_event, per_event_once)))
+    await writer.close()
+    return results
+
+
+async def sizes(count: int, sizes_: list[tuple[int, int]], per_event: list[int], cache: Path) -> str:
+    rows, ours_small = [], 0.0
+    with tempfile.TemporaryDirectory(prefix="bench-sizes-") as tmp:
+        for i, ((files, commits), events) in enumerate(zip([(50, 1), *sizes_], per_event, strict=True)):
+            root = Path(tmp) / str(i)
+            root.mkdir()
+            bares = []
+            for path in ("floor", "ours", "event"):
+                (root / path).mkdir()
+            if i == 0:
+                bares = [fleet(root / path, 50) for path in ("floor", "ours", "event")]
+                label, services = "50 services (50 files, 1 commit)", 50
+            else:
+                start = time.perf_counter()
+                cached = big_repository(files, commits, cache)
+                built = time.perf_counter() - start
+                bares = [working_copy_of(cached, root / path) for path in ("floor", "ours", "event")]
+                services = max(1, files // 10)
+                label = f"{files:,} files, {commits:,} commits" + (f" (built in {built:.0f} s)" if built > 1 else "")
+            floor_, ours, per = await size_run(bares, root, services, count, events, i > 0)
+            if i == 0:
+                ours_small = ours.p50
+            rows.append(
+                [
+                    label,
+                    ms(floor_.p50),
+                    ms(ours.p50),
+                    ms(ours.p95),
+                    f"{ours.p50 / floor_.p50:.2f}",
+                    f"{ms(per.p50)} (n={len(per.samples)})",
+                    f"{per.p50 / ours.p50:.1f}",
+                    f"{ours.p50 / ours_small:.2f}",
+                ]
+            )
+            print(f"  measured: {label}", file=sys.stderr, flush=True)
+    header = [
+        "repository",
+        "floor p50",
+        "ours p50",
+        "ours p95",
+        "ours / floor",
+        "clone per event p50",
+        "clone per event / ours",
+        "ours / ours on 50 services",
+    ]
+    return (
+        f"(d) trigger -> pushed by repository size: floor (`git commit -a && git push`, warm clone), ours "
+        f"(GitWriter.write, warm full clone) interleaved, {count} deployments each\n" + table(header, rows) + "\n"
+    )
+
+
 # ---- main --------------------------------------------------------------------------------------------------------
 
 
@@ -489,6 +588,11 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--count", type=int, default=20)
     c.add_argument("--depth", type=int, default=50)
     c.add_argument("--cache-dir", type=Path, default=CACHE)
+    d = sub.add_parser("sizes", help="(d) floor, ours and clone per event on 50 services and two big repositories")
+    d.add_argument("--count", type=int, default=30)
+    d.add_argument("--sizes", default="20000x10000,200000x100000", help="FILESxCOMMITS,…")
+    d.add_argument("--per-event", default="10,3,2", help="clone-per-event samples for each size, 50 services first")
+    d.add_argument("--cache-dir", type=Path, default=CACHE)
     sub.add_parser("all", help="everything with the defaults")
     args = parser.parse_args(argv)
     from keptn_gitops_service.logs import configure_logging
@@ -499,6 +603,10 @@ def main(argv: list[str] | None = None) -> None:
         print(asyncio.run(latency(getattr(args, "count", 30), not getattr(args, "no_service", False))))
     if args.bench in ("burst", "all"):
         print(asyncio.run(burst(getattr(args, "services", 500))))
+    if args.bench == "sizes":
+        pairs = [tuple(int(n) for n in part.split("x")) for part in args.sizes.split(",") if part]
+        per_event = [int(n) for n in args.per_event.split(",")]
+        print(asyncio.run(sizes(args.count, [(f, c) for f, c in pairs], per_event, args.cache_dir)))
     if args.bench in ("bigrepo", "all"):
         if args.bench == "all":
             args = c.parse_args([])

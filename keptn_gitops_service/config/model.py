@@ -56,8 +56,8 @@ class CloneOptions:
     depth: int | None = None
     """Clone only the newest ``depth`` commits of the branch (``git clone --depth``); unset: the whole history."""
     filter: str | None = None
-    """A partial clone (``git clone --filter``): ``blob:none`` fetches file contents only when a checkout or a
-    rollback needs them, ``tree:0`` trees too, ``blob:limit=<n>[k|m|g]`` only the big ones. The server must allow
+    """A partial clone (``git clone --filter``): ``blob:none`` fetches file contents only when an edit or a
+    rollback reads them, ``tree:0`` trees too, ``blob:limit=<n>[k|m|g]`` only the big ones. The server must allow
     filters (GitHub, GitLab and Gitea do; plain git needs ``uploadpack.allowFilter``), else git clones in full."""
 
 

@@ -60,7 +60,7 @@ class WorkingClone:
         self.path = root / f"{_safe_name(repository.name)}-{digest}"
         self._git = git
         self._ready = False
-        self.objects = ObjectStore(git, self.path)
+        self.objects = ObjectStore(git, self.path, repository_label(repository))
         self.tip = ""
         """The remote branch tip as last seen (fetched, or pushed by us)."""
         self.pushes = 0

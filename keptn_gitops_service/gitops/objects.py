@@ -73,7 +73,7 @@ def _parse_tree(raw: bytes) -> dict[bytes, Entry]:
         space = find(b" ", pos)
         nul = find(b"\0", space)
         if space < 0 or nul < 0 or nul + 21 > end:
-            raise GitError("a tree object of the clone is malformed")
+            raise ValueError("malformed tree")
         entries[raw[space + 1 : nul]] = Entry(raw[pos:space], raw[nul + 1 : nul + 21], pos)
         pos = nul + 21
     return entries
@@ -93,8 +93,10 @@ def object_id(kind: str, data: bytes) -> str:
 class ObjectStore:
     """The objects of one clone: read through ``git cat-file --batch``, written as loose objects."""
 
-    def __init__(self, git: Git, path: Path) -> None:
+    def __init__(self, git: Git, path: Path, label: str) -> None:
+        """``label`` names the repository in messages (:func:`~.git.repository_label`)."""
         self._git = git
+        self._in = f"the clone of {label}"
         self._path = path
         self._objects = path / ".git" / "objects"
         self._proc: asyncio.subprocess.Process | None = None
@@ -115,11 +117,13 @@ class ObjectStore:
                     return await asyncio.wait_for(self._read(sha, max_bytes), self._git.timeout)
                 except TimeoutError:
                     await self.close()
-                    raise GitError(f"reading object {sha} took longer than {self._git.timeout:.0f}s") from None
+                    raise GitError(
+                        f"reading object {sha} from {self._in} took longer than {self._git.timeout:.0f}s"
+                    ) from None
                 except (BrokenPipeError, ConnectionResetError, asyncio.IncompleteReadError):
                     await self.close()  # the reader died (killed, or git crashed): start it once more
                     if tries == 2:
-                        raise GitError(f"git cat-file stopped while reading object {sha}") from None
+                        raise GitError(f"git cat-file stopped while reading object {sha} from {self._in}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read(self, sha: str, max_bytes: int | None) -> tuple[str, int, bytes | None]:
@@ -129,7 +133,7 @@ class ObjectStore:
         await proc.stdin.drain()
         header = (await proc.stdout.readuntil(b"\n")).split()
         if len(header) != 3:
-            raise GitError(f"object {sha} is missing from the clone")
+            raise GitError(f"object {sha} is missing from {self._in}")
         kind, size = header[1].decode(), int(header[2])
         if max_bytes is not None and size > max_bytes:
             left = size + 1
@@ -163,7 +167,7 @@ class ObjectStore:
     async def commit_tree(self, commit: str) -> str:
         kind, _, data = await self.read(commit)
         if kind != "commit" or data is None or not data.startswith(b"tree "):
-            raise GitError(f"{commit} is not a commit of the clone")
+            raise GitError(f"{commit} is not a commit in {self._in}")
         return data[5:45].decode()
 
     async def tree(self, sha: str) -> Tree:
@@ -173,8 +177,11 @@ class ObjectStore:
             return cached
         kind, _, data = await self.read(sha)
         if kind != "tree" or data is None:
-            raise GitError(f"{sha} is not a tree of the clone")
-        tree = Tree(data)
+            raise GitError(f"{sha} is not a tree in {self._in}")
+        try:
+            tree = Tree(data)
+        except ValueError:
+            raise GitError(f"the tree {sha} in {self._in} is malformed") from None
         self._remember(sha, tree)
         return tree
 

@@ -267,18 +267,20 @@ class GitWriter:
             outcomes: dict[int, WriteResult | Exception] = {}
             first_seen: dict[tuple[int, str], tuple[str, str]] = {}
             built: list[_Built] = []
-            base = ""
+            base, stale_first = "", False
             attempt = 0
             while attempt < self.retry.max_attempts:
                 attempt += 1
                 tip = clone.tip
                 replayed = await _replay(clone, built, base, tip) if built else None
                 if replayed is None:
+                    if stale_first:  # the first application was on a stale tip: the one on this tip counts
+                        first_seen.clear()
                     outcomes = await self._existing(clone, changes, attempt)
                     built = await self._commit_round(clone, tip, changes, outcomes, first_seen)
                 else:
                     built = replayed
-                base = tip
+                base, stale_first = tip, False
                 if not built and not fresh:  # confirm "nothing to push" on the remote's tip
                     await clone.fetch()
                     fresh, attempt = True, attempt - 1
@@ -304,7 +306,7 @@ class GitWriter:
                         changes=len(changes),
                     )
                     await clone.fetch()
-                    fresh = True
+                    fresh, stale_first = True, True
                     if outcomes or await self._existing(clone, changes, attempt):
                         # an answer other than a commit was found on the old tip: it must be found again on the new
                         built = []
