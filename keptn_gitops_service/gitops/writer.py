@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -373,36 +373,79 @@ class GitWriter:
                 files.clear()
                 pending.clear()
 
+        jobs: list[_Job] = []
         for index, change in enumerate(changes):
             if index in outcomes:
                 continue
             try:
-                current = await self._read(clone, root, pending, change)
-                seen = {path: first for (i, path), first in first_seen.items() if i == index}
-                texts, firsts = await self.offload(partial(_prepare, change, current, seen))
-                for path, first in firsts.items():
-                    first_seen.setdefault((index, path), first)
+                found = await self._read(clone, root, change)
             except Exception as exc:  # this change fails alone; the others of the round go on
                 outcomes[index] = exc if isinstance(exc, GitOpsServiceError) else _internal(exc)
                 continue
-            if not texts:
+            seen = {path: first for (i, path), first in first_seen.items() if i == index}
+            jobs.append(_Job(index, change, found, seen))
+        edited = await self._edit_all(jobs)
+        for job in jobs:
+            result = edited[job.index]
+            if isinstance(result, Exception):
+                outcomes[job.index] = result if isinstance(result, GitOpsServiceError) else _internal(result)
+                continue
+            for path, texts in result.items():
+                first_seen.setdefault((job.index, path), texts)
+            if not result:
                 continue  # already in the tree: the tip carries it
-            if pending.keys() & texts.keys():
+            if pending.keys() & result.keys():
                 await commit_group()
-            for path, (_, new) in texts.items():
-                found = current[path]
-                mode = found.mode if found is not None else BLOB_MODE
+            for path, (_, new) in result.items():
+                was = job.found.get(path)
+                mode = was.mode if was is not None else BLOB_MODE
                 files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
                 pending[path] = new
-            group[index] = tuple(texts)
+            group[job.index] = tuple(result)
         await commit_group()
         return built
 
-    async def _read(
-        self, clone: WorkingClone, root: str, pending: Mapping[str, str], change: Change
-    ) -> dict[str, _File | None]:
+    async def _edit_all(self, jobs: Sequence[_Job]) -> dict[int, dict[str, tuple[str, str]] | Exception]:
+        """Apply the edits of every job in order, in one worker thread (one hand-over per round, not per change),
+        each change under the YAML limits and its own edit deadline: per change, its files' texts before and
+        after, or why it failed. A later change of the round sees the texts the earlier ones made."""
+        working = ["the repository's files"]
+        results: dict[int, dict[str, tuple[str, str]] | Exception] = {}
+        stop = threading.Event()
+
+        def run() -> None:
+            made: dict[str, str] = {}
+            for job in jobs:
+                if stop.is_set():
+                    return
+                files = {path: _made(made[path]) if path in made else found for path, found in job.found.items()}
+                try:
+                    with limited(self.yaml_limits, seconds=self.edit_timeout):
+                        texts = _prepare(job.change, files, job.seen, working)
+                except Exception as exc:
+                    results[job.index] = exc
+                    continue
+                made.update((path, new) for path, (_, new) in texts.items())
+                results[job.index] = texts
+
+        if not jobs:
+            return results
+        try:
+            # a little slack, so the thread's own deadline (which names the file it was on) usually answers
+            await asyncio.wait_for(asyncio.to_thread(run), self.edit_timeout * len(jobs) + 2.0)
+        except TimeoutError:
+            stop.set()
+            late = EditTimeoutError(
+                f"{working[0]}: editing took longer than {self.edit_timeout:g} s; the file is too slow to process "
+                "(limit KEPTN_GITOPS_EDIT_TIMEOUT)"
+            )
+            for job in jobs:
+                results.setdefault(job.index, late)
+        return results
+
+    async def _read(self, clone: WorkingClone, root: str, change: Change) -> dict[str, _File | None]:
         """The current content of every file ``change`` edits (``None``: missing), by normalised path, read from
-        the tree ``root`` or, for a file changed by the commit being assembled, from ``pending``. A path that is
+        the tree ``root``. A path that is
         unsafe or goes through a symlink is refused here, and so is one through a file or naming a directory; a
         file larger than the size limit is not read (its size alone fails the edit)."""
         found: dict[str, _File | None] = {}
@@ -410,10 +453,6 @@ class GitWriter:
             parts = _parts(self._checked_root(), edit.path)
             path = "/".join(parts)
             if path in found:
-                continue
-            if path in pending:
-                text = pending[path].encode("utf-8")
-                found[path] = _File(BLOB_MODE, len(text), text)
                 continue
             entry = await clone.objects.entry(root, parts)
             if entry is not None and entry[0] == SYMLINK_MODE:
@@ -449,12 +488,27 @@ class _Built:
 
 
 @dataclass(frozen=True)
+class _Job:
+    """A change of a round to edit: its index, the files it edits as found, its first application's texts."""
+
+    index: int
+    change: Change
+    found: dict[str, _File | None]
+    seen: dict[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
 class _File:
     """A file as found in the tree: its mode, size and content (``None`` when too large to be read)."""
 
     mode: bytes
     size: int
     data: bytes | None
+
+
+def _made(text: str) -> _File:
+    data = text.encode("utf-8")
+    return _File(BLOB_MODE, len(data), data)
 
 
 _PACK_EVERY = 2000
@@ -488,7 +542,7 @@ Scalars = dict[tuple[int, str], tuple[str, str]]
 
 def _prepare(
     change: Change, current: Mapping[str, _File | None], seen: Mapping[str, tuple[str, str]], working: list[str]
-) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+) -> dict[str, tuple[str, str]]:
     """A change's new file texts (by path: before, after); raises when re-applying would overwrite someone
     else's change to a scalar it set on its first application (``seen``: that application's texts). The scalars
     are only compared when re-applying, so a first application costs the edit alone. Runs in a worker thread
@@ -504,7 +558,7 @@ def _prepare(
             raise type(exc)(f"{path}: {exc}") from None
         if conflict:
             raise EditConflictError(conflict)
-    return texts, texts
+    return texts
 
 
 def _render(change: Change, current: Mapping[str, _File | None], working: list[str]) -> dict[str, tuple[str, str]]:
