@@ -4,14 +4,19 @@
     python bench/git_writer.py burst [--services 500]   (b) N deployments for N services in one repository
     python bench/git_writer.py bigrepo [--files 20000 --commits 10000 --count 20]
                                                         (c) per-deployment latency in a big repository
-    python bench/git_writer.py all                      everything, with the defaults
+    python bench/git_writer.py sizes [--count 30 --sizes 20000x10000,200000x100000 --per-event 10,3,2]
+                                                        (d) floor, ours and clone per event on 50 services and on
+                                                        the big repositories, in one run
+    python bench/git_writer.py all                      (a), (b) and (c) with the defaults
 
 (a) compares ``GitWriter.write`` with the floor (a raw ``git commit`` + ``git push`` of the same change from a warm
 clone) and with a clone-per-event baseline (fresh clone, edit, commit, push), and measures the whole loop: a
 ``deployment.triggered`` published on a real nats-server, handled by the service (``wait: none``), until its
 ``deployment.finished`` (sent right after the push) arrives. (b) calls ``GitWriter.write`` for every deployment at
 once (``asyncio.gather``) and one at a time, and counts the commits and pushes that reached the remote. (c) builds
-the repository once with ``git fast-import`` and caches it under ``~/.cache/keptn-gitops-service/bench/``.
+the repository once with ``git fast-import`` and caches it under ``~/.cache/keptn-gitops-service/bench/``. (d)
+measures the floor and ours interleaved on each size (each on a remote of its own with the same content), and a
+few clones per event; it prints ours / floor, clone per event / ours and ours / ours on 50 services.
 Remotes are local bare repositories (``file://``), so the figures are git's and ours, not a network's.
 """
 
