@@ -4,7 +4,7 @@
     python bench/git_writer.py burst [--services 500]   (b) N deployments for N services in one repository
     python bench/git_writer.py bigrepo [--files 20000 --commits 10000 --count 20]
                                                         (c) per-deployment latency in a big repository
-    python bench/git_writer.py sizes [--count 30 --sizes 20000x10000,200000x100000 --per-event 10,3,2]
+    python bench/git_writer.py sizes [--count 30 --sizes 20000x10000,200000x100000 --per-event 10,3,1]
                                                         (d) floor, ours and clone per event on 50 services and on
                                                         the big repositories, in one run
     python bench/git_writer.py all                      (a), (b) and (c) with the defaults
@@ -107,6 +107,13 @@ def service_name(i: int) -> str:
     return f"svc{i:03d}"
 
 
+def service_dir(files: int, i: int) -> str:
+    """Where service ``i`` of a big repository lives: ``apps/svcNNNNN``, or, above 50,000 files,
+    ``apps/gNNN/svcNNNNN`` (100 services a group), so that a commit rewrites a few small trees rather than one
+    directory of 20,000 entries: the 100,000 commits of the biggest repository are then built in minutes."""
+    return f"apps/g{i // 100:03d}/svc{i:05d}" if files > 50_000 else f"apps/svc{i:05d}"
+
+
 def big_repository(files: int, commits: int, cache: Path) -> Path:
     """``files`` files (10 per service directory) and ``commits`` commits, each later one bumping one service's
     tag; built once with ``git fast-import`` and cached by its parameters."""
@@ -119,17 +126,17 @@ def big_repository(files: int, commits: int, cache: Path) -> Path:
     services = max(1, files // 10)
     first = [blob("README.md", "# big fleet\n")]
     for i in range(services):
-        name = f"svc{i:05d}"
-        first.append(blob(f"apps/{name}/kustomization.yaml", overlay(name, "1.0.0")))
+        name, folder = f"svc{i:05d}", service_dir(files, i)
+        first.append(blob(f"{folder}/kustomization.yaml", overlay(name, "1.0.0")))
         for extra in range(1, min(10, files - 10 * i)):
             first.append(
-                blob(f"apps/{name}/manifest-{extra}.yaml", f"kind: ConfigMap\nmetadata: {{name: {name}-{extra}}}\n")
+                blob(f"{folder}/manifest-{extra}.yaml", f"kind: ConfigMap\nmetadata: {{name: {name}-{extra}}}\n")
             )
     history = [("fleet", first)]
     for c in range(1, commits):
-        name = f"svc{c % services:05d}"
+        name, folder = f"svc{c % services:05d}", service_dir(files, c % services)
         message = f"bump {name}\n\nKeptn-Context: history-{c}\n"
-        history.append((message, [blob(f"apps/{name}/kustomization.yaml", overlay(name, f"1.{c}.0"))]))
+        history.append((message, [blob(f"{folder}/kustomization.yaml", overlay(name, f"1.{c}.0"))]))
     fast_import(tmp, history)
     if files <= 50_000:  # fast-import's own pack serves the biggest one well enough, and gc would take minutes
         git("gc", "--quiet", "--aggressive" if files * commits < 10_000 else "--quiet", cwd=tmp)
@@ -424,8 +431,9 @@ async def bigrepo_clone(cached: Path, root: Path, options: CloneOptions, service
     first = time.perf_counter() - start
 
     async def once(j: int) -> None:
-        service = f"svc{(j * 7919) % services:05d}"
-        await writer.write(deployment(repo, f"apps/{service}/kustomization.yaml", service, f"7.{run}.{j}"))
+        n = (j * 7919) % services
+        path = f"{service_dir(services * 10, n)}/kustomization.yaml"
+        await writer.write(deployment(repo, path, f"svc{n:05d}", f"7.{run}.{j}"))
 
     return first, once
 
@@ -482,7 +490,10 @@ async def size_run(
 
     def path_of(j: int, offset: int) -> tuple[str, str]:
         """Each path its own services (``offset``): the floor never changes what ours is about to change."""
-        name = f"svc{(j * 7919 + offset) % services:05d}" if big else service_name((j * 3 + offset) % services)
+        if big:
+            n = (j * 7919 + offset) % services
+            return f"svc{n:05d}", f"{service_dir(services * 10, n)}/kustomization.yaml"
+        name = service_name((j * 3 + offset) % services)
         return name, f"apps/{name}/kustomization.yaml"
 
     work = root / "warm"
@@ -601,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
     d = sub.add_parser("sizes", help="(d) floor, ours and clone per event on 50 services and two big repositories")
     d.add_argument("--count", type=int, default=30)
     d.add_argument("--sizes", default="20000x10000,200000x100000", help="FILESxCOMMITS,…")
-    d.add_argument("--per-event", default="10,3,2", help="clone-per-event samples for each size, 50 services first")
+    d.add_argument("--per-event", default="10,3,1", help="clone-per-event samples for each size, 50 services first")
     d.add_argument("--cache-dir", type=Path, default=CACHE)
     sub.add_parser("all", help="everything with the defaults")
     args = parser.parse_args(argv)
