@@ -32,7 +32,10 @@ EXECUTABLE_MODE = b"100755"
 SYMLINK_MODE = b"120000"
 GITLINK_MODE = b"160000"
 FILE_MODES = (BLOB_MODE, EXECUTABLE_MODE, b"100664")
-_TREE_CACHE_BYTES = 32 * 2**20  # raw bytes of the parsed trees kept (the root and the big directories)
+_TREE_CACHE_BYTES = 8 * 2**20
+"""The memory the parsed trees kept may take (estimated: their bytes and ~160 bytes per parsed entry); the ones a
+deployment needs are those of the newest tip, so this holds them even for a directory of 20,000 entries."""
+_ENTRY_BYTES = 160
 
 
 @dataclass(frozen=True)
@@ -189,10 +192,10 @@ class ObjectStore:
         if sha in self._trees:
             return
         self._trees[sha] = tree
-        self._tree_bytes += len(tree.raw)
+        self._tree_bytes += _cost(tree)
         while self._tree_bytes > _TREE_CACHE_BYTES and len(self._trees) > 1:
             _, old = self._trees.popitem(last=False)
-            self._tree_bytes -= len(old.raw)
+            self._tree_bytes -= _cost(old)
 
     async def entry(self, root: str, parts: Sequence[str]) -> tuple[bytes, str, int] | None:
         """``(mode, id, depth)`` of the deepest entry found along ``parts`` from the tree ``root``: ``depth`` is
@@ -270,6 +273,10 @@ class ObjectStore:
         who = f"{_clean(author.name)} <{_clean(author.email)}> {stamp} {zone}"
         body = f"tree {tree}\nparent {parent}\nauthor {who}\ncommitter {who}\n\n{message}"
         return self.write("commit", body.encode())
+
+
+def _cost(tree: Tree) -> int:
+    return len(tree.raw) + _ENTRY_BYTES * len(tree.entries)
 
 
 def _clean(text: str) -> str:
