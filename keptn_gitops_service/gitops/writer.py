@@ -1,15 +1,17 @@
-"""Commit changes to a GitOps repository and push them, resolving races by re-applying on the new tip.
+"""Commit changes to a GitOps repository and push them, resolving races by replaying or re-applying on the new tip.
 
-One :class:`GitWriter` serves the whole process: one working clone per repository, one lock per
-(repository, branch) so our own deployments never race each other, and a bounded, jittered retry when
-someone else pushed first (fetch → re-apply → commit → push beats rebase for
-single-scalar edits, because re-applying re-validates the edit against what is now there).
+One :class:`GitWriter` serves the whole process: one clone per repository (no work tree: files are read from and
+commits written as git objects, :mod:`~keptn_gitops_service.gitops.objects`), one lock per (repository, branch) so
+our own deployments never race each other, and a bounded, jittered retry when someone else pushed first: the
+round's commits are made again on the new tip, from the same blobs when none of their files changed there, else by
+applying the edits again (which re-validates them against what is now there).
 
 Concurrent :meth:`GitWriter.write` calls for one (repository, branch) are batched: while one push is under
-way the next changes queue up, and the next round applies all of them after one fetch and pushes them with
-one push. Changes that touch different files share one commit; a change touching a file an earlier change of
-the round touched starts a new commit, so every commit stays attributable (a rollback reverts only its own
-deployment's files, see :data:`BATCH_TRAILER`). Batching adds no waiting: a lone change is written at once.
+way the next changes queue up, and the next round applies all of them and pushes them with one push (on the tip
+last seen; the push is a compare-and-swap on it). Changes that touch different files share one commit; a change
+touching a file an earlier change of the round touched starts a new commit, so every commit stays attributable (a
+rollback reverts only its own deployment's files, see :data:`BATCH_TRAILER`). Batching adds no waiting: a lone
+change is written at once.
 """
 
 from __future__ import annotations
