@@ -104,6 +104,8 @@ class ObjectStore:
         self._objects = path / ".git" / "objects"
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._idle: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._trees: OrderedDict[str, Tree] = OrderedDict()
         self._tree_bytes = 0
         self.written = 0
@@ -114,6 +116,9 @@ class ObjectStore:
     async def read(self, sha: str, *, max_bytes: int | None = None) -> tuple[str, int, bytes | None]:
         """``(type, size, content)`` of an object; the content is ``None`` when larger than ``max_bytes``
         (it is skipped, not kept). Raises :class:`GitError` when the object does not exist."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         async with self._lock:
             for tries in (1, 2):
                 try:
@@ -151,8 +156,25 @@ class ObjectStore:
             self._proc = await self._git.spawn("cat-file", "--batch", cwd=self._path)
         return self._proc
 
+    def close_when_idle(self, delay: float) -> None:
+        """Stop the reader once no object was read for ``delay`` seconds: a process at rest has no git child, and a
+        busy one keeps its reader from deployment to deployment."""
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(delay, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        if self._proc is not None and not self._lock.locked():
+            task = asyncio.ensure_future(self.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def close(self) -> None:
         """Stop the reader (started again on the next read)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         proc, self._proc = self._proc, None
         if proc is None:
             return

@@ -227,6 +227,14 @@ class GitWriter:
             await clone.close()  # its object reader
 
     async def _drain(self, key: tuple[str, str]) -> None:
+        try:
+            await self._rounds(key)
+        finally:
+            clone = self._clones.get(key)
+            if clone is not None:
+                clone.objects.close_when_idle(READER_IDLE)
+
+    async def _rounds(self, key: tuple[str, str]) -> None:
         queue = self._queues[key]
         while queue:
             batch, queue[: self.max_batch] = queue[: self.max_batch], []
@@ -512,6 +520,9 @@ def _made(text: str) -> _File:
     data = text.encode("utf-8")
     return _File(BLOB_MODE, len(data), data)
 
+
+READER_IDLE = 1.0
+"""Seconds without a write after which a clone's object reader (``git cat-file --batch``) is stopped."""
 
 _PACK_EVERY = 2000
 """Loose objects written after which git is asked to pack them (``git gc --auto``)."""

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from support import git, make_remote, push_unrelated, read_remote
+from support import git, make_remote, push_unrelated, read_remote, until
 
 from keptn_gitops_service.config.model import Author, Repository
 from keptn_gitops_service.gitops import clone as clone_module
@@ -148,14 +148,16 @@ async def test_the_idempotency_index_is_bounded(
     assert found == {("Keptn-Triggered-Id", f"id-{i}"): shas[i] for i in (2, 3, 4)}
 
 
-async def test_the_clone_has_no_work_tree_and_head_follows_the_remote(writer: GitWriter, tmp_path: Path) -> None:
+async def test_the_clone_has_no_work_tree_and_its_reader_stops_when_idle(writer: GitWriter, tmp_path: Path) -> None:
     remote = make_remote(tmp_path, {"apps/values.yaml": VALUES})
     repo = Repository("fleet", f"file://{remote}")
     result = await writer.write(change(repo, "id-1", "apps/values.yaml", "2.0.0"))
     path = writer.clone(repo).path
     assert sorted(p.name for p in path.iterdir()) == [".git"]
     assert git("rev-parse", "HEAD", cwd=path).strip() == result.commit
-    pid = writer.clone(repo).objects.reader_pid
-    assert pid is not None and Path(f"/proc/{pid}").exists()
+    objects = writer.clone(repo).objects
+    await until(lambda: objects.reader_pid is None)  # no git child left once the writer is idle
+    again = await writer.write(change(repo, "id-2", "apps/new.yaml", "3.0.0", create=True))  # the reader restarts
+    assert again.created and read_remote(remote, "apps/new.yaml", again.commit) == "image:\n  tag: 3.0.0\n"
     await writer.close()
-    assert writer.clone(repo).objects.reader_pid is None and not Path(f"/proc/{pid}/status").exists()
+    assert objects.reader_pid is None
