@@ -4,14 +4,19 @@
     python bench/git_writer.py burst [--services 500]   (b) N deployments for N services in one repository
     python bench/git_writer.py bigrepo [--files 20000 --commits 10000 --count 20]
                                                         (c) per-deployment latency in a big repository
-    python bench/git_writer.py all                      everything, with the defaults
+    python bench/git_writer.py sizes [--count 30 --sizes 20000x10000,200000x100000 --per-event 10,3,1]
+                                                        (d) floor, ours and clone per event on 50 services and on
+                                                        the big repositories, in one run
+    python bench/git_writer.py all                      (a), (b) and (c) with the defaults
 
 (a) compares ``GitWriter.write`` with the floor (a raw ``git commit`` + ``git push`` of the same change from a warm
 clone) and with a clone-per-event baseline (fresh clone, edit, commit, push), and measures the whole loop: a
 ``deployment.triggered`` published on a real nats-server, handled by the service (``wait: none``), until its
 ``deployment.finished`` (sent right after the push) arrives. (b) calls ``GitWriter.write`` for every deployment at
 once (``asyncio.gather``) and one at a time, and counts the commits and pushes that reached the remote. (c) builds
-the repository once with ``git fast-import`` and caches it under ``~/.cache/keptn-gitops-service/bench/``.
+the repository once with ``git fast-import`` and caches it under ``~/.cache/keptn-gitops-service/bench/``. (d)
+measures the floor and ours interleaved on each size (each on a remote of its own with the same content), and a
+few clones per event; it prints ours / floor, clone per event / ours and ours / ours on 50 services.
 Remotes are local bare repositories (``file://``), so the figures are git's and ours, not a network's.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +107,13 @@ def service_name(i: int) -> str:
     return f"svc{i:03d}"
 
 
+def service_dir(files: int, i: int) -> str:
+    """Where service ``i`` of a big repository lives: ``apps/svcNNNNN``, or, above 50,000 files,
+    ``apps/gNNN/svcNNNNN`` (100 services a group), so that a commit rewrites a few small trees rather than one
+    directory of 20,000 entries: the 100,000 commits of the biggest repository are then built in minutes."""
+    return f"apps/g{i // 100:03d}/svc{i:05d}" if files > 50_000 else f"apps/svc{i:05d}"
+
+
 def big_repository(files: int, commits: int, cache: Path) -> Path:
     """``files`` files (10 per service directory) and ``commits`` commits, each later one bumping one service's
     tag; built once with ``git fast-import`` and cached by its parameters."""
@@ -113,19 +126,20 @@ def big_repository(files: int, commits: int, cache: Path) -> Path:
     services = max(1, files // 10)
     first = [blob("README.md", "# big fleet\n")]
     for i in range(services):
-        name = f"svc{i:05d}"
-        first.append(blob(f"apps/{name}/kustomization.yaml", overlay(name, "1.0.0")))
+        name, folder = f"svc{i:05d}", service_dir(files, i)
+        first.append(blob(f"{folder}/kustomization.yaml", overlay(name, "1.0.0")))
         for extra in range(1, min(10, files - 10 * i)):
             first.append(
-                blob(f"apps/{name}/manifest-{extra}.yaml", f"kind: ConfigMap\nmetadata: {{name: {name}-{extra}}}\n")
+                blob(f"{folder}/manifest-{extra}.yaml", f"kind: ConfigMap\nmetadata: {{name: {name}-{extra}}}\n")
             )
     history = [("fleet", first)]
     for c in range(1, commits):
-        name = f"svc{c % services:05d}"
+        name, folder = f"svc{c % services:05d}", service_dir(files, c % services)
         message = f"bump {name}\n\nKeptn-Context: history-{c}\n"
-        history.append((message, [blob(f"apps/{name}/kustomization.yaml", overlay(name, f"1.{c}.0"))]))
+        history.append((message, [blob(f"{folder}/kustomization.yaml", overlay(name, f"1.{c}.0"))]))
     fast_import(tmp, history)
-    git("gc", "--quiet", "--aggressive" if files * commits < 10_000 else "--quiet", cwd=tmp)
+    if files <= 50_000:  # fast-import's own pack serves the biggest one well enough, and gc would take minutes
+        git("gc", "--quiet", "--aggressive" if files * commits < 10_000 else "--quiet", cwd=tmp)
     tmp.rename(bare)
     return bare
 
@@ -206,6 +220,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 Once = Callable[[int], Awaitable[None]]
+LOOP = "whole loop: NATS trigger -> service -> pushed -> .finished"
 
 
 async def floor(bare: Path, root: Path) -> Once:
@@ -257,7 +272,8 @@ async def interleaved(count: int, runs: dict[str, Once]) -> list[Latency]:
     return [Latency(name, values) for name, values in samples.items()]
 
 
-async def through_the_service(root: Path, count: int) -> Latency:
+@contextlib.asynccontextmanager
+async def through_the_service(root: Path) -> AsyncIterator[Once]:
     """Publish ``deployment.triggered`` on a real nats-server; the service (``wait: none``) answers
     ``deployment.finished`` right after its push: the time between the two."""
     import nats
@@ -309,11 +325,10 @@ rules:
 
         try:
             await once(-1)  # warm: the first delivery clones
-            samples = await timed(count, once)
+            yield once
         finally:
             await nc.close()
             await service.stop()
-    return Latency("whole loop: NATS trigger -> service -> pushed -> .finished", samples)
 
 
 async def latency(count: int, with_service: bool = True) -> str:
@@ -328,13 +343,16 @@ async def latency(count: int, with_service: bool = True) -> str:
         for i, (name, setup) in enumerate(setups.items()):
             (root / str(i)).mkdir()
             runs[name] = await setup(fleet(root / str(i), 50), root / str(i))
-        results = await interleaved(count, runs)
-        if with_service:
-            results.append(await through_the_service(root, count))
+        async with contextlib.AsyncExitStack() as stack:
+            if with_service:
+                runs[LOOP] = await stack.enter_async_context(through_the_service(root))
+            results = await interleaved(count, runs)
     base = results[0].p50
     rows = [[r.name, ms(r.p50), ms(r.p95), f"{r.p50 / base:.2f}"] for r in results]
     ours = results[1].p50
     note = f"clone per event / ours (p50): {results[2].p50 / ours:.2f}"
+    if with_service:
+        note += f"; whole loop - ours (p50): {(results[3].p50 - ours) * 1000:+.1f} ms"
     return (
         f"(a) one-line kustomize image change, {count} deployments each, 50-service repository\n"
         + table(["path", "p50", "p95", "p50 / floor"], rows)
@@ -413,8 +431,9 @@ async def bigrepo_clone(cached: Path, root: Path, options: CloneOptions, service
     first = time.perf_counter() - start
 
     async def once(j: int) -> None:
-        service = f"svc{(j * 7919) % services:05d}"
-        await writer.write(deployment(repo, f"apps/{service}/kustomization.yaml", service, f"7.{run}.{j}"))
+        n = (j * 7919) % services
+        path = f"{service_dir(services * 10, n)}/kustomization.yaml"
+        await writer.write(deployment(repo, path, f"svc{n:05d}", f"7.{run}.{j}"))
 
     return first, once
 
@@ -460,6 +479,107 @@ async def bigrepo(files: int, commits: int, count: int, cache: Path, depth: int)
     )
 
 
+# ---- (d) three repository sizes ----------------------------------------------------------------------------------
+
+
+async def size_run(
+    bares: list[Path], root: Path, services: int, count: int, per_event: int, big: bool
+) -> list[Latency]:
+    """Floor, ours and clone-per-event, each on a remote of its own (``bares``, the same content), interleaved;
+    clone-per-event only ``per_event`` times (a clone of a big repository takes seconds)."""
+
+    def path_of(j: int, offset: int) -> tuple[str, str]:
+        """Each path its own services (``offset``): the floor never changes what ours is about to change."""
+        if big:
+            n = (j * 7919 + offset) % services
+            return f"svc{n:05d}", f"{service_dir(services * 10, n)}/kustomization.yaml"
+        name = service_name((j * 3 + offset) % services)
+        return name, f"apps/{name}/kustomization.yaml"
+
+    work = root / "warm"
+    git("clone", "--quiet", f"file://{bares[0]}", str(work))
+
+    async def floor_once(j: int) -> None:
+        name, path = path_of(j, 0)
+        (work / path).write_text(overlay(name, f"2.0.{j}"))
+        git("commit", "--quiet", "--all", "--message", f"deploy {name} 2.0.{j}", cwd=work)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+
+    writer = GitWriter(root / "state")
+    repo = repository(bares[1])
+    await writer.clone(repo).sync()
+
+    async def ours_once(j: int) -> None:
+        name, path = path_of(j, 1)
+        await writer.write(deployment(repo, path, name, f"4.0.{j}"))
+
+    async def per_event_once(j: int) -> None:
+        name, path = path_of(j, 2)
+        event = root / f"event-{j}"
+        git("clone", "--quiet", "--single-branch", "--branch", "main", f"file://{bares[2]}", str(event))
+        (event / path).write_text(overlay(name, f"3.0.{j}"))
+        git("commit", "--quiet", "--all", "--message", f"deploy {name} 3.0.{j}", cwd=event)
+        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=event)
+        shutil.rmtree(event)
+
+    runs: dict[str, Once] = {"floor": floor_once, "ours": ours_once}
+    results = await interleaved(count, runs)
+    results.append(Latency("clone per event", await timed(per_event, per_event_once)))
+    await writer.close()
+    return results
+
+
+async def sizes(count: int, sizes_: list[tuple[int, int]], per_event: list[int], cache: Path) -> str:
+    rows, ours_small = [], 0.0
+    with tempfile.TemporaryDirectory(prefix="bench-sizes-") as tmp:
+        for i, ((files, commits), events) in enumerate(zip([(50, 1), *sizes_], per_event, strict=True)):
+            root = Path(tmp) / str(i)
+            root.mkdir()
+            bares = []
+            for path in ("floor", "ours", "event"):
+                (root / path).mkdir()
+            if i == 0:
+                bares = [fleet(root / path, 50) for path in ("floor", "ours", "event")]
+                label, services = "50 services (50 files, 1 commit)", 50
+            else:
+                start = time.perf_counter()
+                cached = big_repository(files, commits, cache)
+                built = time.perf_counter() - start
+                bares = [working_copy_of(cached, root / path) for path in ("floor", "ours", "event")]
+                services = max(1, files // 10)
+                label = f"{files:,} files, {commits:,} commits" + (f" (built in {built:.0f} s)" if built > 1 else "")
+            floor_, ours, per = await size_run(bares, root, services, count, events, i > 0)
+            if i == 0:
+                ours_small = ours.p50
+            rows.append(
+                [
+                    label,
+                    ms(floor_.p50),
+                    ms(ours.p50),
+                    ms(ours.p95),
+                    f"{ours.p50 / floor_.p50:.2f}",
+                    f"{ms(per.p50)} (n={len(per.samples)})",
+                    f"{per.p50 / ours.p50:.1f}",
+                    f"{ours.p50 / ours_small:.2f}",
+                ]
+            )
+            print(f"  measured: {label}", file=sys.stderr, flush=True)
+    header = [
+        "repository",
+        "floor p50",
+        "ours p50",
+        "ours p95",
+        "ours / floor",
+        "clone per event p50",
+        "clone per event / ours",
+        "ours / ours on 50 services",
+    ]
+    return (
+        f"(d) trigger -> pushed by repository size: floor (`git commit -a && git push`, warm clone), ours "
+        f"(GitWriter.write, warm full clone) interleaved, {count} deployments each\n" + table(header, rows) + "\n"
+    )
+
+
 # ---- main --------------------------------------------------------------------------------------------------------
 
 
@@ -489,6 +609,11 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--count", type=int, default=20)
     c.add_argument("--depth", type=int, default=50)
     c.add_argument("--cache-dir", type=Path, default=CACHE)
+    d = sub.add_parser("sizes", help="(d) floor, ours and clone per event on 50 services and two big repositories")
+    d.add_argument("--count", type=int, default=30)
+    d.add_argument("--sizes", default="20000x10000,200000x100000", help="FILESxCOMMITS,…")
+    d.add_argument("--per-event", default="10,3,1", help="clone-per-event samples for each size, 50 services first")
+    d.add_argument("--cache-dir", type=Path, default=CACHE)
     sub.add_parser("all", help="everything with the defaults")
     args = parser.parse_args(argv)
     from keptn_gitops_service.logs import configure_logging
@@ -499,6 +624,10 @@ def main(argv: list[str] | None = None) -> None:
         print(asyncio.run(latency(getattr(args, "count", 30), not getattr(args, "no_service", False))))
     if args.bench in ("burst", "all"):
         print(asyncio.run(burst(getattr(args, "services", 500))))
+    if args.bench == "sizes":
+        pairs = [tuple(int(n) for n in part.split("x")) for part in args.sizes.split(",") if part]
+        per_event = [int(n) for n in args.per_event.split(",")]
+        print(asyncio.run(sizes(args.count, [(f, c) for f, c in pairs], per_event, args.cache_dir)))
     if args.bench in ("bigrepo", "all"):
         if args.bench == "all":
             args = c.parse_args([])

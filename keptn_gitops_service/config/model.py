@@ -110,8 +110,9 @@ class CloneOptions:
     """How the working clone is made: shallow and/or partial, for big repositories.
 
     A shallow clone keeps every commit it fetches after the first clone. Recognising a redelivered trigger's commit
-    (by its ``Keptn-Triggered-Id`` trailer) searches only that fetched history, never deeper. Other reads fetch more
-    history on demand (``git fetch --deepen``): a rollback's search deepens until it finds a commit of its context
+    (by its ``Keptn-Triggered-Id`` trailer, the fallback when the state store lost its record) looks at the newest
+    2,000 fetched commits and every commit fetched or pushed since, never deeper. Other reads fetch more history on
+    demand (``git fetch --deepen``): a rollback's search deepens until it finds a commit of its context
     (a rollback that finds none has read the whole history once), the wait's ancestry check until its answer is
     certain, and reading a commit's changes fetches its parent. Partial clones fetch missing file contents from the
     server when needed, with the same credentials."""
@@ -133,8 +134,8 @@ class CloneOptions:
         metadata=key(
             "filter",
             (
-                "A partial clone (``git clone --filter``): ``blob:none`` fetches file contents only when a checkout "
-                "or a rollback needs them, ``tree:0`` trees too, ``blob:limit=<n>[k|m|g]`` only the big ones. The "
+                "A partial clone (``git clone --filter``): ``blob:none`` fetches file contents only when an edit "
+                "or a rollback reads them, ``tree:0`` trees too, ``blob:limit=<n>[k|m|g]`` only the big ones. The "
                 "server must allow filters (GitHub, GitLab and Gitea do; plain git needs ``uploadpack.allowFilter``), "
                 "else git clones in full. Only `blob:none`, `tree:0` and `blob:limit=<n>[k|m|g]` are accepted. "
                 "Changing it makes a new clone."

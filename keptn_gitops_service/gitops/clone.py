@@ -1,7 +1,10 @@
-"""One working clone per repository, reused across deployments.
+"""One clone per repository, reused across deployments, without a work tree.
 
-Every write starts from the remote tip (``fetch`` + ``reset --hard`` + ``clean``), so a crashed or failed
-attempt can never leak into the next commit, and the remote is only changed by a complete commit.
+Nothing is checked out: a deployment reads the files it edits from the objects of the branch tip, writes the new
+blobs and the trees along their paths, and a commit on the tip (:mod:`~keptn_gitops_service.gitops.objects`), then
+pushes it with a compare-and-swap on the tip it was built on. A crashed or failed attempt leaves at most
+unreachable objects behind, never a half-edited file, and the remote is only changed by a complete commit. The
+clone's ``HEAD`` follows the remote-tracking ref of the branch.
 
 Big repositories can be cloned shallow (``--depth``) and/or partial (``--filter``). A shallow clone keeps
 every commit fetched after the initial clone, so its history only grows from the newest ``depth`` commits.
@@ -17,6 +20,7 @@ import enum
 import hashlib
 import re
 import shutil
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from keptn_gitops_service.config.model import Repository
 from keptn_gitops_service.editing.trailers import carries, parse_line, parse_trailers
 from keptn_gitops_service.errors import GitError
 from keptn_gitops_service.gitops.git import Git, last_lines, repository_label, signing_options
+from keptn_gitops_service.gitops.objects import ObjectStore, cleanup_message
 
 # Kargo's classification of a rejected push (pkg/controller/git/work_tree.go).
 _NON_FAST_FORWARD = re.compile(
@@ -33,6 +38,12 @@ _NON_FAST_FORWARD = re.compile(
 _REF_RACE = re.compile(r"cannot lock ref|failed to update ref|is at [0-9a-f]+ but expected [0-9a-f]+")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _FIRST_DEEPEN = 64  # commits fetched by the first on-demand deepening; every further one doubles
+TRAILER_WINDOW = 2000
+"""Commits of the branch whose trailers the idempotency index reads when a clone is first used."""
+TRAILER_INDEX_SIZE = 20_000
+"""The most ``(trailer, value)`` pairs the idempotency index keeps (the newest)."""
+IDENTIFYING_TRAILERS = frozenset({"Keptn-Triggered-Id"})
+"""The trailer keys the index holds from the start (others are added when first asked for)."""
 
 
 class PushOutcome(enum.Enum):
@@ -49,69 +60,112 @@ class WorkingClone:
         self.path = root / f"{_safe_name(repository.name)}-{digest}"
         self._git = git
         self._ready = False
+        self.objects = ObjectStore(git, self.path, repository_label(repository))
+        self.tip = ""
+        """The remote branch tip as last seen (fetched, or pushed by us)."""
+        self.pushes = 0
+        self._indexed = False
+        self._keys: set[str] = set(IDENTIFYING_TRAILERS)
+        self._trailers: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     @property
     def remote_ref(self) -> str:
         return f"refs/remotes/origin/{self.repository.branch}"
+
+    async def close(self) -> None:
+        """Stop the clone's object reader."""
+        await self.objects.close()
 
     async def run(self, *args: str, check: bool = True) -> str:
         """Run git in the clone, returning stdout."""
         return (await self._git.run(*args, cwd=self.path, check=check)).stdout
 
     async def sync(self) -> str:
-        """Bring the clone to the remote branch tip, discarding local state; return the tip's sha."""
-        if not self._ready:
-            await self._ensure()
-        branch = self.repository.branch
+        """Bring the remote-tracking ref to the remote branch tip; return the tip's sha. Nothing is checked out:
+        commits are written from objects (:mod:`~keptn_gitops_service.gitops.objects`), never from a work tree."""
         await self.fetch()
-        await self.run("checkout", "--force", "-B", branch, self.remote_ref)  # resets index and work tree too
-        await self.run("clean", "-fdx")
-        return await self.head()
+        return self.tip
+
+    async def ensure(self) -> bool:
+        """Make the clone ready; whether that fetched (a new clone, or the first use in this process)."""
+        if self._ready:
+            return False
+        await self._ensure()
+        await self._load_tip()
+        return True
 
     async def fetch(self) -> None:
-        """Update the remote-tracking ref of our branch (the work tree is untouched)."""
+        """Update the remote-tracking ref of our branch, and learn the trailers of the commits it brought."""
         if not self._ready:
             await self._ensure()
+            await self._load_tip()
         branch = self.repository.branch
-        await self.run("fetch", "--prune", "--no-tags", "origin", f"+refs/heads/{branch}:{self.remote_ref}")
+        before = self.tip
+        await self.run(
+            "fetch", "--update-head-ok", "--prune", "--no-tags", "origin", f"+refs/heads/{branch}:{self.remote_ref}"
+        )
+        await self._load_tip(since=before)
+
+    async def _load_tip(self, since: str = "") -> None:
+        """Read the remote-tracking ref and index the trailers of the commits new since ``since`` (the newest
+        :data:`TRAILER_WINDOW` when it is not an ancestor, e.g. after a rewrite of the branch)."""
+        tip = (await self.run("rev-parse", "--verify", "--quiet", self.remote_ref, check=False)).strip()
+        if not tip:
+            where = repository_label(self.repository)
+            raise GitError(f"the clone of {where} has no {self.remote_ref}; the branch may have been deleted")
+        if tip == self.tip and self._indexed:
+            return
+        if since and self._indexed and await self._merge_base_is_ancestor(since, tip) == 0:
+            await self._index(f"{since}..{tip}")
+        else:
+            self._trailers.clear()
+            await self._index(tip)
+            self._indexed = True
+        self.tip = tip
+
+    async def _index(self, revisions: str) -> None:
+        for sha, body in reversed(await self._log(f"--max-count={TRAILER_WINDOW}", revisions)):
+            self.learn(sha, body)
+
+    def learn(self, sha: str, message: str) -> None:
+        """Remember the trailers of ``sha`` (a commit on the branch, newer than every one learnt before)."""
+        for pair in parse_trailers(message):
+            if pair[0] in self._keys:
+                self._trailers[pair] = sha
+                self._trailers.move_to_end(pair)
+        while len(self._trailers) > TRAILER_INDEX_SIZE:
+            self._trailers.popitem(last=False)
 
     async def head(self) -> str:
-        return (await self.run("rev-parse", "HEAD")).strip()
+        return (await self.run("rev-parse", self.remote_ref)).strip()
 
-    async def commit(self, message: str, paths: Sequence[str] = ()) -> str | None:
-        """Commit the changes to ``paths`` (every change in the work tree when empty); ``None`` when there is
-        nothing to commit. Naming the paths spares git a walk of the whole work tree in big repositories."""
-        await self.run("add", "--all", "--", *paths) if paths else await self.run("add", "--all")
-        # the index against HEAD's tree, not another walk of the work tree (that costs ~0.1 s at 20,000 files)
-        staged = await self._git.run("diff", "--cached", "--quiet", "HEAD", cwd=self.path, check=False)
-        if staged.returncode == 0:
-            return None
-        if staged.returncode != 1:
-            where = repository_label(self.repository)
-            raise GitError(f"git diff in the clone of {where} failed: {last_lines(staged.stderr or staged.stdout)}")
-        sign, config, env = self._signing()
-        args = ("commit", "--quiet", "--no-verify", *sign, "--file", "-")
-        await self._git.run(*args, cwd=self.path, stdin=message.encode(), config=config, env=env)
-        return await self.head()
-
-    def _signing(self) -> tuple[list[str], dict[str, str], dict[str, str]]:
-        """The option, configuration and environment that sign the commits git makes (none without signing)."""
+    async def make_commit(self, tree: str, parent: str, message: str) -> str:
+        """A commit of ``tree`` on ``parent`` with ``message``: written directly, or by ``git commit-tree -S``
+        when the repository signs its commits."""
+        message = cleanup_message(message)
         if self.repository.signing is None:
-            return [], {}, {}
+            return self.objects.write_commit(tree, parent, message, self.repository.author)
         config, env = signing_options(self.repository.signing)
-        return ["--gpg-sign"], config, env
+        args = ("commit-tree", tree, "-p", parent, "-S", "-F", "-")
+        run = self._git.run(*args, cwd=self.path, stdin=message.encode(), config=config, env=env, name="commit")
+        return (await run).stdout.strip()
 
-    async def push(self) -> PushOutcome:
-        """Push HEAD to the branch; a non-fast-forward rejection is an outcome, anything else an error."""
+    async def push(self, commit: str, expected: str) -> PushOutcome:
+        """Push ``commit`` to the branch if the branch is still at ``expected`` (compare-and-swap: a rewound or
+        advanced branch rejects it); a rejection is an outcome, anything else an error."""
+        branch = self.repository.branch
         result = await self._git.run(
             "push",
             "--porcelain",
+            f"--force-with-lease=refs/heads/{branch}:{expected}",
             "origin",
-            f"HEAD:refs/heads/{self.repository.branch}",
+            f"{commit}:refs/heads/{branch}",
             cwd=self.path,
             check=False,
         )
         if result.returncode == 0:
+            self.tip = commit  # git moved the remote-tracking ref too
+            self.pushes += 1
             return PushOutcome.PUSHED
         output = f"{result.stdout}\n{result.stderr}"
         # A concurrent push can also surface as the remote failing to lock or update the ref ("cannot lock ref
@@ -120,48 +174,32 @@ class WorkingClone:
             return PushOutcome.REJECTED
         raise GitError(f"git push to {repository_label(self.repository)} failed: {last_lines(output)}")
 
-    async def replay_on_remote(self) -> dict[str, str] | None:
-        """After a lost push race: fetch and rebase our commits (those not on the remote-tracking branch) onto
-        the new remote tip, returning old sha → new sha. ``None`` when the rebase does not apply cleanly or drops
-        a commit, i.e. someone else changed what we changed (then the caller re-applies from scratch)."""
-        ours = (await self.run("rev-list", "--reverse", f"{self.remote_ref}..HEAD")).split()
-        await self.fetch()
-        sign, config, env = self._signing()  # replayed commits are new commits: signed like the originals
-        result = await self._git.run(
-            "-c",
-            "core.hooksPath=/dev/null",
-            "rebase",
-            "--quiet",
-            "--no-autostash",
-            *sign,
-            self.remote_ref,
-            cwd=self.path,
-            check=False,
-            config=config,
-            env=env,
-        )
-        if result.returncode != 0:
-            await self.run("rebase", "--abort", check=False)
-            return None
-        replayed = (await self.run("rev-list", "--reverse", f"{self.remote_ref}..HEAD")).split()
-        if len(replayed) != len(ours):
-            return None
-        return dict(zip(ours, replayed, strict=True))
+    async def pack(self) -> None:
+        """Let git pack the loose objects the writer wrote (``git gc --auto``: nothing when there are few)."""
+        await self.run("gc", "--auto", "--quiet", check=False)
+        self.objects.written = 0
 
     async def find_trailers(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """For each ``(trailer, value)`` carried by a commit on the remote branch, the newest such commit
-        (one ``git log`` for all of them). A commit carries it when its trailer block has exactly that key and
-        value (:mod:`~keptn_gitops_service.editing.trailers`); an empty value is carried by no commit."""
+        """For each ``(trailer, value)`` carried by a commit on the remote branch, the newest such commit. A commit
+        carries it when its trailer block has exactly that key and value
+        (:mod:`~keptn_gitops_service.editing.trailers`); an empty value is carried by no commit.
+
+        The answer comes from an index, so it costs the same whatever the history's length: it holds the trailers
+        of the newest :data:`TRAILER_WINDOW` commits of the branch when the clone was first used (or when a key is
+        first asked for), of every commit fetched or pushed since, at most :data:`TRAILER_INDEX_SIZE` of them. A
+        redelivered trigger whose commit is older than that is not recognised (the state store, which records every
+        commit, answers first; this is the fallback after its state was lost)."""
         pairs = {(key, value) for key, value in wanted if value}
         if not pairs:
             return {}
-        greps = [f"--grep={key}: {value}" for key, value in pairs]
-        found: dict[tuple[str, str], str] = {}
-        for sha, body in await self._log(self.remote_ref, "--fixed-strings", *greps):
-            for pair in parse_trailers(body):
-                if pair in pairs and pair not in found:
-                    found[pair] = sha
-        return found
+        if not self._ready:
+            await self.fetch()
+        keys = {key for key, _ in pairs}
+        if not keys <= self._keys:
+            self._keys |= keys
+            self._trailers.clear()
+            await self._index(self.tip)
+        return {pair: self._trailers[pair] for pair in pairs if pair in self._trailers}
 
     async def message(self, commit: str) -> str:
         """The full message of ``commit``."""
@@ -244,7 +282,7 @@ class WorkingClone:
             return False
         branch = self.repository.branch
         refspec = f"+refs/heads/{branch}:{self.remote_ref}"
-        await self.run("fetch", "--no-tags", f"--deepen={commits}", "origin", refspec)
+        await self.run("fetch", "--update-head-ok", "--no-tags", f"--deepen={commits}", "origin", refspec)
         return True
 
     def _first_deepen(self) -> int:
@@ -279,7 +317,8 @@ class WorkingClone:
             if url == self.repository.url and clone_filter == (options.filter or ""):
                 self._ready = True
                 if options.depth is None and await self.is_shallow():  # no longer wanted shallow
-                    await self.run("fetch", "--no-tags", "--unshallow", "origin")
+                    await self.run("fetch", "--update-head-ok", "--no-tags", "--unshallow", "origin")
+                await self._follow_remote()
                 return
             shutil.rmtree(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,6 +330,7 @@ class WorkingClone:
             "--quiet",
             "--no-tags",
             "--single-branch",
+            "--no-checkout",
             "--branch",
             self.repository.branch,
             *([f"--depth={options.depth}"] if options.depth else []),
@@ -301,6 +341,14 @@ class WorkingClone:
         )
         tmp.rename(self.path)
         self._ready = True
+        await self._follow_remote()
+
+    async def _follow_remote(self) -> None:
+        """Point ``HEAD`` at the remote-tracking ref (which fetches and our pushes move) and drop the local branch
+        (which nothing moves any more)."""
+        if (await self.run("symbolic-ref", "--quiet", "HEAD", check=False)).strip() != self.remote_ref:
+            await self.run("symbolic-ref", "HEAD", self.remote_ref)
+            await self.run("update-ref", "-d", f"refs/heads/{self.repository.branch}", check=False)
 
 
 def _remove_stale_locks(git_dir: Path) -> None:

@@ -74,11 +74,14 @@ class Git:
         stdin: bytes | None = None,
         config: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
+        name: str = "",
     ) -> GitResult:
         """Run ``git <args>``; raise :class:`GitError` (scrubbed) on failure when ``check``.
 
         ``config`` becomes ``-c key=value`` options of this command only; ``env`` is added to its environment.
+        Messages name the command ``git <name>`` (by default its first argument).
         """
+        name = name or args[0]
         base_env, secrets = self._environment()
         env = {**base_env, **(env or {})}
         options = [f"{key}={value}" for key, value in (config or {}).items()]
@@ -93,18 +96,18 @@ class Git:
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group: see _kill_group
+                start_new_session=True,  # its own process group: see kill_group
             )
         except OSError as exc:
             raise GitError(f"cannot run git: {exc.strerror}") from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), self._timeout)
         except TimeoutError:
-            _kill_group(proc)
+            kill_group(proc)
             await proc.wait()
-            raise GitError(f"git {args[0]}{self._for} did not finish within {self._timeout:.0f}s") from None
+            raise GitError(f"git {name}{self._for} did not finish within {self._timeout:.0f}s") from None
         except asyncio.CancelledError:
-            _kill_group(proc)
+            kill_group(proc)
             await proc.wait()
             raise
         result = GitResult(
@@ -113,8 +116,35 @@ class Git:
             scrub(err.decode(errors="replace"), secrets),
         )
         if check and result.returncode != 0:
-            raise GitError(f"git {args[0]}{self._for} failed: {last_lines(result.stderr or result.stdout)}")
+            raise GitError(f"git {name}{self._for} failed: {last_lines(result.stderr or result.stdout)}")
         return result
+
+    async def spawn(self, *args: str, cwd: Path) -> asyncio.subprocess.Process:
+        """Start ``git <args>`` as a long-lived child with pipes on stdin and stdout (``git cat-file --batch``), in
+        the same isolated environment and with the same credentials as :meth:`run`; its stderr is discarded."""
+        env, _ = self._environment()
+        argv = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", *args]
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                limit=2**20,
+            )
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc.strerror}") from None
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def author(self) -> Author:
+        return self._author
 
     def _environment(self) -> tuple[dict[str, str], list[str]]:
         env = {
@@ -194,7 +224,7 @@ def signing_options(signing: Signing) -> tuple[dict[str, str], dict[str, str]]:
     raise GitError(f"unknown commit signing format '{signing.format}'")
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def kill_group(proc: asyncio.subprocess.Process) -> None:
     """Kill git and the helpers it started (``git-upload-pack``, ``ssh``, ``git-remote-https``). They inherit git's
     pipes, so with git alone killed ``wait()`` would block as long as a stalled remote keeps a helper alive."""
     with contextlib.suppress(ProcessLookupError):

@@ -1,15 +1,17 @@
-"""Commit changes to a GitOps repository and push them, resolving races by re-applying on the new tip.
+"""Commit changes to a GitOps repository and push them, resolving races by replaying or re-applying on the new tip.
 
-One :class:`GitWriter` serves the whole process: one working clone per repository, one lock per
-(repository, branch) so our own deployments never race each other, and a bounded, jittered retry when
-someone else pushed first (fetch → re-apply → commit → push beats rebase for
-single-scalar edits, because re-applying re-validates the edit against what is now there).
+One :class:`GitWriter` serves the whole process: one clone per repository (no work tree: files are read from and
+commits written as git objects, :mod:`~keptn_gitops_service.gitops.objects`), one lock per (repository, branch) so
+our own deployments never race each other, and a bounded, jittered retry when someone else pushed first: the
+round's commits are made again on the new tip, from the same blobs when none of their files changed there, else by
+applying the edits again (which re-validates them against what is now there).
 
 Concurrent :meth:`GitWriter.write` calls for one (repository, branch) are batched: while one push is under
-way the next changes queue up, and the next round applies all of them after one fetch and pushes them with
-one push. Changes that touch different files share one commit; a change touching a file an earlier change of
-the round touched starts a new commit, so every commit stays attributable (a rollback reverts only its own
-deployment's files, see :data:`BATCH_TRAILER`). Batching adds no waiting: a lone change is written at once.
+way the next changes queue up, and the next round applies all of them and pushes them with one push (on the tip
+last seen; the push is a compare-and-swap on it). Changes that touch different files share one commit; a change
+touching a file an earlier change of the round touched starts a new commit, so every commit stays attributable (a
+rollback reverts only its own deployment's files, see :data:`BATCH_TRAILER`). Batching adds no waiting: a lone
+change is written at once.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import structlog
@@ -38,10 +40,12 @@ from keptn_gitops_service.errors import (
     EditTimeoutError,
     GitError,
     GitOpsServiceError,
+    UnsafePathError,
     YamlLimitError,
 )
 from keptn_gitops_service.gitops.clone import PushOutcome, WorkingClone
 from keptn_gitops_service.gitops.git import DEFAULT_TIMEOUT, Git, repository_label
+from keptn_gitops_service.gitops.objects import BLOB_MODE, FILE_MODES, SYMLINK_MODE, TREE_MODE
 
 log = structlog.get_logger(__name__)
 
@@ -219,8 +223,18 @@ class GitWriter:
             task.cancel()
         await asyncio.gather(*leaders, return_exceptions=True)
         self._leaders.clear()
+        for clone in self._clones.values():
+            await clone.close()  # its object reader
 
     async def _drain(self, key: tuple[str, str]) -> None:
+        try:
+            await self._rounds(key)
+        finally:
+            clone = self._clones.get(key)
+            if clone is not None:
+                clone.objects.close_when_idle(READER_IDLE)
+
+    async def _rounds(self, key: tuple[str, str]) -> None:
         queue = self._queues[key]
         while queue:
             batch, queue[: self.max_batch] = queue[: self.max_batch], []
@@ -245,44 +259,81 @@ class GitWriter:
                     future.set_exception(outcome)
 
     async def _write_round(self, changes: Sequence[Change]) -> list[WriteResult | Exception]:
-        """Apply ``changes`` on the remote tip, commit and push them together; retry the round on a lost race.
+        """Apply ``changes`` on the branch tip, commit and push them together; retry the round on a lost race.
 
-        A retry first replays our commits onto the new tip with a rebase (one fetch, one rebase: the shortest
-        window against a busy pusher); when that does not apply cleanly the edits are re-applied from scratch,
-        which re-validates them against what is there now."""
+        The first attempt builds on the tip as last seen (the one our previous push made, usually), without a
+        fetch: the push is a compare-and-swap on that tip, so a stale tip only costs a rejection, a fetch and a
+        second attempt at once (no back-off; the edits are applied again, and only what they find on the fetched
+        tip counts as their first application). A round that would push nothing (every change
+        already there, or failed) is confirmed on a freshly fetched tip before it answers.
+
+        A retry after a lost race first replays our commits onto the new tip when none of the files they change
+        changed there (one fetch, no re-reading: the shortest window against a busy pusher); otherwise the edits
+        are re-applied from scratch, which re-validates them against what is there now."""
         repository = changes[0].repository
         clone = self.clone(repository)
         async with self.lock(repository):
-            commits: dict[int, str] = {}
+            fresh = await clone.ensure()
             outcomes: dict[int, WriteResult | Exception] = {}
-            first_seen: dict[tuple[int, str], dict[tuple[int, str], tuple[str, str]]] = {}
-            tip = ""
-            for attempt in range(1, self.retry.max_attempts + 1):
-                replayed = await clone.replay_on_remote() if commits else None
+            first_seen: dict[tuple[int, str], tuple[str, str]] = {}
+            built: list[_Built] = []
+            base, stale_first = "", False
+            attempt = 0
+            while attempt < self.retry.max_attempts:
+                attempt += 1
+                tip = clone.tip
+                replayed = await _replay(clone, built, base, tip) if built else None
                 if replayed is None:
-                    tip = await clone.sync()
+                    if stale_first:  # the first application was on a stale tip: the one on this tip counts
+                        first_seen.clear()
                     outcomes = await self._existing(clone, changes, attempt)
-                    commits = await self._commit_round(clone, changes, outcomes, first_seen)
+                    built = await self._commit_round(clone, tip, changes, outcomes, first_seen)
                 else:
-                    commits = {index: replayed[sha] for index, sha in commits.items()}
+                    built = replayed
+                base, stale_first = tip, False
+                if not built and not fresh:  # confirm "nothing to push" on the remote's tip
+                    await clone.fetch()
+                    fresh, attempt = True, attempt - 1
+                    first_seen.clear()
+                    continue
                 already = WriteResult(tip, created=False, attempts=attempt, unchanged=True)
-                if not commits:
+                if not built:
                     return [outcomes.get(i, already) for i in range(len(changes))]
-                if await clone.push() is PushOutcome.PUSHED:
-                    for index, sha in commits.items():
-                        outcomes[index] = WriteResult(sha, created=True, attempts=attempt)
+                if await clone.push(built[-1].sha, tip) is PushOutcome.PUSHED:
+                    for commit in built:
+                        clone.learn(commit.sha, commit.message)
+                        for index in commit.members:
+                            outcomes[index] = WriteResult(commit.sha, created=True, attempts=attempt)
+                    if clone.objects.written >= _PACK_EVERY:
+                        await clone.pack()
                     return [outcomes.get(i, already) for i in range(len(changes))]
                 metrics.PUSH_RETRIES.inc()
+                if not fresh:  # built on a tip seen earlier: at once onto the tip fetched now
+                    log.info(
+                        "push rejected: the branch moved since it was last seen; writing again on its new tip",
+                        repository=repository.name,
+                        attempt=attempt,
+                        changes=len(changes),
+                    )
+                    await clone.fetch()
+                    fresh, stale_first = True, True
+                    if outcomes or await self._existing(clone, changes, attempt):
+                        # an answer other than a commit was found on the old tip: it must be found again on the new
+                        built = []
+                        first_seen.clear()
+                    # else the commits are replayed when their files are the same on the new tip (then applying
+                    # the edits there would give the same texts), or re-applied
+                    continue
                 delay = self.retry.delay(attempt, self.rng)
                 log.info(
                     "push rejected, retrying on the new tip",
                     repository=repository.name,
                     attempt=attempt,
-                    replayed=replayed is not None,
                     changes=len(changes),
                     delay=round(delay, 3),
                 )
                 await self.sleep(delay)
+                await clone.fetch()  # after the pause: the tip to build on is the newest
         error = GitError(
             f"push to {repository_label(repository)} was rejected "
             f"{self.retry.max_attempts} times because others kept pushing; giving up"
@@ -304,106 +355,254 @@ class GitWriter:
     async def _commit_round(
         self,
         clone: WorkingClone,
+        tip: str,
         changes: Sequence[Change],
         outcomes: dict[int, WriteResult | Exception],
-        first_seen: dict[tuple[int, str], dict[tuple[int, str], tuple[str, str]]],
-    ) -> dict[int, str]:
-        """Apply the pending changes, committing whenever the next change touches a file of the current commit;
-        return the commit of each change that made one. Failed edits are recorded in ``outcomes``.
+        first_seen: dict[tuple[int, str], tuple[str, str]],
+    ) -> list[_Built]:
+        """Apply the pending changes on ``tip``, committing whenever the next change touches a file of the current
+        commit; return the commits made, in order. Failed edits are recorded in ``outcomes``.
 
-        ``first_seen`` keeps, per (change, file), the scalars the change set on its first application: when a
-        retry finds one of them changed by someone else to a third value, that change fails as a conflict."""
-        commits: dict[int, str] = {}
+        ``first_seen`` keeps, per (change, file), the texts before and after the change's first application: when a
+        retry finds a scalar it set changed by someone else to a third value, that change fails as a conflict."""
+        objects = clone.objects
+        built: list[_Built] = []
+        root, parent = await objects.commit_tree(tip), tip
         group: dict[int, tuple[str, ...]] = {}
-        touched: set[str] = set()
+        files: dict[tuple[str, ...], tuple[bytes, str]] = {}
+        pending: dict[str, str] = {}  # the group's new texts, not yet in ``root``
 
         async def commit_group() -> None:
+            nonlocal root, parent
             if group:
                 message = batch_message([changes[i] for i in group], list(group.values()))
-                sha = await clone.commit(message, sorted(touched))
-                if sha is None:  # pragma: no cover - every member changed a file
-                    raise GitError("a batched commit unexpectedly had nothing to commit")
-                commits.update(dict.fromkeys(group, sha))
+                root = await objects.write_tree(root, files)
+                parent = await clone.make_commit(root, parent, message)
+                built.append(_Built(parent, tuple(group), dict(files), message))
                 group.clear()
-                touched.clear()
+                files.clear()
+                pending.clear()
 
+        jobs: list[_Job] = []
         for index, change in enumerate(changes):
             if index in outcomes:
                 continue
             try:
-                seen = {path: first for (i, path), first in first_seen.items() if i == index}
-                texts, firsts = await self.offload(partial(_prepare, clone.path, change, seen))
-                for path, first in firsts.items():
-                    first_seen.setdefault((index, path), first)
+                found = await self._read(clone, root, change)
             except Exception as exc:  # this change fails alone; the others of the round go on
                 outcomes[index] = exc if isinstance(exc, GitOpsServiceError) else _internal(exc)
                 continue
-            if not texts:
-                continue  # already in the tree: the synced tip carries it
-            if touched.intersection(texts):
+            seen = {path: first for (i, path), first in first_seen.items() if i == index}
+            jobs.append(_Job(index, change, found, seen))
+        edited = await self._edit_all(jobs)
+        for job in jobs:
+            result = edited[job.index]
+            if isinstance(result, Exception):
+                outcomes[job.index] = result if isinstance(result, GitOpsServiceError) else _internal(result)
+                continue
+            for path, texts in result.items():
+                first_seen.setdefault((job.index, path), texts)
+            if not result:
+                continue  # already in the tree: the tip carries it
+            if pending.keys() & result.keys():
                 await commit_group()
-            for path, (_, new) in texts.items():
-                target = resolve_in_repo(clone.path, path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(new.encode("utf-8"))
-            group[index] = tuple(texts)
-            touched.update(texts)
+            for path, (_, new) in result.items():
+                was = job.found.get(path)
+                mode = was.mode if was is not None else BLOB_MODE
+                files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
+                pending[path] = new
+            group[job.index] = tuple(result)
         await commit_group()
-        return commits
+        return built
 
-    @staticmethod
-    def _render(root: Path, change: Change, current: list[str] | None = None) -> dict[str, tuple[str, str]]:
-        """``(text now, new text)`` of every file ``change`` changes (computed against the work tree); the file
-        being worked on is kept in ``current``. A file larger than the size limit is refused before it is read."""
-        texts: dict[str, tuple[str, str]] = {}
+    async def _edit_all(self, jobs: Sequence[_Job]) -> dict[int, dict[str, tuple[str, str]] | Exception]:
+        """Apply the edits of every job in order, in one worker thread (one hand-over per round, not per change),
+        each change under the YAML limits and its own edit deadline: per change, its files' texts before and
+        after, or why it failed. A later change of the round sees the texts the earlier ones made."""
+        working = ["the repository's files"]
+        results: dict[int, dict[str, tuple[str, str]] | Exception] = {}
+        stop = threading.Event()
+
+        def run() -> None:
+            made: dict[str, str] = {}
+            for job in jobs:
+                if stop.is_set():
+                    return
+                files = {path: _made(made[path]) if path in made else found for path, found in job.found.items()}
+                try:
+                    with limited(self.yaml_limits, seconds=self.edit_timeout):
+                        texts = _prepare(job.change, files, job.seen, working)
+                except Exception as exc:
+                    results[job.index] = exc
+                    continue
+                made.update((path, new) for path, (_, new) in texts.items())
+                results[job.index] = texts
+
+        if not jobs:
+            return results
+        try:
+            # a little slack, so the thread's own deadline (which names the file it was on) usually answers
+            await asyncio.wait_for(asyncio.to_thread(run), self.edit_timeout * len(jobs) + 2.0)
+        except TimeoutError:
+            stop.set()
+            late = EditTimeoutError(
+                f"{working[0]}: editing took longer than {self.edit_timeout:g} s; the file is too slow to process "
+                "(limit KEPTN_GITOPS_EDIT_TIMEOUT)"
+            )
+            for job in jobs:
+                results.setdefault(job.index, late)
+        return results
+
+    async def _read(self, clone: WorkingClone, root: str, change: Change) -> dict[str, _File | None]:
+        """The current content of every file ``change`` edits (``None``: missing), by normalised path, read from
+        the tree ``root``. A path that is
+        unsafe or goes through a symlink is refused here, and so is one through a file or naming a directory; a
+        file larger than the size limit is not read (its size alone fails the edit)."""
+        found: dict[str, _File | None] = {}
         for edit in change.edits:
-            if current is not None:
-                current[0] = edit.path
-            path = resolve_in_repo(root, edit.path)
-            if edit.path in texts:
-                original, text = texts[edit.path]
-            else:
-                if edit.create and not path.exists():
-                    original = text = ""
-                elif not path.is_file():
-                    raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
-                else:
-                    try:
-                        check_size(path.stat().st_size)
-                        original = text = path.read_bytes().decode("utf-8")
-                    except YamlLimitError as exc:
-                        raise type(exc)(f"{edit.path}: {exc}") from None
-                    except UnicodeDecodeError:
-                        raise EditError(f"{edit.path}: the file is not UTF-8 text") from None
-            try:
-                texts[edit.path] = (original, edit.transform(text))
-            except GitOpsServiceError as exc:
-                raise type(exc)(f"{edit.path}: {exc}") from None
-        return {p: (old, new) for p, (old, new) in texts.items() if old != new}
+            parts = _parts(self._checked_root(), edit.path)
+            path = "/".join(parts)
+            if path in found:
+                continue
+            entry = await clone.objects.entry(root, parts)
+            if entry is not None and entry[0] == SYMLINK_MODE:
+                where = "/".join(parts[: entry[2]])
+                raise UnsafePathError(f"file path '{edit.path}' goes through the symlink '{where}'")
+            if entry is None or (entry[2] < len(parts) and entry[0] == TREE_MODE):
+                found[path] = None  # missing (created when the edit may create it)
+                continue
+            mode, sha, depth = entry
+            if depth < len(parts) or mode not in FILE_MODES:  # a file on the way, a directory, a submodule
+                raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
+            _, size, data = await clone.objects.read(sha, max_bytes=self.yaml_limits.max_file_bytes)
+            found[path] = _File(mode, size, data)
+        return found
+
+    def _checked_root(self) -> Path:
+        """An empty directory: the pure checks of :func:`resolve_in_repo` (absolute, ``..``, ``.git``, control
+        characters) run against it; symlinks are looked for in the tree."""
+        root = self.state_dir / "empty"
+        if not root.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+        return root
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A commit made in a round: its id, the changes it carries, the files it sets and its message."""
+
+    sha: str
+    members: tuple[int, ...]
+    files: dict[tuple[str, ...], tuple[bytes, str]]
+    message: str
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A change of a round to edit: its index, the files it edits as found, its first application's texts."""
+
+    index: int
+    change: Change
+    found: dict[str, _File | None]
+    seen: dict[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file as found in the tree: its mode, size and content (``None`` when too large to be read)."""
+
+    mode: bytes
+    size: int
+    data: bytes | None
+
+
+def _made(text: str) -> _File:
+    data = text.encode("utf-8")
+    return _File(BLOB_MODE, len(data), data)
+
+
+READER_IDLE = 1.0
+"""Seconds without a write after which a clone's object reader (``git cat-file --batch``) is stopped."""
+
+_PACK_EVERY = 2000
+"""Loose objects written after which git is asked to pack them (``git gc --auto``)."""
+
+
+def _parts(root: Path, relative: str) -> tuple[str, ...]:
+    resolve_in_repo(root, relative)
+    return tuple(p for p in PurePosixPath(relative).parts if p not in ("", "."))
+
+
+async def _replay(clone: WorkingClone, built: Sequence[_Built], base: str, tip: str) -> list[_Built] | None:
+    """``built`` (made on ``base``) made again on ``tip``, when no file they set changed between the two trees;
+    ``None`` otherwise (someone else changed one of our files: re-apply the edits)."""
+    objects = clone.objects
+    before, after = await objects.commit_tree(base), await objects.commit_tree(tip)
+    for parts in {parts for commit in built for parts in commit.files}:
+        if await objects.entry(before, parts) != await objects.entry(after, parts):
+            return None
+    replayed: list[_Built] = []
+    root, parent = after, tip
+    for commit in built:
+        root = await objects.write_tree(root, commit.files)
+        parent = await clone.make_commit(root, parent, commit.message)
+        replayed.append(_Built(parent, commit.members, commit.files, commit.message))
+    return replayed
 
 
 Scalars = dict[tuple[int, str], tuple[str, str]]
 
 
 def _prepare(
-    root: Path, change: Change, seen: Mapping[str, Scalars], current: list[str]
-) -> tuple[dict[str, tuple[str, str]], dict[str, Scalars]]:
-    """A change's new file texts and, per file, the scalars it sets (its first application's, from ``seen``,
-    when there was one); raises when re-applying would overwrite someone else's change. Runs in a worker
-    thread (:meth:`GitWriter.offload`): reading, parsing, editing and verifying are CPU-bound."""
-    texts = GitWriter._render(root, change, current)
-    firsts: dict[str, Scalars] = {}
-    for path, (old, new) in texts.items():
-        current[0] = path
+    change: Change, current: Mapping[str, _File | None], seen: Mapping[str, tuple[str, str]], working: list[str]
+) -> dict[str, tuple[str, str]]:
+    """A change's new file texts (by path: before, after); raises when re-applying would overwrite someone
+    else's change to a scalar it set on its first application (``seen``: that application's texts). The scalars
+    are only compared when re-applying, so a first application costs the edit alone. Runs in a worker thread
+    (:meth:`GitWriter.offload`): parsing, editing and verifying are CPU-bound."""
+    texts = _render(change, current, working)
+    for path, (old, _) in texts.items():
+        if path not in seen:
+            continue
+        working[0] = path
         try:
-            first = seen[path] if path in seen else _scalars_changed(old, new)
-            conflict = _overwritten(path, first, old)
+            conflict = _overwritten(path, _scalars_changed(*seen[path]), old)
         except YamlLimitError as exc:
             raise type(exc)(f"{path}: {exc}") from None
         if conflict:
             raise EditConflictError(conflict)
-        firsts[path] = first
-    return texts, firsts
+    return texts
+
+
+def _render(change: Change, current: Mapping[str, _File | None], working: list[str]) -> dict[str, tuple[str, str]]:
+    """``(text now, new text)`` of every file ``change`` changes, by normalised path, computed from ``current``
+    (:meth:`GitWriter._read`); the file being worked on is kept in ``working``. A file larger than the size
+    limit fails before it is decoded."""
+    texts: dict[str, tuple[str, str]] = {}
+    for edit in change.edits:
+        working[0] = edit.path
+        path = "/".join(p for p in PurePosixPath(edit.path).parts if p not in ("", "."))
+        if path in texts:
+            original, text = texts[path]
+        else:
+            found = current[path]
+            if found is None:
+                if not edit.create:
+                    raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
+                original = text = ""
+            else:
+                try:
+                    check_size(found.size)
+                    original = text = (found.data or b"").decode("utf-8")
+                except YamlLimitError as exc:
+                    raise type(exc)(f"{edit.path}: {exc}") from None
+                except UnicodeDecodeError:
+                    raise EditError(f"{edit.path}: the file is not UTF-8 text") from None
+        try:
+            texts[path] = (original, edit.transform(text))
+        except GitOpsServiceError as exc:
+            raise type(exc)(f"{edit.path}: {exc}") from None
+    return {p: (old, new) for p, (old, new) in texts.items() if old != new}
 
 
 def _scalars_changed(old: str, new: str) -> Scalars:

@@ -49,3 +49,9 @@ def test_bigrepo_builds_and_caches_the_repository_and_measures_every_clone_kind(
     ]
     assert (tmp_path / "bigrepo-f40-c15.git").is_dir()
     assert len(bench(*args)) == 4  # and again from the cache
+
+
+def test_sizes_compare_the_floor_ours_and_clone_per_event_on_each_repository(tmp_path: Path) -> None:
+    rows = bench("sizes", "--count", "2", "--sizes", "40x15", "--per-event", "1,1", "--cache-dir", str(tmp_path))
+    assert [row[0] for row in rows] == ["50 services (50 files, 1 commit)", "40 files, 15 commits"]
+    assert rows[0][7] == "1.00" and all(row[1].endswith(" ms") for row in rows)

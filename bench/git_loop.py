@@ -1,0 +1,555 @@
+"""The whole loop under load: the service in a process of its own, triggers on a real nats-server, each figure
+printed next to a baseline measured in the same run.
+
+    python bench/git_loop.py burst [--services 5000]          every service deployed at once (``wait: none``)
+    python bench/git_loop.py race [--deployments 500]         deployments while an outside bot keeps pushing
+    python bench/git_loop.py memory [--in-flight 1000 --soak 10000 --wave 500]
+                                                              RSS idle, with deployments waiting on Flux, and
+                                                              fds / child processes / RSS over a long soak
+
+``burst`` publishes one ``deployment.triggered`` per service, all at once, and waits for every
+``deployment.finished``; then it checks the remote: every service's file carries its new tag, every trigger id is
+in exactly one commit, and it counts the commits and pushes (the bare remote keeps a reflog). Its baseline is the
+git writer alone in this process (``asyncio.gather`` of ``GitWriter.write``, no NATS, no service) on a copy of the
+same repository. ``race`` sends its deployments at a steady rate while a bot in a thread of this process commits
+and pushes to the same branch every 0.2-1 s (pulling and retrying when it loses); no update of either side may be
+lost. Its baseline is the same run without the bot. ``memory`` samples the service process (``/proc``): resident
+memory, open file descriptors and child processes, idle (after one deployment), with ``--in-flight`` deployments
+waiting on Flux (the Kubernetes-API test server holds their Kustomizations, and nothing reconciles them), and after
+every wave of a ``--soak`` of ``wait: none`` deployments; its baseline is the idle sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+from benchgit import GIT_ENV
+from git_writer import deployment, fleet, git, machine, ref_updates, repository, service_name, table
+
+from keptn_gitops_service.gitops.writer import GitWriter
+from keptn_gitops_sim import content
+from keptn_gitops_sim.kubeapi import KubeApiServer
+from keptn_gitops_sim.natsd import NatsServer
+from keptn_gitops_sim.runner import shipyard_trigger
+
+ROOT = Path(__file__).resolve().parents[1]
+NONE_RULE = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - {{name: fleet, url: "file://{bare}", author: {{name: bench, email: bench@x.invalid}}}}
+rules:
+  - match: {{project: sockshop}}
+    repository: fleet
+    updates:
+      - file: "apps/{{service}}/kustomization.yaml"
+        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
+    wait: {{none: {{}}}}
+"""
+FLUX_RULE = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - {{name: fleet, url: "file://{bare}", author: {{name: bench, email: bench@x.invalid}}}}
+rules:
+  - match: {{project: sockshop}}
+    repository: fleet
+    updates:
+      - file: "apps/{{service}}/kustomization.yaml"
+        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
+    wait:
+      flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}
+      timeout: 1h
+"""
+
+
+# ---- the service in a process of its own -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    rss_mb: float
+    fds: int
+    children: int
+
+
+class ServiceProcess:
+    """``python -m keptn_gitops_service run`` with ``config``, stopped by its PID."""
+
+    def __init__(
+        self, root: Path, config: str, nats_url: str, kubeconfig: Path | None = None, log_level: str = "WARNING"
+    ) -> None:
+        (root / "config.yaml").write_text(config)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "NATS_URL": nats_url,
+            "KEPTN_GITOPS_STATE_DIR": str(root / "state"),
+            "LOG_LEVEL": log_level,
+            "LOG_FORMAT": "console",
+            "HTTP_PORT": "0",
+            "PUBSUB_TOPIC": "sh.keptn.event.deployment.triggered",
+        }
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
+        self._log = (root / "service.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "keptn_gitops_service", "run", "--config", str(root / "config.yaml")],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log_path = root / "service.log"
+
+    def sample(self) -> Sample:
+        pid = self.proc.pid
+        rss = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line[:6] == "VmRSS:"
+        )
+        return Sample(rss / 1024, len(os.listdir(f"/proc/{pid}/fd")), len(children(pid)))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+class Loop:
+    """Publishes triggers and collects their ``deployment.finished``."""
+
+    def __init__(self, nc: Any) -> None:
+        self.nc = nc
+        self.finished: dict[str, dict[str, Any]] = {}
+        self.started: set[str] = set()
+        self._waiters: list[tuple[set[str], asyncio.Future[None]]] = []
+
+    async def subscribe(self) -> None:
+        async def on_finished(msg: Any) -> None:
+            event = json.loads(msg.data)
+            self.finished[event.get("triggeredid", "")] = event["data"]
+            for ids, future in self._waiters:
+                if not future.done() and ids <= self.finished.keys():
+                    future.set_result(None)
+
+        async def on_started(msg: Any) -> None:
+            self.started.add(json.loads(msg.data).get("triggeredid", ""))
+
+        await self.nc.subscribe("sh.keptn.event.deployment.finished", cb=on_finished)
+        await self.nc.subscribe("sh.keptn.event.deployment.started", cb=on_started)
+        await self.nc.flush()
+
+    async def publish(self, triggers: Sequence[dict[str, Any]], rate: float | None = None) -> None:
+        start = time.perf_counter()
+        for i, trigger in enumerate(triggers):
+            await self.nc.publish(trigger["type"], json.dumps(trigger).encode())
+            if rate:
+                ahead = start + (i + 1) / rate - time.perf_counter()
+                if ahead > 0:
+                    await self.nc.flush()
+                    await asyncio.sleep(ahead)
+        await self.nc.flush()
+
+    async def wait(self, triggers: Sequence[dict[str, Any]], timeout: float) -> None:
+        ids = {t["id"] for t in triggers}
+        if ids <= self.finished.keys():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((ids, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            missing = len(ids - self.finished.keys())
+            raise RuntimeError(f"{missing} of {len(ids)} deployments did not finish within {timeout:.0f} s") from None
+
+    def failures(self, triggers: Sequence[dict[str, Any]]) -> list[str]:
+        return [
+            f"{self.finished[t['id']].get('service')}: {self.finished[t['id']].get('message')}"
+            for t in triggers
+            if self.finished[t["id"]].get("result") != "pass"
+        ]
+
+
+def trigger(service: str, tag: str) -> dict[str, Any]:
+    event = shipyard_trigger(f"docker.io/keptnexamples/{service}:{tag}")
+    event["data"]["service"] = service
+    return event
+
+
+@asynccontextmanager
+async def running(
+    root: Path, config: str, nats_url: str, kubeconfig: Path | None = None, log_level: str = "WARNING"
+) -> Any:
+    service = ServiceProcess(root, config, nats_url, kubeconfig, log_level)
+    nc = await nats.connect(nats_url)
+    loop = Loop(nc)
+    try:
+        await loop.subscribe()
+        yield service, loop
+    finally:
+        await nc.close()
+        service.stop()
+
+
+async def warm_up(loop: Loop, service: ServiceProcess, name: str) -> None:
+    """One deployment, resent until the service answers it (it subscribes a moment after it starts)."""
+    event = trigger(name, "0.0.1")
+    for _ in range(120):
+        await loop.publish([event])
+        try:
+            await loop.wait([event], 1.0)
+            return
+        except RuntimeError:
+            if service.proc.poll() is not None:
+                raise RuntimeError(f"the service stopped: {service.log_path.read_text()[-2000:]}") from None
+    raise RuntimeError("the service never answered")
+
+
+def tags_in_place(bare: Path, tag: str) -> int:
+    """How many files on ``main`` carry ``newTag: <tag>``."""
+    out = subprocess.run(
+        ["git", "grep", "-c", f"newTag: {tag}", "main", "--", "apps"],
+        cwd=bare,
+        env=GIT_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return len(out.splitlines())
+
+
+def trailer_counts(bare: Path) -> Counter[str]:
+    out = git("log", "--format=%(trailers:key=Keptn-Triggered-Id,valueonly)", "main", cwd=bare)
+    return Counter(line.strip() for line in out.splitlines() if line.strip())
+
+
+def exactly_once(bare: Path, triggers: Sequence[dict[str, Any]], tag: str) -> str:
+    counts = trailer_counts(bare)
+    wrong = [t["data"]["service"] for t in triggers if counts[t["id"]] != 1]
+    files = tags_in_place(bare, tag)
+    if wrong or files != len(triggers):
+        return f"NOT exactly once: {len(wrong)} ids not in exactly one commit, {files}/{len(triggers)} files"
+    return "every change exactly once"
+
+
+# ---- burst -------------------------------------------------------------------------------------------------------
+
+
+async def burst(services: int) -> str:
+    with tempfile.TemporaryDirectory(prefix="bench-loop-burst-") as tmp:
+        root = Path(tmp)
+        (root / "loop").mkdir()
+        (root / "writer").mkdir()
+        # baseline: the writer alone, in this process
+        bare = fleet(root / "writer", services)
+        writer = GitWriter(root / "writer" / "state")
+        repo = repository(bare)
+        await writer.clone(repo).sync()
+        pushes_before = ref_updates(bare)
+        changes = [
+            deployment(repo, f"apps/{service_name(i)}/kustomization.yaml", service_name(i), "9.9.9")
+            for i in range(services)
+        ]
+        start = time.perf_counter()
+        await asyncio.gather(*(writer.write(c) for c in changes))
+        alone = time.perf_counter() - start
+        alone_pushes = ref_updates(bare) - pushes_before
+        await writer.close()
+        # the whole loop
+        bare = fleet(root / "loop", services)
+        async with NatsServer() as url, running(root / "loop", NONE_RULE.format(bare=bare), url) as (svc, loop):
+            await warm_up(loop, svc, service_name(0))
+            commits_before, pushes_before = int(git("rev-list", "--count", "main", cwd=bare)), ref_updates(bare)
+            triggers = [trigger(service_name(i), "9.9.9") for i in range(services)]
+            start = time.perf_counter()
+            await loop.publish(triggers)
+            await loop.wait(triggers, 600)
+            seconds = time.perf_counter() - start
+            failed = loop.failures(triggers)
+        commits = int(git("rev-list", "--count", "main", cwd=bare)) - commits_before
+        pushes = ref_updates(bare) - pushes_before
+        verdict = exactly_once(bare, triggers, "9.9.9")
+    counts = [str(commits), str(pushes)]
+    rows = [
+        [
+            "git writer alone (asyncio.gather of write)",
+            f"{alone:.1f} s",
+            f"{services / alone:.0f}",
+            "",
+            str(alone_pushes),
+        ],
+        [
+            "whole loop: NATS -> service -> pushed -> .finished",
+            f"{seconds:.1f} s",
+            f"{services / seconds:.0f}",
+            *counts,
+        ],
+    ]
+    return (
+        f"burst: {services} deployments for {services} services, all at once\n"
+        + table(["path", "wall", "deployments/s", "commits", "pushes"], rows)
+        + f"\nwhole loop / writer alone: {seconds / alone:.2f}; {services - len(failed)}/{services} passed; {verdict}\n"
+        + "".join(f"  failed: {f}\n" for f in failed[:5])
+    )
+
+
+# ---- race with a bot ---------------------------------------------------------------------------------------------
+
+
+class Bot(threading.Thread):
+    """Commits and pushes ``bot/heartbeat.txt`` every 0.2-1 s from a clone of its own until stopped."""
+
+    def __init__(self, bare: Path, work: Path, seed: int = 11) -> None:
+        super().__init__(daemon=True)
+        self.bare, self.work = bare, work
+        self.random = random.Random(seed)
+        self.stopping = threading.Event()
+        self.pushed: list[str] = []
+        self.rejected = 0
+        git("clone", "--quiet", str(bare), str(work))
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.random.uniform(0.2, 1.0)):
+            n = len(self.pushed) + 1
+            (self.work / "bot").mkdir(exist_ok=True)
+            (self.work / "bot" / "heartbeat.txt").write_text(f"beat {n}\n")
+            git("add", "--all", cwd=self.work)
+            git("commit", "--quiet", "-m", f"bot beat {n}", cwd=self.work)
+            while True:
+                done = subprocess.run(
+                    ["git", "push", "--quiet", "origin", "HEAD:main"], cwd=self.work, env=GIT_ENV, capture_output=True
+                )
+                if done.returncode == 0:
+                    break
+                self.rejected += 1
+                git("pull", "--quiet", "--rebase", "origin", "main", cwd=self.work)
+            self.pushed.append(git("rev-parse", "HEAD", cwd=self.work).strip())
+
+
+async def race_run(root: Path, count: int, rate: float, with_bot: bool) -> tuple[float, str, int, int]:
+    bare = fleet(root, count)
+    config = NONE_RULE.format(bare=bare)
+    async with NatsServer() as url, running(root, config, url, log_level="INFO") as (svc, loop):
+        await warm_up(loop, svc, service_name(0))
+        bot = Bot(bare, root / "bot") if with_bot else None
+        if bot is not None:
+            bot.start()
+        triggers = [trigger(service_name(i), "8.8.8") for i in range(count)]
+        start = time.perf_counter()
+        await loop.publish(triggers, rate)
+        await loop.wait(triggers, 600)
+        seconds = time.perf_counter() - start
+        if bot is not None:
+            bot.stopping.set()
+            await asyncio.to_thread(bot.join)
+        failed = loop.failures(triggers)
+        rejected = svc.log_path.read_text(errors="replace").count("push rejected")
+    verdict = exactly_once(bare, triggers, "8.8.8") + f"; the service's pushes rejected {rejected} times"
+    beats = 0
+    if bot is not None:
+        history = set(git("rev-list", "main", cwd=bare).split())
+        lost = [sha for sha in bot.pushed if sha not in history]
+        final = git("show", "main:bot/heartbeat.txt", cwd=bare).strip() if bot.pushed else ""
+        beats = len(bot.pushed)
+        ok = not lost and (not bot.pushed or final == f"beat {beats}")
+        verdict += f"; bot: {beats} pushes, {bot.rejected} lost races, " + (
+            "all on main" if ok else f"{len(lost)} LOST"
+        )
+    if failed:
+        verdict += f"; {len(failed)} FAILED (first: {failed[0]})"
+    return seconds, verdict, beats, count - len(failed)
+
+
+async def race(count: int, rate: float) -> str:
+    rows, lines = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-loop-race-") as tmp:
+        results = {}
+        for i, (name, with_bot) in enumerate((("alone", False), ("with the bot", True))):
+            (Path(tmp) / str(i)).mkdir()
+            results[name] = await race_run(Path(tmp) / str(i), count, rate, with_bot)
+    base = results["alone"][0]
+    for name, (seconds, verdict, _, passed) in results.items():
+        rows.append([name, f"{seconds:.1f} s", f"{passed}/{count}", f"{seconds / base:.2f}"])
+        lines.append(f"{name}: {verdict}")
+    return (
+        f"race: {count} deployments through the whole loop at {rate:g}/s, an outside bot pushing every 0.2-1 s\n"
+        + table(["run", "wall", "passed", "wall / alone"], rows)
+        + "\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+# ---- memory ------------------------------------------------------------------------------------------------------
+
+
+def fmt(sample: Sample, base: Sample) -> list[str]:
+    return [f"{sample.rss_mb:.1f} MB", f"{sample.rss_mb / base.rss_mb:.2f}", str(sample.fds), str(sample.children)]
+
+
+async def settle(service: ServiceProcess, seconds: float = 2.0) -> Sample:
+    """The sample after ``seconds`` without work (the lowest RSS seen)."""
+    samples = []
+    for _ in range(int(seconds / 0.25)):
+        samples.append(service.sample())
+        await asyncio.sleep(0.25)
+    return min(samples, key=lambda s: s.rss_mb)
+
+
+async def memory(in_flight: int, soak: int, wave: int) -> str:
+    rows: list[list[str]] = []
+    curve: list[tuple[int, Sample]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-loop-memory-") as tmp:
+        root = Path(tmp)
+        # idle, then deployments waiting on Flux
+        (root / "flux").mkdir()
+        bare = fleet(root / "flux", max(in_flight, 1))
+        kube = KubeApiServer()
+        await kube.start()
+        try:
+            source = json.loads(json.dumps(content.GIT_REPOSITORY))
+            source["spec"]["url"] = f"file://{bare}"
+            kube.put_object(source)
+            for i in range(in_flight):
+                ks = json.loads(json.dumps(content.KUSTOMIZATION))
+                ks["metadata"]["name"] = service_name(i)
+                ks["spec"]["path"] = f"./apps/{service_name(i)}"
+                kube.put_object(ks)
+            kubeconfig = kube.write_kubeconfig(root / "kubeconfig")
+            config = FLUX_RULE.format(bare=bare)
+            async with NatsServer() as url, running(root / "flux", config, url, kubeconfig) as (svc, loop):
+                warm = trigger("warm", "0.0.1")
+                warm["data"]["service"] = "warm"
+                for _ in range(120):  # the service answers (a failure: no such file) once it has subscribed
+                    await loop.publish([warm])
+                    with_timeout = asyncio.create_task(loop.wait([warm], 1.0))
+                    try:
+                        await with_timeout
+                        break
+                    except RuntimeError:
+                        continue
+                idle = await settle(svc)
+                rows.append(["idle (after one deployment)", *fmt(idle, idle)])
+                triggers = [trigger(service_name(i), "6.6.6") for i in range(in_flight)]
+                await loop.publish(triggers)
+                deadline = time.monotonic() + 600
+                while (
+                    tags_in_place(bare, "6.6.6") < in_flight
+                    or len(loop.started & {t["id"] for t in triggers}) < in_flight
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the deployments were not all committed within 600 s")
+                    await asyncio.sleep(0.5)
+                waiting = await settle(svc)
+                done = sum(1 for t in triggers if t["id"] in loop.finished)
+                rows.append([f"{in_flight} deployments waiting on Flux ({done} finished)", *fmt(waiting, idle)])
+        finally:
+            await kube.stop()
+        # soak
+        (root / "soak").mkdir()
+        services = max(wave, 1)
+        bare = fleet(root / "soak", services)
+        async with NatsServer() as url, running(root / "soak", NONE_RULE.format(bare=bare), url) as (svc, loop):
+            await warm_up(loop, svc, service_name(0))
+            first = await settle(svc, 1.0)
+            curve.append((0, first))
+            sent = 0
+            start = time.perf_counter()
+            failed = 0
+            while sent < soak:
+                batch = [
+                    trigger(service_name(i % services), f"5.{sent // services}.{i}")
+                    for i in range(min(wave, soak - sent))
+                ]
+                await loop.publish(batch)
+                await loop.wait(batch, 600)
+                failed += len(loop.failures(batch))
+                sent += len(batch)
+                curve.append((sent, svc.sample()))
+            seconds = time.perf_counter() - start
+            last = await settle(svc, 1.0)
+            curve.append((sent, last))
+    rows.append([f"after a soak of {soak} deployments", *fmt(last, first)])
+    series = ", ".join(f"{n}: {s.rss_mb:.0f} MB/{s.fds} fds/{s.children} ch" for n, s in curve)
+    return (
+        "memory of the service process (RSS, open fds, child processes)\n"
+        + table(["state", "RSS", "RSS / baseline", "fds", "child processes"], rows)
+        + f"\nsoak: {soak} deployments in waves of {wave} in {seconds:.1f} s, {soak - failed}/{soak} passed;"
+        + f" fds {first.fds} -> {last.fds} (x{last.fds / first.fds:.2f}),"
+        + f" child processes {first.children} -> {last.children},"
+        + f" RSS {first.rss_mb:.1f} -> {last.rss_mb:.1f} MB (x{last.rss_mb / first.rss_mb:.2f})\ncurve: {series}\n"
+    )
+
+
+# ---- main --------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    from keptn_gitops_service.logs import configure_logging
+
+    configure_logging("ERROR", "console")
+    yield
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="bench", required=True)
+    b = sub.add_parser("burst")
+    b.add_argument("--services", type=int, default=5000)
+    r = sub.add_parser("race")
+    r.add_argument("--deployments", type=int, default=500)
+    r.add_argument("--rate", type=float, default=50.0, help="deployments per second")
+    m = sub.add_parser("memory")
+    m.add_argument("--in-flight", type=int, default=1000)
+    m.add_argument("--soak", type=int, default=10_000)
+    m.add_argument("--wave", type=int, default=500)
+    args = parser.parse_args(argv)
+    print(machine(), file=sys.stderr)
+    with quiet():
+        if args.bench == "burst":
+            print(asyncio.run(burst(args.services)))
+        elif args.bench == "race":
+            print(asyncio.run(race(args.deployments, args.rate)))
+        else:
+            print(asyncio.run(memory(args.in_flight, args.soak, args.wave)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Commits made from objects, without a work tree: trees in git's order, modes kept, a stale tip, a rewound branch,
+and the idempotency lookup that does not read the history."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from pathlib import Path
+
+import pytest
+from support import git, make_remote, push_unrelated, read_remote, until
+
+from keptn_gitops_service.config.model import Author, Repository
+from keptn_gitops_service.gitops import clone as clone_module
+from keptn_gitops_service.gitops.objects import cleanup_message, serialize_tree
+from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
+
+VALUES = "image:\n  tag: 1.0.0\n"
+
+
+def change(repo: Repository, triggered_id: str, path: str, tag: str, *, create: bool = False) -> Change:
+    def edit(text: str) -> str:
+        return text.replace("tag: 1.0.0", f"tag: {tag}") if text else f"image:\n  tag: {tag}\n"
+
+    message = f"deploy {tag}\n\nKeptn-Context: ctx\nKeptn-Triggered-Id: {triggered_id}\n"
+    return Change(repo, (FileEdit(path, edit, create=create),), message, ("Keptn-Triggered-Id", triggered_id))
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> GitWriter:
+    async def no_sleep(_: float) -> None:
+        await asyncio.sleep(0)
+
+    return GitWriter(tmp_path / "state", sleep=no_sleep, rng=random.Random(5))
+
+
+async def test_trees_are_written_in_gits_order_and_modes_are_kept(writer: GitWriter, tmp_path: Path) -> None:
+    """Names that sort differently as files and as directories (``a.b``, ``a/``, ``a-c``), an executable file, a
+    new directory: the commit passes ``git fsck --strict`` and ``git diff`` shows only the edited lines."""
+    files = {"a/values.yaml": VALUES, "a.b": "x\n", "a-c/values.yaml": VALUES, "bin/run.sh": "#!/bin/sh\n"}
+    remote = make_remote(tmp_path, files)
+    seed = tmp_path / "seed2"
+    git("clone", "--quiet", str(remote), str(seed))
+    (seed / "bin" / "run.sh").chmod(0o755)
+    (seed / "tools" / "values.yaml").parent.mkdir()
+    (seed / "tools" / "values.yaml").write_text(VALUES)
+    (seed / "tools" / "values.yaml").chmod(0o755)
+    git("add", "--all", cwd=seed)
+    git("commit", "--quiet", "-m", "modes", cwd=seed)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
+    repo = Repository("fleet", f"file://{remote}", author=Author("bot", "bot@keptn.invalid"))
+    results = await asyncio.gather(
+        writer.write(change(repo, "id-1", "a/values.yaml", "2.0.0")),
+        writer.write(change(repo, "id-2", "tools/values.yaml", "3.0.0")),
+        writer.write(change(repo, "id-3", "new/deep/values.yaml", "4.0.0", create=True)),
+    )
+    git("fsck", "--strict", "--no-dangling", cwd=remote)
+    tip = git("rev-parse", "main", cwd=remote).strip()
+    assert {r.commit for r in results} == {tip}
+    diff = git("diff", "--stat", f"{tip}^", tip, cwd=remote)
+    assert "3 files changed, 4 insertions(+), 2 deletions(-)" in diff
+    assert git("ls-tree", tip, "tools/values.yaml", cwd=remote).startswith("100755 blob")
+    assert read_remote(remote, "tools/values.yaml") == "image:\n  tag: 3.0.0\n"
+    assert read_remote(remote, "new/deep/values.yaml") == "image:\n  tag: 4.0.0\n"
+    assert git("ls-tree", "--name-only", tip, cwd=remote).split() == ["a-c", "a.b", "a", "bin", "new", "tools"]
+
+
+def test_serialized_trees_match_git(tmp_path: Path) -> None:
+    names = {b"a": b"40000", b"a.b": b"100644", b"a-c": b"40000", b"a0": b"100644"}
+    blob = b"\x01" * 20
+    ours = serialize_tree({name: (mode, blob) for name, mode in names.items()})
+    order = [entry.split(b"\0")[0].split(b" ")[1] for entry in ours.split(b"\x01" * 20) if entry]
+    assert order == [b"a-c", b"a.b", b"a", b"a0"]  # a directory sorts as "a/"
+    assert cleanup_message("\n\nsubject  \n\n\n\nbody\t\n\nKey: v\n\n") == "subject\n\nbody\n\nKey: v\n"
+
+
+async def test_a_stale_tip_costs_one_more_push_and_is_no_conflict(writer: GitWriter, tmp_path: Path) -> None:
+    """Someone changed our file's scalar between two of our deployments (not during one): the next deployment
+    builds on the tip it last saw, is rejected, and sets its value on the new tip; their other commits stay."""
+    remote = make_remote(tmp_path, {"apps/values.yaml": VALUES})
+    repo = Repository("fleet", f"file://{remote}")
+    await writer.write(change(repo, "id-1", "apps/values.yaml", "2.0.0"))
+    other = tmp_path / "other"
+    git("clone", "--quiet", str(remote), str(other))
+    (other / "apps" / "values.yaml").write_text("image:\n  tag: 9.9.9\n")
+    git("commit", "--quiet", "-am", "hotfix", cwd=other)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=other)
+    theirs = push_unrelated(remote, other, "later")
+
+    def to_3(text: str) -> str:
+        return re.sub(r"tag: \S+", "tag: 3.0.0", text)
+
+    message = "deploy 3\n\nKeptn-Triggered-Id: id-2\n"
+    edit = FileEdit("apps/values.yaml", to_3)
+    result = await writer.write(Change(repo, (edit,), message, ("Keptn-Triggered-Id", "id-2")))
+    assert result.created and result.attempts == 2
+    assert git("rev-parse", f"{result.commit}^", cwd=remote).strip() == theirs
+    assert read_remote(remote, "apps/values.yaml") == "image:\n  tag: 3.0.0\n"
+
+
+async def test_a_rewound_branch_is_not_pushed_over(writer: GitWriter, tmp_path: Path) -> None:
+    """The push is a compare-and-swap on the tip it was built on: a branch reset to an older commit rejects it (a
+    plain push would fast-forward and bring the removed commits back)."""
+    remote = make_remote(tmp_path, {"apps/values.yaml": VALUES, "README.md": "x\n"})
+    repo = Repository("fleet", f"file://{remote}")
+    seed = git("rev-parse", "main", cwd=remote).strip()
+    await writer.write(change(repo, "id-1", "apps/values.yaml", "2.0.0"))
+    git("update-ref", "refs/heads/main", seed, cwd=remote)  # someone rewinds the branch
+    result = await writer.write(change(repo, "id-2", "README.md", "unused"))
+    assert result.unchanged  # README.md has no tag: nothing to commit, confirmed on the rewound tip
+    assert result.commit == seed == git("rev-parse", "main", cwd=remote).strip()
+    third = await writer.write(change(repo, "id-3", "apps/values.yaml", "3.0.0"))
+    assert git("rev-parse", f"{third.commit}^", cwd=remote).strip() == seed  # the removed commit stays removed
+
+
+async def test_a_redelivery_is_found_without_reading_the_history(
+    writer: GitWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = make_remote(tmp_path, {"apps/values.yaml": VALUES})
+    repo = Repository("fleet", f"file://{remote}")
+    first = await writer.write(change(repo, "id-1", "apps/values.yaml", "2.0.0"))
+    for n in range(3):
+        push_unrelated(remote, tmp_path / "other", f"n{n}")
+    logs: list[tuple[str, ...]] = []
+    original = clone_module.WorkingClone._log
+
+    async def spy(self: clone_module.WorkingClone, *args: str) -> list[tuple[str, str]]:
+        logs.append(args)
+        return await original(self, *args)
+
+    monkeypatch.setattr(clone_module.WorkingClone, "_log", spy)
+    again = await writer.write(change(repo, "id-1", "apps/values.yaml", "2.0.0"))
+    assert (again.commit, again.created) == (first.commit, False)
+    # only the commits new since the last fetch were read (one bounded range), not the whole history
+    assert len(logs) == 1 and any(".." in arg for arg in logs[0])
+    assert clone_module.TRAILER_WINDOW >= 1000
+
+
+async def test_the_idempotency_index_is_bounded(
+    writer: GitWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clone_module, "TRAILER_INDEX_SIZE", 3)
+    remote = make_remote(tmp_path, {f"apps/s{i}.yaml": VALUES for i in range(5)})
+    repo = Repository("fleet", f"file://{remote}")
+    shas = [(await writer.write(change(repo, f"id-{i}", f"apps/s{i}.yaml", "2.0.0"))).commit for i in range(5)]
+    found = await writer.clone(repo).find_trailers([("Keptn-Triggered-Id", f"id-{i}") for i in range(5)])
+    assert found == {("Keptn-Triggered-Id", f"id-{i}"): shas[i] for i in (2, 3, 4)}
+
+
+async def test_the_clone_has_no_work_tree_and_its_reader_stops_when_idle(writer: GitWriter, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, {"apps/values.yaml": VALUES})
+    repo = Repository("fleet", f"file://{remote}")
+    result = await writer.write(change(repo, "id-1", "apps/values.yaml", "2.0.0"))
+    path = writer.clone(repo).path
+    assert sorted(p.name for p in path.iterdir()) == [".git"]
+    assert git("rev-parse", "HEAD", cwd=path).strip() == result.commit
+    objects = writer.clone(repo).objects
+    await until(lambda: objects.reader_pid is None)  # no git child left once the writer is idle
+    again = await writer.write(change(repo, "id-2", "apps/new.yaml", "3.0.0", create=True))  # the reader restarts
+    assert again.created and read_remote(remote, "apps/new.yaml", again.commit) == "image:\n  tag: 3.0.0\n"
+    await writer.close()
+    assert objects.reader_pid is None
