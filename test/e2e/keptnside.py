@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from e2e.argofleet import ArgoFleet
 from e2e.fleet import STAGE, Fleet
 from e2e.processes import Process
 from support import free_port
@@ -42,19 +43,21 @@ rules:
 
 
 def start_service(
-    fleet: Fleet,
+    fleet: Fleet | ArgoFleet,
     nats_url: str,
     kubeconfig: Path,
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    config_text: str | None = None,
 ) -> Process:
     """``python -m keptn_gitops_service run`` for ``fleet``; returns once ``/readyz`` answers 200.
 
-    The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
+    The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP.
+    ``config_text`` replaces the configuration file (Flux's :data:`CONFIG` by default)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
-    config.write_text(CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
+    config.write_text(config_text or CONFIG.format(bare=fleet.bare, project=fleet.project, timeout=FLUX_WAIT))
     port = port or free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -80,7 +83,7 @@ def start_service(
     return process
 
 
-def deployment_triggered(fleet: Fleet, service: str, image: str) -> dict[str, Any]:
+def deployment_triggered(fleet: Fleet | ArgoFleet, service: str, image: str) -> dict[str, Any]:
     """``deployment.triggered`` as the shipyard-controller sends it after ``keptn trigger delivery``."""
     from harness import triggered  # the unit suite's event, so both suites send the same shape
 

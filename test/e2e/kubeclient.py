@@ -22,6 +22,7 @@ POLL = 0.2  # seconds between reads while waiting; deadlines bound every wait
 RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "Namespace"): ("/api/v1", "namespaces", False),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
+    ("v1", "Secret"): ("/api/v1", "secrets", True),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): (
         "/apis/apiextensions.k8s.io/v1",
@@ -34,6 +35,8 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
         "kustomizations",
         True,
     ),
+    ("argoproj.io/v1alpha1", "Application"): ("/apis/argoproj.io/v1alpha1", "applications", True),
+    ("argoproj.io/v1alpha1", "AppProject"): ("/apis/argoproj.io/v1alpha1", "appprojects", True),
 }
 
 
@@ -57,14 +60,16 @@ class KubeClient:
         parsed: JSON = json.loads(self.send(method, path, body) or b"{}")
         return parsed
 
-    def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> bytes:
+    def send(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, content_type: str = "application/json"
+    ) -> bytes:
         """The raw response body; a ``KubeError`` for an error status."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.server + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token}")
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, context=self._tls, timeout=30) as response:
                 body_bytes: bytes = response.read()
@@ -80,6 +85,11 @@ class KubeClient:
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> JSON:
         return self.request("GET", object_path(api_version, kind, name, namespace))
+
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> JSON:
+        path = object_path(api_version, kind, name, namespace)
+        parsed: JSON = json.loads(self.send("PATCH", path, patch, "application/merge-patch+json") or b"{}")
+        return parsed
 
     def wait_for(
         self,
