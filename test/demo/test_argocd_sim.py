@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ async def test_a_failing_auto_sync_retries_five_times_then_fails_and_a_sync_erro
     # Each retry began with a write that cleared finishedAt, retryCount 1 to 5.
     retries = [
         _ops(w)["retryCount"]
-        for previous, w in zip(rec.writes, rec.writes[1:], strict=False)
+        for previous, w in itertools.pairwise(rec.writes)
         if _ops(previous).get("finishedAt") and _ops(w).get("phase") == "Running" and not _ops(w).get("finishedAt")
     ]
     assert retries == [1, 2, 3, 4, 5]

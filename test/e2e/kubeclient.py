@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -118,6 +119,45 @@ class KubeClient:
                 status = json.dumps(last.get("status"), indent=1)
                 raise AssertionError(f"{kind} {namespace}/{name}: not {what} after {timeout:.0f}s; status: {status}")
             time.sleep(POLL)
+
+
+class Recorder:
+    """Every version of one object, as a watch delivers them, recorded by a thread until :meth:`stop`."""
+
+    def __init__(self, client: KubeClient, api_version: str, kind: str, name: str, namespace: str) -> None:
+        self.versions: list[JSON] = []
+        self._client = client
+        collection = collection_path({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}})
+        self._path = f"{collection}?watch=1&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=false"
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch {kind} {name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = ""
+        while not self._stopped.is_set():
+            resume = f"&resourceVersion={last}" if last else ""  # no version is lost between two watches
+            req = urllib.request.Request(self._client.server + self._path + "&timeoutSeconds=10" + resume)
+            req.add_header("Authorization", f"Bearer {self._client._token}")
+            try:
+                with urllib.request.urlopen(req, context=self._client._tls, timeout=30) as response:
+                    for line in response:
+                        event = json.loads(line)
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            self._note(event["object"])
+                            last = event["object"]["metadata"]["resourceVersion"]
+            except (OSError, ValueError):
+                time.sleep(POLL)
+
+    def _note(self, obj: JSON) -> None:
+        version = obj["metadata"]["resourceVersion"]
+        if not any(v["metadata"]["resourceVersion"] == version for v in self.versions):
+            self.versions.append(obj)
+
+    def stop(self) -> list[JSON]:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+        return sorted(self.versions, key=lambda v: int(v["metadata"]["resourceVersion"]))
 
 
 def wait_until(probe: Callable[[], bool], *, what: str, timeout: float) -> None:
