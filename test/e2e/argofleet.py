@@ -4,6 +4,11 @@
 the image into ``data.image`` (a ConfigMap is Healthy as soon as it exists, so no kubelet is needed); the rule
 for ``orders`` writes it into the label ``metadata.labels.image``, which the API server rejects (a label value
 has no ``/`` or ``:``), so Argo CD's sync of that commit fails. The seed commit is valid for both.
+
+``argo/dev/<web|big>/deployment.yaml`` are Deployments for the tests with running pods (pods.py); the rule for
+them sets the container image. ``web`` asks for little CPU; ``big`` asks for 20 of the fake node's 32 CPUs, so
+the pod of a new version cannot be scheduled next to the old one (surge 1, none unavailable): the rollout never
+completes, and ``progressDeadlineSeconds: 10`` turns that into ``ProgressDeadlineExceeded``, as in a full cluster.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from support import git, make_remote
 
 STAGE = "dev"
 SERVICES = ("carts", "orders")
+DEPLOYMENTS = {"web": "100m", "big": "20"}  # service -> CPU request
 
 
 def repository_files() -> dict[str, str]:
@@ -34,7 +40,31 @@ def repository_files() -> dict[str, str]:
             "data:\n"
             f"  image: docker.io/keptnexamples/{service}:0.13.0\n"
         )
+    for service, cpu in DEPLOYMENTS.items():
+        files[f"argo/{STAGE}/{service}/deployment.yaml"] = deployment(service, cpu)
     return files
+
+
+def deployment(service: str, cpu: str) -> str:
+    """A Deployment of one replica that asks for ``cpu``, rolled out one new pod before an old one goes."""
+    return (
+        "apiVersion: apps/v1\n"
+        "kind: Deployment\n"
+        "metadata:\n"
+        f"  name: {service}\n"
+        "spec:\n"
+        "  replicas: 1\n"
+        "  progressDeadlineSeconds: 10\n"
+        "  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n"
+        f"  selector: {{matchLabels: {{app: {service}}}}}\n"
+        "  template:\n"
+        f"    metadata: {{labels: {{app: {service}}}}}\n"
+        "    spec:\n"
+        "      containers:\n"
+        f"        - name: {service}\n"
+        f"          image: docker.io/keptnexamples/{service}:0.13.0\n"
+        f"          resources: {{requests: {{cpu: '{cpu}'}}}}\n"
+    )
 
 
 @dataclass(frozen=True)

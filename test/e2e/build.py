@@ -47,6 +47,8 @@ class BuildModule:
     crds_from: str = ""
     """A required module whose ``<crds_dir>/*.yaml`` are copied to ``crds/`` in the cache."""
     crds_dir: str = "config/crd/bases"
+    files: tuple[str, ...] = ()
+    """Further files of ``crds_from`` (paths in its module) copied to ``files/`` in the cache, by base name."""
     version_ldflags: str = ""
     """``-X`` flags with ``{version}`` standing for the required version of ``version_of`` (``{number}``: without
     its ``v``)."""
@@ -78,8 +80,8 @@ class BuildModule:
             digest.update(f"{name}\0{len(content)}\0".encode())
             digest.update(content)
         recipe = json.dumps([self.ldflags(), [(p.name, p.package) for p in self.programs], self.crds_from])
-        if self.crds_dir != "config/crd/bases":  # keeps the keys of the modules that existed before it
-            recipe += self.crds_dir
+        if self.crds_dir != "config/crd/bases" or self.files:  # keeps the keys of the modules that existed before
+            recipe += json.dumps([self.crds_dir, self.files])
         digest.update(recipe.encode())
         return f"{self.directory}-{digest.hexdigest()[:16]}"
 
@@ -102,6 +104,28 @@ KUSTOMIZE_CONTROLLER = BuildModule(
     crds_from="github.com/fluxcd/kustomize-controller",
 )
 MODULES = (KUBE, SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER)
+KUBE_CONTROLLERS = BuildModule(
+    "kubecontrollers",
+    (
+        Program("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+        Program("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
+    ),
+    version_ldflags="-X k8s.io/component-base/version.gitVersion={version}",
+    version_of="k8s.io/kubernetes",
+)
+KWOK = BuildModule(
+    "kwok",
+    (Program("kwok", "sigs.k8s.io/kwok/cmd/kwok"),),  # its version is a constant in the module's source
+    # The stages kwokctl configures by default: nodes become Ready and keep a heartbeat, pods become Ready.
+    crds_from="sigs.k8s.io/kwok",
+    files=(
+        "kustomize/stage/node/fast/node-initialize.yaml",
+        "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+        "kustomize/stage/pod/fast/pod-ready.yaml",
+        "kustomize/stage/pod/fast/pod-complete.yaml",
+        "kustomize/stage/pod/fast/pod-delete.yaml",
+    ),
+)
 ARGOCD = BuildModule(
     "argocd",
     # One binary for every component: cmd/main.go picks it by ARGOCD_BINARY_NAME (or the name it is run as).
@@ -194,6 +218,10 @@ def _build(module: BuildModule, target: Path) -> None:
             (staging / "crds").mkdir()
             for crd in sorted(bases.glob("*.yaml")):
                 shutil.copyfile(crd, staging / "crds" / crd.name)
+            if module.files:
+                (staging / "files").mkdir()
+            for name in module.files:
+                shutil.copyfile(Path(listing["Dir"]) / name, staging / "files" / Path(name).name)
         try:
             staging.rename(target)
         except OSError:
@@ -260,6 +288,30 @@ def argocd_tools(report: list[str] | None = None) -> ArgoTools:
     )
 
 
+@dataclass(frozen=True)
+class PodTools:
+    """What makes Deployments run without containers: kube-controller-manager, kube-scheduler and kwok."""
+
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwok_stages: tuple[Path, ...]
+    kwok_version: str
+
+
+def pod_tools(report: list[str] | None = None) -> PodTools:
+    """Built unless cached (``python test/e2e/build.py pods``)."""
+    lines: list[str] = [] if report is None else report
+    controllers, kwok = _ensure(KUBE_CONTROLLERS, lines), _ensure(KWOK, lines)
+    return PodTools(
+        kube_controller_manager=controllers / "kube-controller-manager",
+        kube_scheduler=controllers / "kube-scheduler",
+        kwok=kwok / "kwok",
+        kwok_stages=tuple(sorted((kwok / "files").glob("*.yaml"))),
+        kwok_version=KWOK.required_version("sigs.k8s.io/kwok"),
+    )
+
+
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     lines: list[str] = []
@@ -267,11 +319,14 @@ def main(argv: list[str]) -> int:
         if argv == ["argocd"]:
             argo = argocd_tools(lines)
             summary = f"argo cd {argo.version}; {len(argo.crds)} CRDs"
+        elif argv == ["pods"]:
+            pods = pod_tools(lines)
+            summary = f"kube-controller-manager, kube-scheduler, kwok {pods.kwok_version}"
         elif not argv:
             tools = toolchain(lines)
             summary = f"kubernetes {tools.kubernetes_version}, flux {tools.flux_versions}; {len(tools.crds)} CRDs"
         else:
-            print("usage: build.py [argocd]", file=sys.stderr)
+            print("usage: build.py [argocd|pods]", file=sys.stderr)
             return 2
     except BuildError as exc:
         print("\n".join(lines), file=sys.stderr)

@@ -20,12 +20,13 @@ import pytest
 import yaml
 from e2e.argofleet import ArgoFleet, create_argo_fleet
 from e2e.argoplane import ArgoPlane
-from e2e.build import ArgoTools, Toolchain, argocd_tools, toolchain
+from e2e.build import ArgoTools, PodTools, Toolchain, argocd_tools, pod_tools, toolchain
 from e2e.environment import Cluster, running_cluster
 from e2e.fleet import Fleet, create_fleet
 from e2e.keptnbin import ENV, KeptnTools, keptn_binaries
 from e2e.keptnplane import KeptnPlane, running_keptn
 from e2e.keptnside import KeptnBus, start_service
+from e2e.pods import PodPlane
 from e2e.processes import Process
 from support import nats_server
 
@@ -130,6 +131,24 @@ def argo(
             pytestconfig,
             f"e2e argo cd: {argo_tools.version} up in {time.monotonic() - started:.0f}s; logs in {plane.logs}",
         )
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def pods(pytestconfig: pytest.Config, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodPlane]:
+    """kube-controller-manager, kube-scheduler and kwok with one fake node: Deployments become Available."""
+    lines: list[str] = []
+    tools: PodTools = pod_tools(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e build: {line}")
+    workdir = tmp_path_factory.mktemp("e2e-pods")
+    plane = PodPlane(tools, cluster.kube, cluster.kubeconfig, workdir)
+    started = time.monotonic()
+    plane.start()
+    try:
+        _report(pytestconfig, f"e2e pods: kwok {tools.kwok_version} up in {time.monotonic() - started:.0f}s")
         yield plane
     finally:
         plane.stop()

@@ -116,6 +116,55 @@ class Fleet:
         )
 
 
+def add_waiting_service(fleet: Fleet, service: str, cpu: str, *, timeout: str = "30s") -> str:
+    """Someone adds ``apps/dev/<service>`` (a kustomized Deployment asking for ``cpu``) and a Kustomization that
+    waits for it (``wait: true``, health checked for ``timeout``); returns once Flux reports it Ready at that
+    commit, i.e. the Deployment is Available (pods.py must run)."""
+    from e2e.argofleet import deployment  # the same Deployment the Argo CD tests roll out
+
+    work = fleet.bare.parent / f"work-{service}"
+    git("clone", "--quiet", "--branch", "main", str(fleet.bare), str(work))
+    folder = work / "apps" / STAGE / service
+    folder.mkdir(parents=True)
+    (folder / "deployment.yaml").write_text(deployment(service, cpu))
+    (folder / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        f"namespace: {fleet.namespace}\n"
+        "resources:\n  - deployment.yaml\n"
+        f"images:\n  - name: docker.io/keptnexamples/{service}\n    newTag: 0.13.0\n"
+    )
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", f"add {service}", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    commit = fleet.head()
+    fleet.kube.merge_patch(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        "fleet",
+        fleet.namespace,
+        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
+    )
+    fleet.kube.create(
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": service, "namespace": fleet.namespace},
+            "spec": {
+                "interval": "10m",
+                "retryInterval": "10m",
+                "timeout": timeout,
+                "path": f"./apps/{STAGE}/{service}",
+                "prune": True,
+                "wait": True,
+                "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            },
+        }
+    )
+    fleet.wait_kustomization(service, ready="True", revision=commit)
+    return commit
+
+
 def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages: tuple[str, ...] = (STAGE,)) -> Fleet:
     """Seed the repository, create per stage the namespace, the GitRepository and one Kustomization per service,
     and wait until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""

@@ -24,6 +24,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "Namespace"): ("/api/v1", "namespaces", False),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
     ("v1", "Secret"): ("/api/v1", "secrets", True),
+    ("v1", "Node"): ("/api/v1", "nodes", False),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): (
         "/apis/apiextensions.k8s.io/v1",

@@ -18,6 +18,7 @@ from e2e.argoplane import NAMESPACE, ArgoPlane, application, dump
 from e2e.environment import Cluster
 from e2e.keptnside import KeptnBus, deployment_triggered, start_service
 from e2e.kubeclient import Recorder, wait_until
+from e2e.pods import PodPlane, wait_available
 from e2e.processes import Process
 
 ANSWER_TIMEOUT = 300  # seconds; above every wait timeout configured below, so the service answers first
@@ -50,12 +51,21 @@ rules:
     wait:
       argocd: {wait}
       timeout: {timeout}
+  - match: {{project: {project}, stage: "*", service: "*"}}
+    repository: fleet
+    updates:
+      - file: "argo/{{stage}}/{{service}}/deployment.yaml"
+        containerImage: {{image: "{{image}}"}}
+    wait:
+      argocd: {wait}
+      timeout: {timeout}
 """
 
 
-def kubernetes_wait(*, sync: bool = False) -> str:
+def kubernetes_wait(*, sync: bool = False, degraded_grace: str = "") -> str:
     sync_key = ", sync: true" if sync else ""
-    return f'{{application: "{{project}}-{{service}}", namespace: {NAMESPACE}, api: kubernetes{sync_key}}}'
+    grace_key = f", degradedGrace: {degraded_grace}" if degraded_grace else ""
+    return f'{{application: "{{project}}-{{service}}", namespace: {NAMESPACE}, api: kubernetes{sync_key}{grace_key}}}'
 
 
 class ArgoService:
@@ -344,3 +354,42 @@ async def test_rest_mode_with_a_wrong_token_fails_before_anything_is_committed(
     ), data["message"]
     assert data["message"].endswith("; nothing was committed (rules[0].wait is checked before the commit)")
     assert "not-a-token-of-this-argocd" not in data["message"]
+
+
+async def test_argo_cd_passes_once_the_deployment_is_available(
+    argo: ArgoPlane, pods: PodPlane, argo_fleet: ArgoFleet, argo_service: ArgoService, keptn_bus: KeptnBus
+) -> None:
+    create_application(argo, argo_fleet, "web", automated=True)
+    argo_service.start(kubernetes_wait(degraded_grace="10s"))
+    event = deployment_triggered(argo_fleet, "web", "docker.io/keptnexamples/web:0.13.1")
+
+    data = await deliver(keptn_bus, event)
+
+    app = argo.application(argo_fleet.app_name("web"))
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), f"{data['message']}\n{dump(app)}"
+    assert _status(app)["sync"]["revision"] == argo_fleet.head() and _status(app)["health"]["status"] == "Healthy"
+    deployment = wait_available(argo.kube, "web", argo_fleet.namespace, timeout=1)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/keptnexamples/web:0.13.1"
+    assert deployment["status"]["updatedReplicas"] == deployment["status"]["availableReplicas"] == 1
+
+
+async def test_a_rollout_that_never_completes_fails_after_the_degraded_grace_with_argos_message(
+    argo: ArgoPlane, pods: PodPlane, argo_fleet: ArgoFleet, argo_service: ArgoService, keptn_bus: KeptnBus
+) -> None:
+    create_application(argo, argo_fleet, "big", automated=True)
+    argo_service.start(kubernetes_wait(degraded_grace="10s"))
+    event = deployment_triggered(argo_fleet, "big", "docker.io/keptnexamples/big:0.13.1")
+
+    data = await deliver(keptn_bus, event)
+
+    app = argo.application(argo_fleet.app_name("big"))
+    message = data["message"]
+    assert (data["status"], data["result"]) == ("errored", "fail"), f"{message}\n{dump(app)}"
+    health = _status(app)["health"]
+    assert health["status"] == "Degraded" and "exceeded its progress deadline" in health["message"], health
+    assert message.startswith("Argo CD reports the Application Degraded for "), message
+    assert f"health Degraded ({health['message']})" in message, message
+    assert f"sync Synced to {argo_fleet.head()[:12]}" in message, message
+    # The old version still runs: the new pod found no room next to it.
+    deployment = argo.kube.get("apps/v1", "Deployment", "big", argo_fleet.namespace)
+    assert deployment["status"]["availableReplicas"] == 1 and deployment["status"]["updatedReplicas"] == 1

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e.fleet import Fleet
+from e2e.fleet import Fleet, add_waiting_service
 from e2e.keptnside import KeptnBus, deployment_triggered, rollback_triggered
 from e2e.kubeclient import KubeError, condition
+from e2e.pods import PodPlane, wait_available
 
 ANSWER_TIMEOUT = 240  # seconds; above the service's own wait timeout (keptnside.FLUX_WAIT), so it answers first
 
@@ -92,3 +93,40 @@ async def test_a_rollback_restores_the_version_flux_applied_before(fleet: Fleet,
     assert f"lastAppliedRevision main@sha1:{reverted}" in data["message"], data["message"]  # it waited for Flux
     assert fleet.kustomization("carts")["status"]["lastAppliedRevision"] == f"main@sha1:{reverted}"
     assert fleet.deployment_image("carts") == "docker.io/keptnexamples/carts:0.13.0"
+
+
+async def test_with_wait_true_the_delivery_passes_once_the_deployment_is_available(
+    pods: PodPlane, fleet: Fleet, keptn: KeptnBus
+) -> None:
+    added = add_waiting_service(fleet, "web", "100m")
+    event = deployment_triggered(fleet, "web", "docker.io/keptnexamples/web:0.13.1")
+    data = await deliver(keptn, event)
+
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    commit = fleet.head()
+    assert commit != added
+    ks = fleet.kustomization("web")
+    assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{commit}"
+    assert condition(ks, "Ready")["reason"] == "ReconciliationSucceeded"
+    assert condition(ks, "Healthy")["status"] == "True", ks["status"]  # Flux checked the Deployment's rollout
+    deployment = wait_available(fleet.kube, "web", fleet.namespace, timeout=1)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/keptnexamples/web:0.13.1"
+
+
+async def test_with_wait_true_a_rollout_that_never_completes_fails_with_health_check_failed(
+    pods: PodPlane, fleet: Fleet, keptn: KeptnBus
+) -> None:
+    add_waiting_service(fleet, "big", "20")
+    event = deployment_triggered(fleet, "big", "docker.io/keptnexamples/big:0.13.1")
+    data = await deliver(keptn, event)
+
+    assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
+    commit = fleet.head()
+    ks = fleet.kustomization("big")
+    ready = condition(ks, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "HealthCheckFailed"), ks["status"]
+    assert ks["status"]["lastAttemptedRevision"] == f"main@sha1:{commit}"
+    assert "Flux failed to apply the revision: HealthCheckFailed: " in data["message"], data["message"]
+    assert ready["message"].strip() in data["message"]
+    deployment = fleet.kube.get("apps/v1", "Deployment", "big", fleet.namespace)
+    assert deployment["status"]["availableReplicas"] == 1  # the old pod still runs; the new one found no room
