@@ -104,6 +104,11 @@ KUSTOMIZE_CONTROLLER = BuildModule(
     crds_from="github.com/fluxcd/kustomize-controller",
 )
 MODULES = (KUBE, SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER)
+HELM_CONTROLLER = BuildModule(
+    "helm-controller",
+    (Program("helm-controller", "github.com/fluxcd/helm-controller"),),
+    crds_from="github.com/fluxcd/helm-controller",
+)
 KUBE_CONTROLLERS = BuildModule(
     "kubecontrollers",
     (
@@ -312,6 +317,26 @@ def pod_tools(report: list[str] | None = None) -> PodTools:
     )
 
 
+@dataclass(frozen=True)
+class HelmTools:
+    """Flux's helm-controller and its HelmRelease CRD."""
+
+    helm_controller: Path
+    crds: tuple[Path, ...]
+    version: str
+
+
+def helm_tools(report: list[str] | None = None) -> HelmTools:
+    """Built unless cached (``python test/e2e/build.py helm``)."""
+    lines: list[str] = [] if report is None else report
+    target = _ensure(HELM_CONTROLLER, lines)
+    return HelmTools(
+        helm_controller=target / "helm-controller",
+        crds=tuple(sorted((target / "crds").glob("*.yaml"))),
+        version=HELM_CONTROLLER.required_version("github.com/fluxcd/helm-controller"),
+    )
+
+
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     lines: list[str] = []
@@ -322,11 +347,14 @@ def main(argv: list[str]) -> int:
         elif argv == ["pods"]:
             pods = pod_tools(lines)
             summary = f"kube-controller-manager, kube-scheduler, kwok {pods.kwok_version}"
+        elif argv == ["helm"]:
+            helm = helm_tools(lines)
+            summary = f"helm-controller {helm.version}; {len(helm.crds)} CRDs"
         elif not argv:
             tools = toolchain(lines)
             summary = f"kubernetes {tools.kubernetes_version}, flux {tools.flux_versions}; {len(tools.crds)} CRDs"
         else:
-            print("usage: build.py [argocd|pods]", file=sys.stderr)
+            print("usage: build.py [argocd|pods|helm]", file=sys.stderr)
             return 2
     except BuildError as exc:
         print("\n".join(lines), file=sys.stderr)

@@ -20,9 +20,10 @@ import pytest
 import yaml
 from e2e.argofleet import ArgoFleet, create_argo_fleet
 from e2e.argoplane import ArgoPlane
-from e2e.build import ArgoTools, PodTools, Toolchain, argocd_tools, pod_tools, toolchain
+from e2e.build import ArgoTools, PodTools, Toolchain, argocd_tools, helm_tools, pod_tools, toolchain
 from e2e.environment import Cluster, running_cluster
 from e2e.fleet import Fleet, create_fleet
+from e2e.fluxcontrollers import FluxControllers, install_crds
 from e2e.keptnbin import ENV, KeptnTools, keptn_binaries
 from e2e.keptnplane import KeptnPlane, running_keptn
 from e2e.keptnside import KeptnBus, start_service
@@ -152,6 +153,25 @@ def pods(pytestconfig: pytest.Config, cluster: Cluster, tmp_path_factory: pytest
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def helm(
+    pytestconfig: pytest.Config, tools: Toolchain, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FluxControllers]:
+    """Flux's helm-controller (built on first use) and its CRD, next to the session's Flux controllers."""
+    lines: list[str] = []
+    built = helm_tools(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e build: {line}")
+    install_crds(cluster.kube, built.crds)
+    controllers = FluxControllers(tools, cluster.kubeconfig, tmp_path_factory.mktemp("e2e-helm"))
+    controllers.start_helm_controller(built.helm_controller)
+    try:
+        _report(pytestconfig, f"e2e helm-controller: {built.version} up")
+        yield controllers
+    finally:
+        controllers.stop()
 
 
 @pytest.fixture

@@ -165,6 +165,101 @@ def add_waiting_service(fleet: Fleet, service: str, cpu: str, *, timeout: str = 
     return commit
 
 
+CHART = {
+    "charts/app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+    "charts/app/values.yaml": "image: {repository: docker.io/keptnexamples/app, tag: 0.13.0}\ncpu: 100m\n",
+    "charts/app/templates/deployment.yaml": (
+        "apiVersion: apps/v1\n"
+        "kind: Deployment\n"
+        "metadata:\n"
+        "  name: {{ .Release.Name }}\n"
+        "spec:\n"
+        "  replicas: 1\n"
+        "  progressDeadlineSeconds: 10\n"
+        "  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n"
+        "  selector: {matchLabels: {app: {{ .Release.Name }}}}\n"
+        "  template:\n"
+        "    metadata: {labels: {app: {{ .Release.Name }}}}\n"
+        "    spec:\n"
+        "      containers:\n"
+        "        - name: app\n"
+        "          image: {{ .Values.image.repository }}:{{ .Values.image.tag }}\n"
+        "          resources: {requests: {cpu: {{ .Values.cpu | quote }}}}\n"
+    ),
+}
+
+
+def add_helm_service(fleet: Fleet, service: str, cpu: str) -> str:
+    """Someone adds a chart (``charts/app``, from the repository itself) and ``helm/dev/<service>/helmrelease.yaml``
+    with a Kustomization ``helm-<service>`` that applies it; returns once helm-controller released it (helm waits
+    for the Deployment to be Available, 20 s at most, so pods.py must run)."""
+    work = fleet.bare.parent / f"work-helm-{service}"
+    git("clone", "--quiet", "--branch", "main", str(fleet.bare), str(work))
+    files = dict(CHART)
+    files[f"helm/{STAGE}/{service}/helmrelease.yaml"] = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\n"
+        "kind: HelmRelease\n"
+        "metadata:\n"
+        f"  name: {service}\n"
+        f"  namespace: {fleet.namespace}\n"
+        "spec:\n"
+        "  interval: 10m\n"
+        "  timeout: 20s\n"
+        "  chart:\n"
+        "    spec:\n"
+        "      chart: ./charts/app\n"
+        "      reconcileStrategy: Revision\n"
+        "      sourceRef: {kind: GitRepository, name: fleet}\n"
+        "  values:\n"
+        "    image:\n"
+        f"      repository: docker.io/keptnexamples/{service}\n"
+        "      tag: 0.13.0\n"
+        f"    cpu: '{cpu}'\n"
+    )
+    for rel, content in files.items():
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", f"add the HelmRelease {service}", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    commit = fleet.head()
+    fleet.kube.merge_patch(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        "fleet",
+        fleet.namespace,
+        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
+    )
+    fleet.kube.create(
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": f"helm-{service}", "namespace": fleet.namespace},
+            "spec": {
+                "interval": "10m",
+                "retryInterval": "10m",
+                "timeout": "1m",
+                "path": f"./helm/{STAGE}/{service}",
+                "prune": True,
+                "wait": False,
+                "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            },
+        }
+    )
+    fleet.wait_kustomization(f"helm-{service}", ready="True", revision=commit)
+    fleet.kube.wait_for(
+        "helm.toolkit.fluxcd.io/v2",
+        "HelmRelease",
+        service,
+        fleet.namespace,
+        lambda hr: condition(hr, "Ready").get("status") == "True",
+        what="released",
+        timeout=FLUX_TIMEOUT,
+    )
+    return commit
+
+
 def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages: tuple[str, ...] = (STAGE,)) -> Fleet:
     """Seed the repository, create per stage the namespace, the GitRepository and one Kustomization per service,
     and wait until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""

@@ -37,6 +37,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
         "kustomizations",
         True,
     ),
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): ("/apis/helm.toolkit.fluxcd.io/v2", "helmreleases", True),
     ("argoproj.io/v1alpha1", "Application"): ("/apis/argoproj.io/v1alpha1", "applications", True),
     ("argoproj.io/v1alpha1", "AppProject"): ("/apis/argoproj.io/v1alpha1", "appprojects", True),
 }

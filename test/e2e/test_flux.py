@@ -7,12 +7,18 @@ server-side apply, and every verdict the service sends is checked against the ob
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from e2e.fleet import Fleet, add_waiting_service
-from e2e.keptnside import KeptnBus, deployment_triggered, rollback_triggered
+import pytest
+from e2e.environment import Cluster
+from e2e.fleet import Fleet, add_helm_service, add_waiting_service
+from e2e.fluxcontrollers import FluxControllers
+from e2e.keptnside import KeptnBus, deployment_triggered, rollback_triggered, start_service
 from e2e.kubeclient import KubeError, condition
 from e2e.pods import PodPlane, wait_available
+from e2e.processes import Process
 
 ANSWER_TIMEOUT = 240  # seconds; above the service's own wait timeout (keptnside.FLUX_WAIT), so it answers first
 
@@ -130,3 +136,68 @@ async def test_with_wait_true_a_rollout_that_never_completes_fails_with_health_c
     assert ready["message"].strip() in data["message"]
     deployment = fleet.kube.get("apps/v1", "Deployment", "big", fleet.namespace)
     assert deployment["status"]["availableReplicas"] == 1  # the old pod still runs; the new one found no room
+
+
+HELM_CONFIG = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - name: fleet
+    url: file://{bare}
+    branch: main
+    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
+rules:
+  - match: {{project: {project}, stage: "*", service: "*"}}
+    repository: fleet
+    updates:
+      - file: "helm/{{stage}}/{{service}}/helmrelease.yaml"
+        helmRelease: {{values: {{image.tag: "{{image.tag}}"}}}}
+    wait:
+      flux:
+        kind: HelmRelease
+        name: "{{service}}"
+        namespace: "{{project}}-{{stage}}"
+        kustomization: {{name: "helm-{{service}}", namespace: "{{project}}-{{stage}}"}}
+      timeout: 3m
+"""
+
+
+@pytest.fixture
+def helm_service(fleet: Fleet, cluster: Cluster, nats_url: str, tmp_path: Path) -> Iterator[Process]:
+    config = HELM_CONFIG.format(bare=fleet.bare, project=fleet.project)
+    process = start_service(fleet, nats_url, cluster.kubeconfig, tmp_path, config_text=config)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def test_a_helm_release_passes_once_helm_controller_released_the_commit(
+    pods: PodPlane, helm: FluxControllers, fleet: Fleet, helm_service: Process, keptn_bus: KeptnBus
+) -> None:
+    add_helm_service(fleet, "web", "100m")
+    event = deployment_triggered(fleet, "web", "docker.io/keptnexamples/web:0.13.1")
+    data = await deliver(keptn_bus, event)
+
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    commit = fleet.head()
+    assert fleet.kustomization("helm-web")["status"]["lastAppliedRevision"] == f"main@sha1:{commit}"
+    release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "web", fleet.namespace)
+    assert condition(release, "Ready")["status"] == "True"
+    assert release["status"]["history"][0]["status"] == "deployed"
+    deployment = wait_available(fleet.kube, "web", fleet.namespace, timeout=1)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/keptnexamples/web:0.13.1"
+
+
+async def test_a_helm_upgrade_whose_rollout_never_completes_fails_with_helm_controllers_reason(
+    pods: PodPlane, helm: FluxControllers, fleet: Fleet, helm_service: Process, keptn_bus: KeptnBus
+) -> None:
+    add_helm_service(fleet, "big", "20")
+    event = deployment_triggered(fleet, "big", "docker.io/keptnexamples/big:0.13.1")
+    data = await deliver(keptn_bus, event)
+
+    assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
+    release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "big", fleet.namespace)
+    ready = condition(release, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "UpgradeFailed"), release["status"]
+    assert data["message"].startswith("Flux failed to release the HelmRelease: UpgradeFailed: "), data["message"]
