@@ -1,5 +1,6 @@
 """Argo CD as local processes against the end-to-end API server: Redis (Debian's ``redis-server``), the
-repo-server, the application-controller and, for the REST mode, the API server (argocd-server).
+repo-server, the application-controller, the API server (argocd-server, for the REST mode) and the
+notifications controller (its webhook to the service's ``/webhooks/argocd``).
 
 All three Argo CD components are one binary (build.py, module ``argocd``), told which one to be by
 ``ARGOCD_BINARY_NAME``. Its CRDs come from the same module version; the config maps, the secret and the
@@ -72,6 +73,7 @@ class ArgoPlane:
             self._start_controller()
             if server:
                 self._start_server()
+            self._start_notifications()
         except BaseException:
             self.stop()
             raise
@@ -235,6 +237,68 @@ class ArgoPlane:
         self.server_url = f"http://127.0.0.1:{port}"
         server.wait_http_ok(f"{self.server_url}/healthz", START_TIMEOUT)
 
+    def _start_notifications(self) -> None:
+        """The notifications controller; what it sends is set per test with :meth:`notify`."""
+        self.kube.create(_config_map("argocd-notifications-cm", {}))
+        self.kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "argocd-notifications-secret", "namespace": NAMESPACE, "labels": PART_OF},
+                "type": "Opaque",
+                "data": {},
+            }
+        )
+        # Its --namespace is shadowed by the kubeconfig's own flags: give it a kubeconfig whose context is argocd.
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        for context in config["contexts"]:
+            context["context"]["namespace"] = NAMESPACE
+        kubeconfig = self.workdir / "kubeconfig-argocd"
+        kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        kubeconfig.chmod(0o600)
+        metrics = free_port()
+        notifications = self._run(
+            "argocd-notifications",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--namespace={NAMESPACE}",
+                f"--metrics-port={metrics}",
+                f"--argocd-repo-server={self._repo_server}",
+                "--argocd-repo-server-plaintext",
+            ],
+        )
+        notifications.wait_http_ok(f"http://127.0.0.1:{metrics}/metrics", START_TIMEOUT)
+
+    def notify(self, url: str, secret: str) -> str:
+        """Send the webhook docs/webhooks.md configures to ``url`` (``/webhooks/argocd`` appended), with
+        ``secret`` in ``X-Webhook-Secret``; returns the annotation that subscribes an Application to it."""
+        encoded = base64.b64encode(secret.encode()).decode()
+        self.kube.merge_patch("v1", "Secret", "argocd-notifications-secret", NAMESPACE, {"data": {"hint": encoded}})
+        template = (
+            "webhook:\n"
+            "  keptn-gitops:\n"
+            "    method: POST\n"
+            "    path: /webhooks/argocd\n"
+            "    body: |\n"
+            '      {"app": "{{.app.metadata.name}}", "namespace": "{{.app.metadata.namespace}}",\n'
+            '       "revision": "{{.app.status.sync.revision}}", "phase": "{{.app.status.operationState.phase}}",\n'
+            '       "health": "{{.app.status.health.status}}"}\n'
+        )
+        trigger = (
+            "- when: app.status.operationState != nil and app.status.operationState.phase in "
+            "['Succeeded', 'Error', 'Failed']\n"
+            "  send: [keptn-gitops-hint]\n"
+            "- when: app.status.health.status in ['Healthy', 'Degraded']\n"
+            "  send: [keptn-gitops-hint]\n"
+        )
+        data = {
+            "service.webhook.keptn-gitops": f"url: {url}\nheaders:\n  - name: X-Webhook-Secret\n    value: $hint\n",
+            "template.keptn-gitops-hint": template,
+            "trigger.on-keptn-gitops-hint": trigger,
+        }
+        self.kube.merge_patch("v1", "ConfigMap", "argocd-notifications-cm", NAMESPACE, {"data": data})
+        return "notifications.argoproj.io/subscribe.on-keptn-gitops-hint.keptn-gitops"
+
     # ------------------------------------------------------------------ the REST API
 
     def token(self) -> str:
@@ -257,6 +321,7 @@ def application(
     namespace: str,
     automated: bool,
     retry: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> JSON:
     """An Application of the plain manifests at ``path`` on ``main``, deployed into ``namespace``."""
     policy: dict[str, Any] = {"syncOptions": ["PrunePropagationPolicy=background"]}
@@ -267,7 +332,7 @@ def application(
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations or {}},
         "spec": {
             "project": "default",
             "source": {"repoURL": repo_url, "path": path, "targetRevision": "main"},

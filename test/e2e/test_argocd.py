@@ -8,6 +8,9 @@ repository (argofleet.py) and Application, and checks every verdict against what
 from __future__ import annotations
 
 import itertools
+import re
+import secrets
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from e2e.keptnside import KeptnBus, deployment_triggered, start_service
 from e2e.kubeclient import Recorder, wait_until
 from e2e.pods import PodPlane, wait_available
 from e2e.processes import Process
+from support import free_port
 
 ANSWER_TIMEOUT = 300  # seconds; above every wait timeout configured below, so the service answers first
 SYNC_TIMEOUT = 120  # seconds for Argo CD to sync the seed commit of a new Application
@@ -75,10 +79,18 @@ class ArgoService:
         self._fleet, self._cluster, self._nats_url, self._tmp = fleet, cluster, nats_url, tmp_path
         self._process: Process | None = None
 
-    def start(self, wait: str, *, timeout: str = "3m", env: dict[str, str] | None = None) -> None:
+    def start(
+        self, wait: str, *, timeout: str = "3m", env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         config = CONFIG.format(bare=self._fleet.bare, project=self._fleet.project, wait=wait, timeout=timeout)
         self._process = start_service(
-            self._fleet, self._nats_url, self._cluster.kubeconfig, self._tmp, extra_env=env, config_text=config
+            self._fleet,
+            self._nats_url,
+            self._cluster.kubeconfig,
+            self._tmp,
+            extra_env=env,
+            port=port,
+            config_text=config,
         )
 
     def stop(self) -> None:
@@ -393,3 +405,32 @@ async def test_a_rollout_that_never_completes_fails_after_the_degraded_grace_wit
     # The old version still runs: the new pod found no room next to it.
     deployment = argo.kube.get("apps/v1", "Deployment", "big", argo_fleet.namespace)
     assert deployment["status"]["availableReplicas"] == 1 and deployment["status"]["updatedReplicas"] == 1
+
+
+def webhooks_accepted(port: int) -> int:
+    """``keptn_gitops_webhook_requests_total{endpoint="argocd", code="202"}`` of the service on ``port``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(
+        r'^keptn_gitops_webhook_requests_total\{(?=[^}]*code="202")(?=[^}]*endpoint="argocd")[^}]*\} (\S+)$',
+        text,
+        re.MULTILINE,
+    )
+    return int(float(found.group(1))) if found else 0
+
+
+async def test_argo_cd_notifications_reach_the_services_webhook(
+    argo: ArgoPlane, argo_fleet: ArgoFleet, argo_service: ArgoService, keptn_bus: KeptnBus
+) -> None:
+    """The notifications controller, configured as docs/webhooks.md shows, posts to ``/webhooks/argocd``."""
+    port, secret = free_port(), secrets.token_urlsafe(16)
+    subscribe = argo.notify(f"http://127.0.0.1:{port}", secret)
+    create_application(argo, argo_fleet, "carts", automated=True, annotations={subscribe: ""})
+    argo_service.start(kubernetes_wait(), env={"ARGOCD_WEBHOOK_SECRET": secret}, port=port)
+    event = deployment_triggered(argo_fleet, "carts", "docker.io/keptnexamples/carts:0.13.1")
+
+    data = await deliver(keptn_bus, event)
+
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    # The sync of our commit ends Succeeded: the trigger fires and the service accepts the hint (202).
+    wait_until(lambda: webhooks_accepted(port) >= 1, what="sent a webhook the service accepted", timeout=60)
