@@ -40,7 +40,8 @@ class PodPlane:
                 [
                     f"--kubeconfig={self.kubeconfig}",
                     "--leader-elect=false",
-                    "--controllers=deployment,replicaset,serviceaccount",
+                    # nodelifecycle lifts the not-ready taint the API server puts on a new node once kwok reports it Ready
+                    "--controllers=deployment,replicaset,serviceaccount,nodelifecycle",
                     "--secure-port=0",  # nobody reads its metrics; readiness is checked on what it does
                     "--concurrent-deployment-syncs=2",
                 ],
@@ -92,9 +93,10 @@ class PodPlane:
         def ready() -> bool:
             node = self.kube.get("v1", "Node", NODE)
             conditions = (node.get("status") or {}).get("conditions") or []
-            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            tainted = any(t.get("key") == "node.kubernetes.io/not-ready" for t in node["spec"].get("taints") or [])
+            return not tainted and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
-        kwok.wait_until(ready, f"making node {NODE} Ready", READY_TIMEOUT)
+        kwok.wait_until(ready, f"making node {NODE} Ready (and the not-ready taint lifted)", READY_TIMEOUT)
         for process in self._processes:
             process.check_running()
 
