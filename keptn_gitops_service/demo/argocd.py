@@ -307,6 +307,8 @@ class SimulatedArgoCD:
     - the operation: ``Running`` without ``syncResult`` (the revision is in ``operationState.operation``), then
       ``Succeeded`` with ``syncResult`` and ``operation`` cleared while ``sync`` still says ``OutOfSync``, then
       ``Synced`` with the new health but the old ``reconciledAt``, then ``reconciledAt``;
+    - health is the Application's ``health.status`` without a message; a ``Degraded`` resource carries it
+      (``status.resources[].health``);
     - a failed attempt with retries left (auto-sync: 5 unless ``syncPolicy.retry`` says otherwise) stays
       ``Running`` with ``retryCount``, ``finishedAt`` and "… Retrying attempt #N at <time>."; the next attempt
       clears ``finishedAt`` and ``syncResult``. After the last one: ``Failed`` ("… (retried N times)."), and one
@@ -499,8 +501,11 @@ class SimulatedArgoCD:
                 "status": "Synced" if deployed == tip or not tip else "OutOfSync",
                 "revision": tip or deployed,
             }
-            health = {"status": "Degraded", "message": plan.degraded} if plan.degraded else {"status": "Healthy"}
-            status["health"] = health
+            # v2.14 writes no message into the Application's health: it is on the resource (status.resources).
+            status["health"] = {"status": "Degraded" if plan.degraded else "Healthy"}
+            resource_health = {"status": "Degraded", "message": plan.degraded} if plan.degraded else {"status": "Healthy"}
+            name = app["metadata"]["name"]
+            status["resources"] = [{"kind": "Deployment", "group": "apps", "name": name, "health": resource_health}]
             app = self._put(app)
             await asyncio.sleep(0)
             app = self._fresh(key, app)

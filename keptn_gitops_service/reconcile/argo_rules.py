@@ -169,8 +169,9 @@ def describe_application(app: Mapping[str, Any]) -> str:
     sync, health = status.get("sync") or {}, status.get("health") or {}
     revisions = ", ".join(_short(r) for r in _revisions(sync)) or "no revision"
     health_text = f"health {health.get('status') or 'unknown'}"
-    if health.get("message"):
-        health_text += f" ({' '.join(str(health['message']).split())})"
+    detail = health.get("message") or _resources_in(status, str(health.get("status") or ""))
+    if detail:
+        health_text += f" ({' '.join(str(detail).split())})"
     parts = [f"sync {sync.get('status') or 'unknown'} to {revisions}", health_text]
     ops = status.get("operationState")
     if isinstance(ops, Mapping) and ops:
@@ -193,6 +194,22 @@ def describe_application(app: Mapping[str, Any]) -> str:
     if refresh:
         parts.append(f"{refresh} refresh requested")
     return f"Application {meta.get('namespace')}/{meta.get('name')}: {', '.join(parts)}"
+
+
+def _resources_in(status: Mapping[str, Any], state: str, limit: int = 3) -> str:
+    """Argo CD v2.14 leaves the Application's ``health.message`` empty; the reasons are on the resources
+    (``status.resources[].health``): the first ``limit`` of those ``Degraded``/``Progressing`` like the whole."""
+    if state not in ("Degraded", "Progressing"):
+        return ""
+    found = []
+    for resource in status.get("resources") or []:
+        if not isinstance(resource, Mapping):
+            continue
+        health = resource.get("health") or {}
+        if health.get("status") == state and health.get("message"):
+            found.append(f"{resource.get('kind')} {resource.get('name')}: {health['message']}")
+    more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
 
 
 def sync_operation(

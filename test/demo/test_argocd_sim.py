@@ -175,3 +175,18 @@ async def test_a_requested_sync_without_a_retry_policy_fails_at_once(setup: Any)
     assert "retryCount" not in _ops(rec.writes[failed])
     refreshed = await rec.until(lambda a: bool(_status(a).get("reconciledAt")))
     assert not _status(rec.writes[refreshed]).get("conditions")  # no auto-sync: no SyncError
+
+
+async def test_a_degraded_sync_puts_the_reason_on_the_resource_not_on_the_application(setup: Any) -> None:
+    kube, argo, rec, _remote = setup
+    kube.put_object(_app(automated=True))
+    argo.degrade_next_sync(*APP, 'Deployment "sockshop-dev-carts" exceeded its progress deadline')
+    _refresh(kube)
+
+    degraded = await rec.until(lambda a: (_status(a).get("health") or {}).get("status") == "Degraded")
+    status = _status(rec.writes[degraded])
+    assert status["health"] == {"status": "Degraded"}
+    assert status["resources"][0]["health"] == {
+        "status": "Degraded",
+        "message": 'Deployment "sockshop-dev-carts" exceeded its progress deadline',
+    }

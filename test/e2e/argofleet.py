@@ -5,8 +5,8 @@ the image into ``data.image`` (a ConfigMap is Healthy as soon as it exists, so n
 for ``orders`` writes it into the label ``metadata.labels.image``, which the API server rejects (a label value
 has no ``/`` or ``:``), so Argo CD's sync of that commit fails. The seed commit is valid for both.
 
-``argo/dev/<web|big>/deployment.yaml`` are Deployments for the tests with running pods (pods.py); the rule for
-them sets the container image. ``web`` asks for little CPU; ``big`` asks for 20 of the fake node's 32 CPUs, so
+``argo/dev/<web|stuck>/deployment.yaml`` are Deployments for the tests with running pods (pods.py); the rule for
+them sets the container image. ``stuck`` asks for a host port (one of its own): the one node has it only once, so
 the pod of a new version cannot be scheduled next to the old one (surge 1, none unavailable): the rollout never
 completes, and ``progressDeadlineSeconds: 10`` turns that into ``ProgressDeadlineExceeded``, as in a full cluster.
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from e2e.githttp import GitHttpServer
 from e2e.kubeclient import KubeClient
-from support import git, make_remote
+from support import free_port, git, make_remote
 
 STAGE = "dev"
 SERVICES = ("carts", "orders")
-DEPLOYMENTS = {"web": "100m", "big": "20"}  # service -> CPU request
+DEPLOYMENTS = ("web", "stuck")
 
 
 def repository_files() -> dict[str, str]:
@@ -40,13 +40,16 @@ def repository_files() -> dict[str, str]:
             "data:\n"
             f"  image: docker.io/keptnexamples/{service}:0.13.0\n"
         )
-    for service, cpu in DEPLOYMENTS.items():
-        files[f"argo/{STAGE}/{service}/deployment.yaml"] = deployment(service, cpu)
+    for service in DEPLOYMENTS:
+        host_port = free_port() if service == "stuck" else None
+        files[f"argo/{STAGE}/{service}/deployment.yaml"] = deployment(service, host_port)
     return files
 
 
-def deployment(service: str, cpu: str) -> str:
-    """A Deployment of one replica that asks for ``cpu``, rolled out one new pod before an old one goes."""
+def deployment(service: str, host_port: int | None = None) -> str:
+    """A Deployment of one replica, rolled out one new pod before an old one goes; with ``host_port``, its pod
+    holds that port of the node, so a second one (the next version's) finds no node."""
+    ports = f"          ports: [{{containerPort: 8080, hostPort: {host_port}}}]\n" if host_port else ""
     return (
         "apiVersion: apps/v1\n"
         "kind: Deployment\n"
@@ -63,7 +66,8 @@ def deployment(service: str, cpu: str) -> str:
         "      containers:\n"
         f"        - name: {service}\n"
         f"          image: docker.io/keptnexamples/{service}:0.13.0\n"
-        f"          resources: {{requests: {{cpu: '{cpu}'}}}}\n"
+        "          resources: {requests: {cpu: 100m}}\n"
+        f"{ports}"
     )
 
 

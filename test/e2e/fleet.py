@@ -13,7 +13,7 @@ from pathlib import Path
 
 from e2e.githttp import GitHttpServer
 from e2e.kubeclient import JSON, KubeClient, condition
-from support import git, make_remote
+from support import free_port, git, make_remote
 
 STAGE = "dev"
 SERVICES = ("carts", "orders")
@@ -116,8 +116,9 @@ class Fleet:
         )
 
 
-def add_waiting_service(fleet: Fleet, service: str, cpu: str, *, timeout: str = "30s") -> str:
-    """Someone adds ``apps/dev/<service>`` (a kustomized Deployment asking for ``cpu``) and a Kustomization that
+def add_waiting_service(fleet: Fleet, service: str, *, stuck: bool = False, timeout: str = "30s") -> str:
+    """Someone adds ``apps/dev/<service>`` (a kustomized Deployment; ``stuck``: holding a host port, so that its
+    next version cannot roll out, see argofleet.py) and a Kustomization that
     waits for it (``wait: true``, health checked for ``timeout``); returns once Flux reports it Ready at that
     commit, i.e. the Deployment is Available (pods.py must run)."""
     from e2e.argofleet import deployment  # the same Deployment the Argo CD tests roll out
@@ -126,7 +127,7 @@ def add_waiting_service(fleet: Fleet, service: str, cpu: str, *, timeout: str = 
     git("clone", "--quiet", "--branch", "main", str(fleet.bare), str(work))
     folder = work / "apps" / STAGE / service
     folder.mkdir(parents=True)
-    (folder / "deployment.yaml").write_text(deployment(service, cpu))
+    (folder / "deployment.yaml").write_text(deployment(service, free_port() if stuck else None))
     (folder / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\n"
         "kind: Kustomization\n"
@@ -167,7 +168,7 @@ def add_waiting_service(fleet: Fleet, service: str, cpu: str, *, timeout: str = 
 
 CHART = {
     "charts/app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\n",
-    "charts/app/values.yaml": "image: {repository: docker.io/keptnexamples/app, tag: 0.13.0}\ncpu: 100m\n",
+    "charts/app/values.yaml": "image: {repository: docker.io/keptnexamples/app, tag: 0.13.0}\nhostPort: 0\n",
     "charts/app/templates/deployment.yaml": (
         "apiVersion: apps/v1\n"
         "kind: Deployment\n"
@@ -184,12 +185,15 @@ CHART = {
         "      containers:\n"
         "        - name: app\n"
         "          image: {{ .Values.image.repository }}:{{ .Values.image.tag }}\n"
-        "          resources: {requests: {cpu: {{ .Values.cpu | quote }}}}\n"
+        "          resources: {requests: {cpu: 100m}}\n"
+        "          {{- if .Values.hostPort }}\n"
+        "          ports: [{containerPort: 8080, hostPort: {{ .Values.hostPort }}}]\n"
+        "          {{- end }}\n"
     ),
 }
 
 
-def add_helm_service(fleet: Fleet, service: str, cpu: str) -> str:
+def add_helm_service(fleet: Fleet, service: str, *, stuck: bool = False) -> str:
     """Someone adds a chart (``charts/app``, from the repository itself) and ``helm/dev/<service>/helmrelease.yaml``
     with a Kustomization ``helm-<service>`` that applies it; returns once helm-controller released it (helm waits
     for the Deployment to be Available, 20 s at most, so pods.py must run)."""
@@ -214,7 +218,7 @@ def add_helm_service(fleet: Fleet, service: str, cpu: str) -> str:
         "    image:\n"
         f"      repository: docker.io/keptnexamples/{service}\n"
         "      tag: 0.13.0\n"
-        f"    cpu: '{cpu}'\n"
+        f"    hostPort: {free_port() if stuck else 0}\n"
     )
     for rel, content in files.items():
         path = work / rel

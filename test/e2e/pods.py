@@ -4,8 +4,8 @@ node, all as local processes against the end-to-end API server.
 
 kwok (``sigs.k8s.io/kwok``) runs the stages kwokctl configures by default, copied from its module: the node
 becomes Ready and keeps a heartbeat, a pod bound to it becomes Running and Ready at once. So a Deployment becomes
-Available like in a cluster; one whose pods cannot be scheduled (a ``nodeSelector`` no node has) never does, and
-its rollout fails with ``ProgressDeadlineExceeded`` once ``progressDeadlineSeconds`` pass.
+Available like in a cluster; one whose new pods cannot be scheduled (a host port the old pod holds) never
+completes its rollout, which fails with ``ProgressDeadlineExceeded`` once ``progressDeadlineSeconds`` pass.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class PodPlane:
                 [
                     f"--kubeconfig={self.kubeconfig}",
                     "--leader-elect=false",
-                    # nodelifecycle lifts the not-ready taint the API server puts on a new node once kwok reports it Ready
+                    # nodelifecycle lifts the not-ready taint a new node gets, once kwok reports it Ready
                     "--controllers=deployment,replicaset,serviceaccount,nodelifecycle",
                     "--secure-port=0",  # nobody reads its metrics; readiness is checked on what it does
                     "--concurrent-deployment-syncs=2",

@@ -388,22 +388,24 @@ async def test_argo_cd_passes_once_the_deployment_is_available(
 async def test_a_rollout_that_never_completes_fails_after_the_degraded_grace_with_argos_message(
     argo: ArgoPlane, pods: PodPlane, argo_fleet: ArgoFleet, argo_service: ArgoService, keptn_bus: KeptnBus
 ) -> None:
-    create_application(argo, argo_fleet, "big", automated=True)
+    create_application(argo, argo_fleet, "stuck", automated=True)
     argo_service.start(kubernetes_wait(degraded_grace="10s"))
-    event = deployment_triggered(argo_fleet, "big", "docker.io/keptnexamples/big:0.13.1")
+    event = deployment_triggered(argo_fleet, "stuck", "docker.io/keptnexamples/stuck:0.13.1")
 
     data = await deliver(keptn_bus, event)
 
-    app = argo.application(argo_fleet.app_name("big"))
+    app = argo.application(argo_fleet.app_name("stuck"))
     message = data["message"]
     assert (data["status"], data["result"]) == ("errored", "fail"), f"{message}\n{dump(app)}"
-    health = _status(app)["health"]
-    assert health["status"] == "Degraded" and "exceeded its progress deadline" in health["message"], health
+    assert _status(app)["health"]["status"] == "Degraded", _status(app)
+    # v2.14 leaves the Application's health message empty: Argo CD's words are on the Deployment's health.
+    resource = next(r for r in _status(app)["resources"] if r["kind"] == "Deployment")
+    assert resource["health"]["message"] == 'Deployment "stuck" exceeded its progress deadline', resource
     assert message.startswith("Argo CD reports the Application Degraded for "), message
-    assert f"health Degraded ({health['message']})" in message, message
+    assert f"health Degraded (Deployment stuck: {resource['health']['message']})" in message, message
     assert f"sync Synced to {argo_fleet.head()[:12]}" in message, message
     # The old version still runs: the new pod found no room next to it.
-    deployment = argo.kube.get("apps/v1", "Deployment", "big", argo_fleet.namespace)
+    deployment = argo.kube.get("apps/v1", "Deployment", "stuck", argo_fleet.namespace)
     assert deployment["status"]["availableReplicas"] == 1 and deployment["status"]["updatedReplicas"] == 1
 
 

@@ -104,7 +104,7 @@ async def test_a_rollback_restores_the_version_flux_applied_before(fleet: Fleet,
 async def test_with_wait_true_the_delivery_passes_once_the_deployment_is_available(
     pods: PodPlane, fleet: Fleet, keptn: KeptnBus
 ) -> None:
-    added = add_waiting_service(fleet, "web", "100m")
+    added = add_waiting_service(fleet, "web")
     event = deployment_triggered(fleet, "web", "docker.io/keptnexamples/web:0.13.1")
     data = await deliver(keptn, event)
 
@@ -122,19 +122,19 @@ async def test_with_wait_true_the_delivery_passes_once_the_deployment_is_availab
 async def test_with_wait_true_a_rollout_that_never_completes_fails_with_health_check_failed(
     pods: PodPlane, fleet: Fleet, keptn: KeptnBus
 ) -> None:
-    add_waiting_service(fleet, "big", "20")
-    event = deployment_triggered(fleet, "big", "docker.io/keptnexamples/big:0.13.1")
+    add_waiting_service(fleet, "stuck", stuck=True)
+    event = deployment_triggered(fleet, "stuck", "docker.io/keptnexamples/stuck:0.13.1")
     data = await deliver(keptn, event)
 
     assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
     commit = fleet.head()
-    ks = fleet.kustomization("big")
+    ks = fleet.kustomization("stuck")
     ready = condition(ks, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "HealthCheckFailed"), ks["status"]
     assert ks["status"]["lastAttemptedRevision"] == f"main@sha1:{commit}"
     assert "Flux failed to apply the revision: HealthCheckFailed: " in data["message"], data["message"]
     assert ready["message"].strip() in data["message"]
-    deployment = fleet.kube.get("apps/v1", "Deployment", "big", fleet.namespace)
+    deployment = fleet.kube.get("apps/v1", "Deployment", "stuck", fleet.namespace)
     assert deployment["status"]["availableReplicas"] == 1  # the old pod still runs; the new one found no room
 
 
@@ -175,7 +175,7 @@ def helm_service(fleet: Fleet, cluster: Cluster, nats_url: str, tmp_path: Path) 
 async def test_a_helm_release_passes_once_helm_controller_released_the_commit(
     pods: PodPlane, helm: FluxControllers, fleet: Fleet, helm_service: Process, keptn_bus: KeptnBus
 ) -> None:
-    add_helm_service(fleet, "web", "100m")
+    add_helm_service(fleet, "web")
     event = deployment_triggered(fleet, "web", "docker.io/keptnexamples/web:0.13.1")
     data = await deliver(keptn_bus, event)
 
@@ -189,15 +189,20 @@ async def test_a_helm_release_passes_once_helm_controller_released_the_commit(
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/keptnexamples/web:0.13.1"
 
 
-async def test_a_helm_upgrade_whose_rollout_never_completes_fails_with_helm_controllers_reason(
+async def test_a_helm_upgrade_whose_rollout_never_completes_fails_as_helm_controller_stalls(
     pods: PodPlane, helm: FluxControllers, fleet: Fleet, helm_service: Process, keptn_bus: KeptnBus
 ) -> None:
-    add_helm_service(fleet, "big", "20")
-    event = deployment_triggered(fleet, "big", "docker.io/keptnexamples/big:0.13.1")
+    add_helm_service(fleet, "stuck", stuck=True)
+    event = deployment_triggered(fleet, "stuck", "docker.io/keptnexamples/stuck:0.13.1")
     data = await deliver(keptn_bus, event)
 
     assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
-    release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "big", fleet.namespace)
+    release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "stuck", fleet.namespace)
     ready = condition(release, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "UpgradeFailed"), release["status"]
-    assert data["message"].startswith("Flux failed to release the HelmRelease: UpgradeFailed: "), data["message"]
+    # No remediation configured: helm-controller gives up after the first attempt and says so (Stalled).
+    assert condition(release, "Stalled")["reason"] == "RetriesExceeded", release["status"]
+    assert data["message"].startswith("Flux stalled: RetriesExceeded: Failed to upgrade after 1 attempt(s). "), data[
+        "message"
+    ]
+    assert "Ready=False (UpgradeFailed: Helm upgrade failed for release " in data["message"], data["message"]

@@ -522,3 +522,20 @@ def test_pending_operation_is_decided_without_asking_git(upstream_fixtures: Path
     app["operation"] = {"sync": {"revision": SHA}}
     check: Callable[[str], bool] = never
     assert judge(app, commit_matches=check).verdict is Verdict.IN_PROGRESS
+
+
+def test_a_degraded_application_names_its_degraded_resources(upstream_fixtures: Path) -> None:
+    """Argo CD v2.14 writes no ``health.message`` for the Application: the reasons come from its resources."""
+    app = fixture_app(upstream_fixtures)
+    app["status"]["health"] = {"status": "Degraded", "lastTransitionTime": "2024-03-05T07:33:04Z"}
+    app["status"]["resources"] = [
+        {"kind": "Service", "name": "carts", "health": {"status": "Healthy"}},
+        {
+            "kind": "Deployment",
+            "name": "carts",
+            "health": {"status": "Degraded", "message": 'Deployment "carts" exceeded its progress deadline'},
+        },
+    ]
+    obs = judge(app, now=FINISHED + timedelta(minutes=5))
+    assert obs.verdict is Verdict.FAILED
+    assert 'health Degraded (Deployment carts: Deployment "carts" exceeded its progress deadline)' in obs.summary
