@@ -503,7 +503,9 @@ class SimulatedArgoCD:
             }
             # v2.14 writes no message into the Application's health: it is on the resource (status.resources).
             status["health"] = {"status": "Degraded" if plan.degraded else "Healthy"}
-            resource_health = {"status": "Degraded", "message": plan.degraded} if plan.degraded else {"status": "Healthy"}
+            resource_health: JSON = {"status": "Healthy"}
+            if plan.degraded:
+                resource_health = {"status": "Degraded", "message": plan.degraded}
             name = app["metadata"]["name"]
             status["resources"] = [{"kind": "Deployment", "group": "apps", "name": name, "health": resource_health}]
             app = self._put(app)
