@@ -200,8 +200,8 @@ async def test_a_helm_upgrade_whose_rollout_never_completes_fails_as_helm_contro
     release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "stuck", fleet.namespace)
     ready = condition(release, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "UpgradeFailed"), release["status"]
-    # No remediation configured: helm-controller gives up after the first attempt and says so (Stalled).
-    assert condition(release, "Stalled")["reason"] == "RetriesExceeded", release["status"]
+    # No remediation configured: helm-controller gave up after the first attempt and said so (Stalled=True
+    # RetriesExceeded, which the service read; helm-controller may have reconciled again since).
     assert data["message"].startswith("Flux stalled: RetriesExceeded: Failed to upgrade after 1 attempt(s). "), data[
         "message"
     ]
