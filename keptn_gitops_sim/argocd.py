@@ -28,6 +28,7 @@ import copy
 import hmac
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -227,6 +228,10 @@ class ArgoCdApiServer:
             sync = {"revisions": list(body["revisions"]), "sourcePositions": list(body.get("sourcePositions") or [])}
         updated = copy.deepcopy(app)
         updated["operation"] = {"sync": sync, "initiatedBy": {"username": "keptn"}, "info": body.get("infos") or []}
+        # The request's retryStrategy, else the Application's syncPolicy.retry; none at all without either.
+        retry = body.get("retryStrategy") or (spec.get("syncPolicy") or {}).get("retry")
+        if retry:
+            updated["operation"]["retry"] = dict(retry)
         updated.setdefault("status", {}).pop("operationState", None)
         return web.json_response(self._kube.put_object(updated))
 
@@ -284,26 +289,58 @@ class _Plan:
     degraded: str | None = None
 
 
+#: Auto-sync's retry strategy when ``spec.syncPolicy.retry`` is not set (``controller/appcontroller.go``
+#: ``autoSync``); a sync requested through the API carries none unless the request (or the policy) gives one.
+AUTO_SYNC_RETRY: Final = {"limit": 5}
+
+
 class SimulatedArgoCD:
     """SIMULATED Argo CD application-controller (test/bench only) acting on a :class:`KubeApiServer`.
 
-    ``repos`` maps a ``spec.source.repoURL`` to a local bare repository. Every step is its own write, so a watcher
-    sees each transition: refresh (``sync.revision`` = the resolved ``targetRevision``, ``Synced``/``OutOfSync``,
-    ``reconciledAt``, annotation removed), operation ``Running``, operation ``Succeeded``/``Failed`` (health still
-    ``Progressing``: not yet assessed), then health ``Healthy``/``Degraded`` with a new ``reconciledAt``.
+    ``repos`` maps a ``spec.source.repoURL`` to a local bare repository. Every step is its own write, in the order
+    Argo CD v2.14's controller makes them (checked against the real one in test/e2e/test_argocd.py):
+
+    - refresh with auto-sync and a new revision: first the ``operation`` alone (``SetAppOperation``: the status
+      still shows the old revision, ``operationState`` is cleared), then the status (``sync.revision`` = the
+      resolved ``targetRevision``, ``OutOfSync``, ``reconciledAt``; the ``refresh`` annotation removed, the
+      ``refresh-timestamp`` annotation left in place);
+    - the operation: ``Running`` without ``syncResult`` (the revision is in ``operationState.operation``), then
+      ``Succeeded`` with ``syncResult`` and ``operation`` cleared while ``sync`` still says ``OutOfSync``, then
+      ``Synced`` with the new health but the old ``reconciledAt``, then ``reconciledAt``;
+    - health is the Application's ``health.status`` without a message; a ``Degraded`` resource carries it
+      (``status.resources[].health``);
+    - a failed attempt with retries left (auto-sync: 5 unless ``syncPolicy.retry`` says otherwise) stays
+      ``Running`` with ``retryCount``, ``finishedAt`` and "… Retrying attempt #N at <time>."; the next attempt
+      clears ``finishedAt`` and ``syncResult``. After the last one: ``Failed`` ("… (retried N times)."), and one
+      write later a ``SyncError`` condition ("Failed sync attempt to <sha>: <message>") while auto-sync skips
+      that revision.
+
+    ``retry_delay`` stands for Argo CD's backoff (5 s, doubling, capped at 3 minutes): the seconds between two
+    attempts, the same for each (0: at once).
     """
 
-    def __init__(self, kube: KubeApiServer, repos: Mapping[str, Path] | Callable[[str], Path | None]) -> None:
+    def __init__(
+        self,
+        kube: KubeApiServer,
+        repos: Mapping[str, Path] | Callable[[str], Path | None],
+        *,
+        retry_delay: float = 0.0,
+    ) -> None:
         self._kube = kube
         self._repos = repos
+        self._retry_delay = retry_delay
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._plans: dict[tuple[str, str], _Plan] = {}
-        self._failed: dict[tuple[str, str], str] = {}  # the revision whose sync failed: auto-sync skips it
+        self._failing: dict[tuple[str, str], _Plan] = {}  # the plan of the operation running now
+        self._deployed: dict[tuple[str, str], str] = {}  # the revision last synced successfully
+        self._failed: dict[tuple[str, str], tuple[str, str]] = {}  # revision whose sync failed, and the message
+        self._timers: set[asyncio.TimerHandle] = set()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.syncs = 0
 
     def fail_next_sync(self, namespace: str, name: str, message: str) -> None:
+        """Every attempt of the next sync operation fails with ``message`` (as a manifest the API server rejects)."""
         self._plans.setdefault((namespace, name), _Plan()).sync_error = message
 
     def degrade_next_sync(self, namespace: str, name: str, message: str) -> None:
@@ -317,6 +354,9 @@ class SimulatedArgoCD:
     async def aclose(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -341,6 +381,9 @@ class SimulatedArgoCD:
         if app is None:
             return
         if app.get("operation"):
+            ops = (app.get("status") or {}).get("operationState") or {}
+            if ops.get("phase") == "Running" and ops.get("finishedAt"):
+                return  # between two attempts: the timer started in _sync brings the next one
             await self._sync(app)
         elif REFRESH in ((app["metadata"].get("annotations")) or {}):
             await self._refresh(app)
@@ -355,55 +398,132 @@ class SimulatedArgoCD:
         ref = "HEAD" if target == "HEAD" else f"refs/heads/{target}"
         return (await run_git(Path(path), "rev-parse", ref)).decode().strip()
 
+    def _put(self, app: JSON) -> JSON:
+        return self._kube.put_object(app)
+
+    def _fresh(self, key: tuple[str, str], fallback: JSON) -> JSON:
+        return self._kube.get_object(GROUP, VERSION, PLURAL, *key) or fallback
+
     async def _refresh(self, app: JSON) -> None:
+        """Compare with the resolved ``targetRevision``; auto-sync writes its operation first, then the status."""
         key = (app["metadata"]["namespace"], app["metadata"]["name"])
         tip = await self._resolve(app)
+        deployed = self._deployed.get(key)
+        policy = (app.get("spec") or {}).get("syncPolicy") or {}
+        conditions = [c for c in (app.get("status") or {}).get("conditions") or [] if c.get("type") != "SyncError"]
+        if policy.get("automated") and deployed != tip and not app.get("operation"):
+            failed = self._failed.get(key)
+            if failed is not None and failed[0] == tip:  # alreadyAttemptedSync: never again, say why instead
+                message = f"Failed sync attempt to {tip}: {failed[1]}"
+                conditions.append({"type": "SyncError", "message": message, "lastTransitionTime": now_rfc3339()})
+            else:
+                app["operation"] = {
+                    "sync": {"revision": tip, "prune": bool(policy["automated"].get("prune"))},
+                    "initiatedBy": {"automated": True},
+                    "retry": dict(policy.get("retry") or AUTO_SYNC_RETRY),
+                }
+                app.setdefault("status", {}).pop("operationState", None)
+                app = self._put(app)
+                await asyncio.sleep(0)
+                app = self._fresh(key, app)
         status = app.setdefault("status", {})
-        deployed = (status.get("operationState") or {}).get("syncResult", {}).get("revision")
         status["sync"] = {"status": "Synced" if deployed == tip else "OutOfSync", "revision": tip}
         status["reconciledAt"] = now_rfc3339()
-        annotations = app["metadata"].get("annotations") or {}
-        for annotation in (REFRESH, REFRESH_TIMESTAMP):
-            annotations.pop(annotation, None)
-        automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
-        if automated and deployed != tip and self._failed.get(key) != tip:
-            app["operation"] = {"sync": {"revision": tip}, "initiatedBy": {"automated": True}}
-        self._kube.put_object(app)
+        if conditions:
+            status["conditions"] = conditions
+        else:
+            status.pop("conditions", None)
+        (app["metadata"].get("annotations") or {}).pop(REFRESH, None)  # v2.14 leaves REFRESH_TIMESTAMP
+        self._put(app)
 
     async def _sync(self, app: JSON) -> None:
         key = (app["metadata"]["namespace"], app["metadata"]["name"])
-        operation = app.pop("operation")
+        operation = app["operation"]
+        status = app.setdefault("status", {})
+        ops = status.get("operationState") or {}
+        if ops.get("phase") != "Running":  # a new operation: Running before anything is resolved
+            ops = {"operation": operation, "phase": "Running", "startedAt": now_rfc3339()}
+            status["operationState"] = ops
+            app = self._put(app)
+            await asyncio.sleep(0)
+            app = self._fresh(key, app)
+            status, ops = app["status"], app["status"]["operationState"]
+            self._failing[key] = self._plans.pop(key, _Plan())
+        else:  # the next attempt of a retried operation
+            ops.pop("finishedAt", None)
+            ops.pop("syncResult", None)
         sync = operation.get("sync") or {}
         revision = sync.get("revision") or (sync.get("revisions") or [""])[0] or await self._resolve(app)
-        status = app.setdefault("status", {})
-        status["operationState"] = {
-            "operation": operation,
-            "phase": "Running",
-            "message": "one or more tasks are running",
-            "startedAt": now_rfc3339(),
-            "syncResult": {"revision": revision},
-        }
-        self._kube.put_object(app)
+        ops.update(message="one or more tasks are running", syncResult={"revision": revision})
+        app = self._put(app)
         await asyncio.sleep(0)
         self.syncs += 1
-        plan = self._plans.pop(key, _Plan())
-        app = self._kube.get_object(GROUP, VERSION, PLURAL, *key) or app
+        plan = self._failing.get(key, _Plan())
+        app = self._fresh(key, app)
         status, ops = app["status"], app["status"]["operationState"]
         ops["finishedAt"] = now_rfc3339()
         if plan.sync_error:
-            ops.update(phase="Failed", message=plan.sync_error)
-            self._failed[key] = revision
-            self._kube.put_object(app)
-            return
-        ops.update(phase="Succeeded", message="successfully synced (all tasks run)")
-        status["sync"] = {"status": "Synced", "revision": revision}
-        status["health"] = {"status": "Progressing"}
-        history = status.setdefault("history", [])
-        history.append({"id": len(history), "revision": revision, "deployedAt": ops["finishedAt"]})
-        self._kube.put_object(app)
+            retries = int(ops.get("retryCount") or 0)
+            limit = int((operation.get("retry") or {}).get("limit") or 0)
+            if retries < limit or limit < 0:
+                ops["retryCount"] = retries + 1
+                ops["message"] = (
+                    f"{plan.sync_error} due to application controller sync timeout. "
+                    f"Retrying attempt #{retries + 1} at {time.strftime('%I:%M%p').lstrip('0')}."
+                )
+                self._put(app)
+                self._schedule(key)
+                return
+            message = f"{plan.sync_error} (retried {retries} times)." if retries else plan.sync_error
+            ops.update(phase="Failed", message=message)
+            self._failed[key] = (revision, message)
+        else:
+            ops.update(phase="Succeeded", message="successfully synced (all tasks run)")
+            self._deployed[key] = revision
+            history = status.setdefault("history", [])
+            history.append({"id": len(history), "revision": revision, "deployedAt": ops["finishedAt"]})
+        self._failing.pop(key, None)
+        app.pop("operation", None)
+        app = self._put(app)  # sync still OutOfSync, reconciledAt from before the operation
         await asyncio.sleep(0)
-        app = self._kube.get_object(GROUP, VERSION, PLURAL, *key) or app
-        app["status"]["reconciledAt"] = now_rfc3339()
-        health = {"status": "Degraded", "message": plan.degraded} if plan.degraded else {"status": "Healthy"}
-        app["status"]["health"] = health
-        self._kube.put_object(app)
+        await self._after_operation(key, app, plan)
+
+    async def _after_operation(self, key: tuple[str, str], app: JSON, plan: _Plan) -> None:
+        """The refreshes a finished operation causes: the changed resources' (sync status and health, the old
+        ``reconciledAt``), then the one the controller requests (``reconciledAt``, and ``SyncError`` after a
+        failure under auto-sync)."""
+        app = self._fresh(key, app)
+        tip = str(((app.get("status") or {}).get("sync") or {}).get("revision") or "")
+        status = app.setdefault("status", {})
+        deployed = self._deployed.get(key)
+        if deployed is not None and not plan.sync_error:
+            status["sync"] = {
+                "status": "Synced" if deployed == tip or not tip else "OutOfSync",
+                "revision": tip or deployed,
+            }
+            # v2.14 writes no message into the Application's health: it is on the resource (status.resources).
+            status["health"] = {"status": "Degraded" if plan.degraded else "Healthy"}
+            resource_health: JSON = {"status": "Healthy"}
+            if plan.degraded:
+                resource_health = {"status": "Degraded", "message": plan.degraded}
+            name = app["metadata"]["name"]
+            status["resources"] = [{"kind": "Deployment", "group": "apps", "name": name, "health": resource_health}]
+            app = self._put(app)
+            await asyncio.sleep(0)
+            app = self._fresh(key, app)
+        await self._refresh(app)
+
+    def _schedule(self, key: tuple[str, str]) -> None:
+        """The next attempt of a retried operation, after ``retry_delay``."""
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self._timers.discard(handle)
+            app = self._kube.get_object(GROUP, VERSION, PLURAL, *key)
+            if app is not None and app.get("operation"):
+                ops = (app.get("status") or {}).get("operationState") or {}
+                ops.pop("finishedAt", None)  # the controller clears it before the attempt: a write of its own
+                self._kube.put_object(app)
+
+        handle = loop.call_later(self._retry_delay, due)
+        self._timers.add(handle)

@@ -101,7 +101,7 @@ def application_verdict(
             f"source index {source_index} is out of range: the Application has {sources} source(s). {summary}",
         )
     if app.get("operation"):
-        return Observation(Verdict.IN_PROGRESS, f"{summary}; a sync operation is requested but has not started")
+        return Observation(Verdict.IN_PROGRESS, f"{summary}; {_pending_operation(ops)}")
     finished_at = _timestamp(ops.get("finishedAt")) if ops else None
     if ops and finished_at is None:
         return Observation(Verdict.IN_PROGRESS, f"{summary}; the operation has not finished")
@@ -143,19 +143,46 @@ def application_verdict(
     return Observation(Verdict.IN_PROGRESS, f"{summary}; waiting for health Healthy")
 
 
+def _pending_operation(ops: Mapping[str, Any] | None) -> str:
+    """What the requested ``operation`` is doing: not started, running, or retrying after failed attempts.
+
+    While an operation runs, ``operationState`` is its state (the controller writes ``Running`` before it acts
+    and clears ``operation`` in the write that ends it). A failed attempt with retries left (auto-sync retries
+    5 times by default, backing off 5 s, 10 s, 20 s, 40 s, 80 s) stays ``Running`` with ``retryCount`` and
+    Argo CD's message ("… Retrying attempt #N at 3:04PM."); ``finishedAt`` is set between attempts only.
+    """
+    phase = str(ops.get("phase") or "") if ops else ""
+    if not ops or phase not in ("Running", "Terminating"):
+        return "a sync operation is requested but has not started"
+    message = " ".join(str(ops.get("message") or "").split())
+    retries = ops.get("retryCount")
+    if isinstance(retries, int) and retries > 0:
+        waiting = "waiting to retry" if ops.get("finishedAt") else "retrying"
+        text = f"the sync operation is {phase}, {waiting} after {retries} failed attempt(s)"
+        return f"{text}: {message}" if message else text
+    return f"the sync operation is {phase}: {message}" if message else f"the sync operation is {phase}"
+
+
 def describe_application(app: Mapping[str, Any]) -> str:
     """A one-line summary of an Application's status for messages and logs."""
     meta, status = app.get("metadata") or {}, app.get("status") or {}
     sync, health = status.get("sync") or {}, status.get("health") or {}
     revisions = ", ".join(_short(r) for r in _revisions(sync)) or "no revision"
     health_text = f"health {health.get('status') or 'unknown'}"
-    if health.get("message"):
-        health_text += f" ({' '.join(str(health['message']).split())})"
+    detail = health.get("message") or _resources_in(status, str(health.get("status") or ""))
+    if detail:
+        health_text += f" ({' '.join(str(detail).split())})"
     parts = [f"sync {sync.get('status') or 'unknown'} to {revisions}", health_text]
     ops = status.get("operationState")
     if isinstance(ops, Mapping) and ops:
-        op_revisions = ", ".join(_short(r) for r in _revisions(ops.get("syncResult") or {})) or "unresolved revision"
+        # ``syncResult`` is written once the sync has resolved the revision; before that (and between retries)
+        # the requested revision is in the operation (a SHA for auto-sync, maybe a branch for a manual sync).
+        requested = (ops.get("operation") or {}).get("sync") or {}
+        op_revisions = ", ".join(_short(r) for r in _revisions(ops.get("syncResult") or {}) or _revisions(requested))
+        op_revisions = op_revisions or "unresolved revision"
         finished = f"finished {ops['finishedAt']}" if ops.get("finishedAt") else f"started {ops.get('startedAt', '?')}"
+        if ops.get("finishedAt") and ops.get("phase") == "Running":  # between two attempts of a retried sync
+            finished = f"attempt {int(ops.get('retryCount') or 0)} failed {ops['finishedAt']}"
         parts.append(f"last operation {ops.get('phase') or 'unknown'} for {op_revisions} ({finished})")
     else:
         parts.append("no operation yet")
@@ -167,6 +194,22 @@ def describe_application(app: Mapping[str, Any]) -> str:
     if refresh:
         parts.append(f"{refresh} refresh requested")
     return f"Application {meta.get('namespace')}/{meta.get('name')}: {', '.join(parts)}"
+
+
+def _resources_in(status: Mapping[str, Any], state: str, limit: int = 3) -> str:
+    """Argo CD v2.14 leaves the Application's ``health.message`` empty; the reasons are on the resources
+    (``status.resources[].health``): the first ``limit`` of those ``Degraded``/``Progressing`` like the whole."""
+    if state not in ("Degraded", "Progressing"):
+        return ""
+    found = []
+    for resource in status.get("resources") or []:
+        if not isinstance(resource, Mapping):
+            continue
+        health = resource.get("health") or {}
+        if health.get("status") == state and health.get("message"):
+            found.append(f"{resource.get('kind')} {resource.get('name')}: {health['message']}")
+    more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
 
 
 def sync_operation(

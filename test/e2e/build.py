@@ -45,9 +45,13 @@ class BuildModule:
     directory: str
     programs: tuple[Program, ...]
     crds_from: str = ""
-    """A required module whose ``config/crd/bases/*.yaml`` are copied to ``crds/`` in the cache."""
+    """A required module whose ``<crds_dir>/*.yaml`` are copied to ``crds/`` in the cache."""
+    crds_dir: str = "config/crd/bases"
+    files: tuple[str, ...] = ()
+    """Further files of ``crds_from`` (paths in its module) copied to ``files/`` in the cache, by base name."""
     version_ldflags: str = ""
-    """``-X`` flags with ``{version}`` standing for the required version of ``crds_from`` or k8s.io/kubernetes."""
+    """``-X`` flags with ``{version}`` standing for the required version of ``version_of`` (``{number}``: without
+    its ``v``)."""
     version_of: str = ""
 
     @property
@@ -65,7 +69,8 @@ class BuildModule:
     def ldflags(self) -> str:
         flags = "-s -w"
         if self.version_ldflags:
-            flags += " " + self.version_ldflags.format(version=self.required_version(self.version_of))
+            version = self.required_version(self.version_of)
+            flags += " " + self.version_ldflags.format(version=version, number=version.removeprefix("v"))
         return flags
 
     def cache_key(self) -> str:
@@ -75,6 +80,8 @@ class BuildModule:
             digest.update(f"{name}\0{len(content)}\0".encode())
             digest.update(content)
         recipe = json.dumps([self.ldflags(), [(p.name, p.package) for p in self.programs], self.crds_from])
+        if self.crds_dir != "config/crd/bases" or self.files:  # keeps the keys of the modules that existed before
+            recipe += json.dumps([self.crds_dir, self.files])
         digest.update(recipe.encode())
         return f"{self.directory}-{digest.hexdigest()[:16]}"
 
@@ -97,6 +104,42 @@ KUSTOMIZE_CONTROLLER = BuildModule(
     crds_from="github.com/fluxcd/kustomize-controller",
 )
 MODULES = (KUBE, SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER)
+HELM_CONTROLLER = BuildModule(
+    "helm-controller",
+    (Program("helm-controller", "github.com/fluxcd/helm-controller"),),
+    crds_from="github.com/fluxcd/helm-controller",
+)
+KUBE_CONTROLLERS = BuildModule(
+    "kubecontrollers",
+    (
+        Program("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+        Program("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
+    ),
+    version_ldflags="-X k8s.io/component-base/version.gitVersion={version}",
+    version_of="k8s.io/kubernetes",
+)
+KWOK = BuildModule(
+    "kwok",
+    (Program("kwok", "sigs.k8s.io/kwok/cmd/kwok"),),  # its version is a constant in the module's source
+    # The stages kwokctl configures by default: nodes become Ready and keep a heartbeat, pods become Ready.
+    crds_from="sigs.k8s.io/kwok",
+    files=(
+        "kustomize/stage/node/fast/node-initialize.yaml",
+        "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+        "kustomize/stage/pod/fast/pod-ready.yaml",
+        "kustomize/stage/pod/fast/pod-complete.yaml",
+        "kustomize/stage/pod/fast/pod-delete.yaml",
+    ),
+)
+ARGOCD = BuildModule(
+    "argocd",
+    # One binary for every component: cmd/main.go picks it by ARGOCD_BINARY_NAME (or the name it is run as).
+    (Program("argocd", "github.com/argoproj/argo-cd/v2/cmd"),),
+    crds_from="github.com/argoproj/argo-cd/v2",
+    crds_dir="manifests/crds",
+    version_ldflags="-X github.com/argoproj/argo-cd/v2/common.version={number}",  # Argo prints v{number}
+    version_of="github.com/argoproj/argo-cd/v2",
+)
 
 
 class BuildError(RuntimeError):
@@ -176,10 +219,14 @@ def _build(module: BuildModule, target: Path) -> None:
             )
         if module.crds_from:
             listing = json.loads(_go(["list", "-m", "-json", module.crds_from], module))
-            bases = Path(listing["Dir"]) / "config" / "crd" / "bases"
+            bases = Path(listing["Dir"]) / module.crds_dir
             (staging / "crds").mkdir()
             for crd in sorted(bases.glob("*.yaml")):
                 shutil.copyfile(crd, staging / "crds" / crd.name)
+            if module.files:
+                (staging / "files").mkdir()
+            for name in module.files:
+                shutil.copyfile(Path(listing["Dir"]) / name, staging / "files" / Path(name).name)
         try:
             staging.rename(target)
         except OSError:
@@ -196,10 +243,18 @@ def _ensure(module: BuildModule, report: list[str]) -> Path:
         return target
     if target.exists():  # a program was deleted from the cache entry: build the whole entry again
         shutil.rmtree(target)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _children_cpu()
     _build(module, target)
-    report.append(f"{module.directory}: built {target} in {time.monotonic() - started:.0f}s")
+    report.append(
+        f"{module.directory}: built {target} in {time.monotonic() - started:.0f}s ({_children_cpu() - cpu:.0f}s of CPU)"
+    )
     return target
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (Go and its compilers) so far."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
 
 
 def toolchain(report: list[str] | None = None) -> Toolchain:
@@ -217,15 +272,99 @@ def toolchain(report: list[str] | None = None) -> Toolchain:
     )
 
 
-if __name__ == "__main__":
+@dataclass(frozen=True)
+class ArgoTools:
+    """Argo CD's one binary and its CRDs (Application, AppProject, ApplicationSet) from the same module version."""
+
+    argocd: Path
+    crds: tuple[Path, ...]
+    version: str
+
+
+def argocd_tools(report: list[str] | None = None) -> ArgoTools:
+    """Argo CD, built unless cached: a build of its own (``python test/e2e/build.py argocd``), so that CI can
+    cache it apart from the control plane and Flux."""
+    lines: list[str] = [] if report is None else report
+    target = _ensure(ARGOCD, lines)
+    return ArgoTools(
+        argocd=target / "argocd",
+        crds=tuple(sorted(p for p in (target / "crds").glob("*.yaml") if p.name != "kustomization.yaml")),
+        version=ARGOCD.required_version("github.com/argoproj/argo-cd/v2"),
+    )
+
+
+@dataclass(frozen=True)
+class PodTools:
+    """What makes Deployments run without containers: kube-controller-manager, kube-scheduler and kwok."""
+
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwok_stages: tuple[Path, ...]
+    kwok_version: str
+
+
+def pod_tools(report: list[str] | None = None) -> PodTools:
+    """Built unless cached (``python test/e2e/build.py pods``)."""
+    lines: list[str] = [] if report is None else report
+    controllers, kwok = _ensure(KUBE_CONTROLLERS, lines), _ensure(KWOK, lines)
+    return PodTools(
+        kube_controller_manager=controllers / "kube-controller-manager",
+        kube_scheduler=controllers / "kube-scheduler",
+        kwok=kwok / "kwok",
+        kwok_stages=tuple(sorted((kwok / "files").glob("*.yaml"))),
+        kwok_version=KWOK.required_version("sigs.k8s.io/kwok"),
+    )
+
+
+@dataclass(frozen=True)
+class HelmTools:
+    """Flux's helm-controller and its HelmRelease CRD."""
+
+    helm_controller: Path
+    crds: tuple[Path, ...]
+    version: str
+
+
+def helm_tools(report: list[str] | None = None) -> HelmTools:
+    """Built unless cached (``python test/e2e/build.py helm``)."""
+    lines: list[str] = [] if report is None else report
+    target = _ensure(HELM_CONTROLLER, lines)
+    return HelmTools(
+        helm_controller=target / "helm-controller",
+        crds=tuple(sorted((target / "crds").glob("*.yaml"))),
+        version=HELM_CONTROLLER.required_version("github.com/fluxcd/helm-controller"),
+    )
+
+
+def main(argv: list[str]) -> int:
     started = time.monotonic()
     lines: list[str] = []
     try:
-        tools = toolchain(lines)
+        if argv == ["argocd"]:
+            argo = argocd_tools(lines)
+            summary = f"argo cd {argo.version}; {len(argo.crds)} CRDs"
+        elif argv == ["pods"]:
+            pods = pod_tools(lines)
+            summary = f"kube-controller-manager, kube-scheduler, kwok {pods.kwok_version}"
+        elif argv == ["helm"]:
+            helm = helm_tools(lines)
+            summary = f"helm-controller {helm.version}; {len(helm.crds)} CRDs"
+        elif not argv:
+            tools = toolchain(lines)
+            summary = f"kubernetes {tools.kubernetes_version}, flux {tools.flux_versions}; {len(tools.crds)} CRDs"
+        else:
+            print("usage: build.py [argocd|pods|helm]", file=sys.stderr)
+            return 2
     except BuildError as exc:
         print("\n".join(lines), file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        return 1
     print("\n".join(lines))
-    print(f"kubernetes {tools.kubernetes_version}, flux {tools.flux_versions}; {len(tools.crds)} CRDs")
+    print(summary)
     print(f"build took {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

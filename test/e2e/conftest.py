@@ -12,17 +12,22 @@ import base64
 import itertools
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from e2e.build import Toolchain, toolchain
+from e2e.argofleet import ArgoFleet, create_argo_fleet
+from e2e.argoplane import ArgoPlane
+from e2e.build import ArgoTools, PodTools, Toolchain, argocd_tools, helm_tools, pod_tools, toolchain
 from e2e.environment import Cluster, running_cluster
 from e2e.fleet import Fleet, create_fleet
+from e2e.fluxcontrollers import FluxControllers, install_crds
 from e2e.keptnbin import ENV, KeptnTools, keptn_binaries
 from e2e.keptnplane import KeptnPlane, running_keptn
 from e2e.keptnside import KeptnBus, start_service
+from e2e.pods import PodPlane
 from e2e.processes import Process
 
 from keptn_gitops_sim.natsd import NatsServer
@@ -92,6 +97,89 @@ async def keptn(service: Process, nats_url: str) -> AsyncIterator[KeptnBus]:
         yield bus
     finally:
         await bus.close()
+
+
+@pytest.fixture
+async def keptn_bus(nats_url: str) -> AsyncIterator[KeptnBus]:
+    """The shipyard-controller's side of NATS, for tests that start the service themselves."""
+    bus = await KeptnBus().connect(nats_url)
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture(scope="session")
+def argo_tools(pytestconfig: pytest.Config) -> ArgoTools:
+    """Argo CD's binary and CRDs, built from its module on first use (``build.py argocd``), then cached."""
+    lines: list[str] = []
+    built = argocd_tools(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e build: {line}")
+    return built
+
+
+@pytest.fixture(scope="session")
+def argo(
+    pytestconfig: pytest.Config, argo_tools: ArgoTools, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ArgoPlane]:
+    """Redis, Argo CD's repo-server, application-controller and argocd-server on the e2e API server."""
+    workdir = tmp_path_factory.mktemp("e2e-argocd")
+    plane = ArgoPlane(argo_tools, cluster.kube, cluster.kubeconfig, workdir)
+    started = time.monotonic()
+    plane.start()
+    try:
+        _report(
+            pytestconfig,
+            f"e2e argo cd: {argo_tools.version} up in {time.monotonic() - started:.0f}s; logs in {plane.logs}",
+        )
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def pods(pytestconfig: pytest.Config, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodPlane]:
+    """kube-controller-manager, kube-scheduler and kwok with one fake node: Deployments become Available."""
+    lines: list[str] = []
+    tools: PodTools = pod_tools(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e build: {line}")
+    workdir = tmp_path_factory.mktemp("e2e-pods")
+    plane = PodPlane(tools, cluster.kube, cluster.kubeconfig, workdir)
+    started = time.monotonic()
+    plane.start()
+    try:
+        _report(pytestconfig, f"e2e pods: kwok {tools.kwok_version} up in {time.monotonic() - started:.0f}s")
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def helm(
+    pytestconfig: pytest.Config, tools: Toolchain, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FluxControllers]:
+    """Flux's helm-controller (built on first use) and its CRD, next to the session's Flux controllers."""
+    lines: list[str] = []
+    built = helm_tools(lines)
+    for line in lines:
+        _report(pytestconfig, f"e2e build: {line}")
+    install_crds(cluster.kube, built.crds)
+    controllers = FluxControllers(tools, cluster.kubeconfig, tmp_path_factory.mktemp("e2e-helm"))
+    controllers.start_helm_controller(built.helm_controller)
+    try:
+        _report(pytestconfig, f"e2e helm-controller: {built.version} up")
+        yield controllers
+    finally:
+        controllers.stop()
+
+
+@pytest.fixture
+def argo_fleet(argo: ArgoPlane, cluster: Cluster) -> ArgoFleet:
+    """A fresh repository of plain manifests and the namespace ``argo<n>-dev`` its Applications deploy into."""
+    argo.check_running()
+    return create_argo_fleet(cluster.kube, cluster.git_http, f"argo{next(_projects)}")
 
 
 @pytest.fixture(scope="session")

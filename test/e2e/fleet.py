@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e.kubeclient import JSON, KubeClient, condition
-from support import GitHttpServer, git, make_remote
+from support import GitHttpServer, free_port, git, make_remote
 
 STAGE = "dev"
 SERVICES = ("carts", "orders")
@@ -113,6 +113,154 @@ class Fleet:
             what=f"Ready={ready} with {field} {expected}",
             timeout=FLUX_TIMEOUT,
         )
+
+
+def add_waiting_service(fleet: Fleet, service: str, *, stuck: bool = False, timeout: str = "30s") -> str:
+    """Someone adds ``apps/dev/<service>`` (a kustomized Deployment; ``stuck``: holding a host port, so that its
+    next version cannot roll out, see argofleet.py) and a Kustomization that
+    waits for it (``wait: true``, health checked for ``timeout``); returns once Flux reports it Ready at that
+    commit, i.e. the Deployment is Available (pods.py must run)."""
+    from e2e.argofleet import deployment  # the same Deployment the Argo CD tests roll out
+
+    work = fleet.bare.parent / f"work-{service}"
+    git("clone", "--quiet", "--branch", "main", str(fleet.bare), str(work))
+    folder = work / "apps" / STAGE / service
+    folder.mkdir(parents=True)
+    (folder / "deployment.yaml").write_text(deployment(service, free_port() if stuck else None))
+    (folder / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        f"namespace: {fleet.namespace}\n"
+        "resources:\n  - deployment.yaml\n"
+        f"images:\n  - name: docker.io/keptnexamples/{service}\n    newTag: 0.13.0\n"
+    )
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", f"add {service}", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    commit = fleet.head()
+    fleet.kube.merge_patch(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        "fleet",
+        fleet.namespace,
+        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
+    )
+    fleet.kube.create(
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": service, "namespace": fleet.namespace},
+            "spec": {
+                "interval": "10m",
+                "retryInterval": "10m",
+                "timeout": timeout,
+                "path": f"./apps/{STAGE}/{service}",
+                "prune": True,
+                "wait": True,
+                "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            },
+        }
+    )
+    fleet.wait_kustomization(service, ready="True", revision=commit)
+    return commit
+
+
+CHART = {
+    "charts/app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+    "charts/app/values.yaml": "image: {repository: docker.io/keptnexamples/app, tag: 0.13.0}\nhostPort: 0\n",
+    "charts/app/templates/deployment.yaml": (
+        "apiVersion: apps/v1\n"
+        "kind: Deployment\n"
+        "metadata:\n"
+        "  name: {{ .Release.Name }}\n"
+        "spec:\n"
+        "  replicas: 1\n"
+        "  progressDeadlineSeconds: 10\n"
+        "  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n"
+        "  selector: {matchLabels: {app: {{ .Release.Name }}}}\n"
+        "  template:\n"
+        "    metadata: {labels: {app: {{ .Release.Name }}}}\n"
+        "    spec:\n"
+        "      containers:\n"
+        "        - name: app\n"
+        "          image: {{ .Values.image.repository }}:{{ .Values.image.tag }}\n"
+        "          resources: {requests: {cpu: 100m}}\n"
+        "          {{- if .Values.hostPort }}\n"
+        "          ports: [{containerPort: 8080, hostPort: {{ .Values.hostPort }}}]\n"
+        "          {{- end }}\n"
+    ),
+}
+
+
+def add_helm_service(fleet: Fleet, service: str, *, stuck: bool = False) -> str:
+    """Someone adds a chart (``charts/app``, from the repository itself) and ``helm/dev/<service>/helmrelease.yaml``
+    with a Kustomization ``helm-<service>`` that applies it; returns once helm-controller released it (helm waits
+    for the Deployment to be Available, 20 s at most, so pods.py must run)."""
+    work = fleet.bare.parent / f"work-helm-{service}"
+    git("clone", "--quiet", "--branch", "main", str(fleet.bare), str(work))
+    files = dict(CHART)
+    files[f"helm/{STAGE}/{service}/helmrelease.yaml"] = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\n"
+        "kind: HelmRelease\n"
+        "metadata:\n"
+        f"  name: {service}\n"
+        f"  namespace: {fleet.namespace}\n"
+        "spec:\n"
+        "  interval: 10m\n"
+        "  timeout: 20s\n"
+        "  chart:\n"
+        "    spec:\n"
+        "      chart: ./charts/app\n"
+        "      reconcileStrategy: Revision\n"
+        "      sourceRef: {kind: GitRepository, name: fleet}\n"
+        "  values:\n"
+        "    image:\n"
+        f"      repository: docker.io/keptnexamples/{service}\n"
+        "      tag: 0.13.0\n"
+        f"    hostPort: {free_port() if stuck else 0}\n"
+    )
+    for rel, content in files.items():
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", f"add the HelmRelease {service}", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    commit = fleet.head()
+    fleet.kube.merge_patch(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        "fleet",
+        fleet.namespace,
+        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
+    )
+    fleet.kube.create(
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": f"helm-{service}", "namespace": fleet.namespace},
+            "spec": {
+                "interval": "10m",
+                "retryInterval": "10m",
+                "timeout": "1m",
+                "path": f"./helm/{STAGE}/{service}",
+                "prune": True,
+                "wait": False,
+                "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            },
+        }
+    )
+    fleet.wait_kustomization(f"helm-{service}", ready="True", revision=commit)
+    fleet.kube.wait_for(
+        "helm.toolkit.fluxcd.io/v2",
+        "HelmRelease",
+        service,
+        fleet.namespace,
+        lambda hr: condition(hr, "Ready").get("status") == "True",
+        what="released",
+        timeout=FLUX_TIMEOUT,
+    )
+    return commit
 
 
 def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages: tuple[str, ...] = (STAGE,)) -> Fleet:

@@ -1,4 +1,5 @@
-"""Flux's source-controller and kustomize-controller as local processes against the end-to-end API server.
+"""Flux's source-controller and kustomize-controller (and, for the HelmRelease tests, helm-controller) as local
+processes against the end-to-end API server.
 
 Their CRDs come from the same module versions the binaries were built from. source-controller serves the
 artifacts it packs on a loopback port and advertises that address, so kustomize-controller downloads them as it
@@ -70,6 +71,14 @@ class FluxControllers:
                 ],
             )
             self._run("kustomize-controller", self.tools.kustomize_controller, ["--requeue-dependency=5s"])
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_helm_controller(self, binary: Path) -> None:
+        """helm-controller too (build.py ``helm``); it fetches charts from source-controller's artifacts."""
+        try:
+            self._run("helm-controller", binary, ["--requeue-dependency=5s"])
         except BaseException:
             self.stop()
             raise

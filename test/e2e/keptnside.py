@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from e2e.argofleet import ArgoFleet
 from e2e.fleet import STAGE, Fleet
 from e2e.processes import Process
 from support import WAIT_FLUX, ConfigRule, free_port, service_config
@@ -21,22 +22,24 @@ FLUX_WAIT = "3m"  # the service's own wait timeout; the tests wait a little long
 
 
 def start_service(
-    fleet: Fleet,
+    fleet: Fleet | ArgoFleet,
     nats_url: str,
     kubeconfig: Path,
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
     wait: str = WAIT_FLUX,
+    config_text: str | None = None,
 ) -> Process:
     """``python -m keptn_gitops_service run`` for ``fleet`` (its rule's ``wait``: a Flux Kustomization, or the one-line
     mapping given); returns once ``/readyz`` answers 200.
 
-    The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP."""
+    The service pushes to the bare repository with ``file://``; Flux fetches the same repository over HTTP.
+    ``config_text`` replaces the configuration file (the Flux rule above by default)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "gitops.yaml"
     rule = ConfigRule(match=f'{{project: {fleet.project}, stage: "*", service: "*"}}', timeout=FLUX_WAIT, wait=wait)
-    config.write_text(service_config(fleet.bare, rule))
+    config.write_text(config_text or service_config(fleet.bare, rule))
     port = port or free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -62,7 +65,7 @@ def start_service(
     return process
 
 
-def deployment_triggered(fleet: Fleet, service: str, image: str) -> dict[str, Any]:
+def deployment_triggered(fleet: Fleet | ArgoFleet, service: str, image: str) -> dict[str, Any]:
     """``deployment.triggered`` as the shipyard-controller sends it after ``keptn trigger delivery``."""
     from harness import triggered  # the unit suite's event, so both suites send the same shape
 

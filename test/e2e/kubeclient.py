@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,8 @@ POLL = 0.2  # seconds between reads while waiting; deadlines bound every wait
 RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "Namespace"): ("/api/v1", "namespaces", False),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
+    ("v1", "Secret"): ("/api/v1", "secrets", True),
+    ("v1", "Node"): ("/api/v1", "nodes", False),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): (
         "/apis/apiextensions.k8s.io/v1",
@@ -34,6 +37,9 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
         "kustomizations",
         True,
     ),
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): ("/apis/helm.toolkit.fluxcd.io/v2", "helmreleases", True),
+    ("argoproj.io/v1alpha1", "Application"): ("/apis/argoproj.io/v1alpha1", "applications", True),
+    ("argoproj.io/v1alpha1", "AppProject"): ("/apis/argoproj.io/v1alpha1", "appprojects", True),
 }
 
 
@@ -57,14 +63,16 @@ class KubeClient:
         parsed: JSON = json.loads(self.send(method, path, body) or b"{}")
         return parsed
 
-    def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> bytes:
+    def send(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, content_type: str = "application/json"
+    ) -> bytes:
         """The raw response body; a ``KubeError`` for an error status."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.server + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token}")
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, context=self._tls, timeout=30) as response:
                 body_bytes: bytes = response.read()
@@ -80,6 +88,11 @@ class KubeClient:
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> JSON:
         return self.request("GET", object_path(api_version, kind, name, namespace))
+
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> JSON:
+        path = object_path(api_version, kind, name, namespace)
+        parsed: JSON = json.loads(self.send("PATCH", path, patch, "application/merge-patch+json") or b"{}")
+        return parsed
 
     def wait_for(
         self,
@@ -108,6 +121,45 @@ class KubeClient:
                 status = json.dumps(last.get("status"), indent=1)
                 raise AssertionError(f"{kind} {namespace}/{name}: not {what} after {timeout:.0f}s; status: {status}")
             time.sleep(POLL)
+
+
+class Recorder:
+    """Every version of one object, as a watch delivers them, recorded by a thread until :meth:`stop`."""
+
+    def __init__(self, client: KubeClient, api_version: str, kind: str, name: str, namespace: str) -> None:
+        self.versions: list[JSON] = []
+        self._client = client
+        collection = collection_path({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}})
+        self._path = f"{collection}?watch=1&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=false"
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch {kind} {name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = ""
+        while not self._stopped.is_set():
+            resume = f"&resourceVersion={last}" if last else ""  # no version is lost between two watches
+            req = urllib.request.Request(self._client.server + self._path + "&timeoutSeconds=10" + resume)
+            req.add_header("Authorization", f"Bearer {self._client._token}")
+            try:
+                with urllib.request.urlopen(req, context=self._client._tls, timeout=30) as response:
+                    for line in response:
+                        event = json.loads(line)
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            self._note(event["object"])
+                            last = event["object"]["metadata"]["resourceVersion"]
+            except (OSError, ValueError):
+                time.sleep(POLL)
+
+    def _note(self, obj: JSON) -> None:
+        version = obj["metadata"]["resourceVersion"]
+        if not any(v["metadata"]["resourceVersion"] == version for v in self.versions):
+            self.versions.append(obj)
+
+    def stop(self) -> list[JSON]:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+        return sorted(self.versions, key=lambda v: int(v["metadata"]["resourceVersion"]))
 
 
 def wait_until(probe: Callable[[], bool], *, what: str, timeout: float) -> None:

@@ -7,11 +7,18 @@ server-side apply, and every verdict the service sends is checked against the ob
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from e2e.fleet import Fleet
-from e2e.keptnside import KeptnBus, deployment_triggered, rollback_triggered
+import pytest
+from e2e.environment import Cluster
+from e2e.fleet import Fleet, add_helm_service, add_waiting_service
+from e2e.fluxcontrollers import FluxControllers
+from e2e.keptnside import KeptnBus, deployment_triggered, rollback_triggered, start_service
 from e2e.kubeclient import KubeError, condition
+from e2e.pods import PodPlane, wait_available
+from e2e.processes import Process
 
 ANSWER_TIMEOUT = 240  # seconds; above the service's own wait timeout (keptnside.FLUX_WAIT), so it answers first
 
@@ -92,3 +99,110 @@ async def test_a_rollback_restores_the_version_flux_applied_before(fleet: Fleet,
     assert f"lastAppliedRevision main@sha1:{reverted}" in data["message"], data["message"]  # it waited for Flux
     assert fleet.kustomization("carts")["status"]["lastAppliedRevision"] == f"main@sha1:{reverted}"
     assert fleet.deployment_image("carts") == "docker.io/keptnexamples/carts:0.13.0"
+
+
+async def test_with_wait_true_the_delivery_passes_once_the_deployment_is_available(
+    pods: PodPlane, fleet: Fleet, keptn: KeptnBus
+) -> None:
+    added = add_waiting_service(fleet, "web")
+    event = deployment_triggered(fleet, "web", "docker.io/keptnexamples/web:0.13.1")
+    data = await deliver(keptn, event)
+
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    commit = fleet.head()
+    assert commit != added
+    ks = fleet.kustomization("web")
+    assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{commit}"
+    assert condition(ks, "Ready")["reason"] == "ReconciliationSucceeded"
+    assert condition(ks, "Healthy")["status"] == "True", ks["status"]  # Flux checked the Deployment's rollout
+    deployment = wait_available(fleet.kube, "web", fleet.namespace, timeout=1)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/keptnexamples/web:0.13.1"
+
+
+async def test_with_wait_true_a_rollout_that_never_completes_fails_with_health_check_failed(
+    pods: PodPlane, fleet: Fleet, keptn: KeptnBus
+) -> None:
+    add_waiting_service(fleet, "stuck", stuck=True)
+    event = deployment_triggered(fleet, "stuck", "docker.io/keptnexamples/stuck:0.13.1")
+    data = await deliver(keptn, event)
+
+    assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
+    commit = fleet.head()
+    ks = fleet.kustomization("stuck")
+    ready = condition(ks, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "HealthCheckFailed"), ks["status"]
+    assert ks["status"]["lastAttemptedRevision"] == f"main@sha1:{commit}"
+    assert "Flux failed to apply the revision: HealthCheckFailed: " in data["message"], data["message"]
+    assert ready["message"].strip() in data["message"]
+    deployment = fleet.kube.get("apps/v1", "Deployment", "stuck", fleet.namespace)
+    assert deployment["status"]["availableReplicas"] == 1  # the old pod still runs; the new one found no room
+
+
+HELM_CONFIG = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - name: fleet
+    url: file://{bare}
+    branch: main
+    author: {{name: keptn-gitops-service, email: gitops@keptn.invalid}}
+rules:
+  - match: {{project: {project}, stage: "*", service: "*"}}
+    repository: fleet
+    updates:
+      - file: "helm/{{stage}}/{{service}}/helmrelease.yaml"
+        helmRelease: {{values: {{image.tag: "{{image.tag}}"}}}}
+    wait:
+      flux:
+        kind: HelmRelease
+        name: "{{service}}"
+        namespace: "{{project}}-{{stage}}"
+        kustomization: {{name: "helm-{{service}}", namespace: "{{project}}-{{stage}}"}}
+      timeout: 3m
+"""
+
+
+@pytest.fixture
+def helm_service(fleet: Fleet, cluster: Cluster, nats_url: str, tmp_path: Path) -> Iterator[Process]:
+    config = HELM_CONFIG.format(bare=fleet.bare, project=fleet.project)
+    process = start_service(fleet, nats_url, cluster.kubeconfig, tmp_path, config_text=config)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def test_a_helm_release_passes_once_helm_controller_released_the_commit(
+    pods: PodPlane, helm: FluxControllers, fleet: Fleet, helm_service: Process, keptn_bus: KeptnBus
+) -> None:
+    add_helm_service(fleet, "web")
+    event = deployment_triggered(fleet, "web", "docker.io/keptnexamples/web:0.13.1")
+    data = await deliver(keptn_bus, event)
+
+    assert (data["status"], data["result"]) == ("succeeded", "pass"), data["message"]
+    commit = fleet.head()
+    assert fleet.kustomization("helm-web")["status"]["lastAppliedRevision"] == f"main@sha1:{commit}"
+    release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "web", fleet.namespace)
+    assert condition(release, "Ready")["status"] == "True"
+    assert release["status"]["history"][0]["status"] == "deployed"
+    deployment = wait_available(fleet.kube, "web", fleet.namespace, timeout=1)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/keptnexamples/web:0.13.1"
+
+
+async def test_a_helm_upgrade_whose_rollout_never_completes_fails_as_helm_controller_stalls(
+    pods: PodPlane, helm: FluxControllers, fleet: Fleet, helm_service: Process, keptn_bus: KeptnBus
+) -> None:
+    add_helm_service(fleet, "stuck", stuck=True)
+    event = deployment_triggered(fleet, "stuck", "docker.io/keptnexamples/stuck:0.13.1")
+    data = await deliver(keptn_bus, event)
+
+    assert (data["status"], data["result"]) == ("errored", "fail"), data["message"]
+    release = fleet.kube.get("helm.toolkit.fluxcd.io/v2", "HelmRelease", "stuck", fleet.namespace)
+    ready = condition(release, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "UpgradeFailed"), release["status"]
+    # No remediation configured: helm-controller gave up after the first attempt and said so (Stalled=True
+    # RetriesExceeded, which the service read; helm-controller may have reconciled again since).
+    assert data["message"].startswith("Flux stalled: RetriesExceeded: Failed to upgrade after 1 attempt(s). "), data[
+        "message"
+    ]
+    assert "Ready=False (UpgradeFailed: Helm upgrade failed for release " in data["message"], data["message"]

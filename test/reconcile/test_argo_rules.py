@@ -135,6 +135,45 @@ def test_running_operation(upstream_fixtures: Path) -> None:
     assert obs.summary.endswith("; the operation has not finished")
 
 
+def test_running_operation_while_the_operation_is_still_set_says_what_it_runs(upstream_fixtures: Path) -> None:
+    """Argo CD v2.14 keeps ``operation`` until the write that ends it; the first ``Running`` writes have no
+    ``syncResult`` yet, the revision is in ``operationState.operation.sync``."""
+    app = fixture_app(upstream_fixtures)
+    app["operation"] = {"sync": {"revision": NEWER}, "initiatedBy": {"automated": True}}
+    ops = app["status"]["operationState"]
+    ops.update(phase="Running", message="one or more tasks are running", operation=app["operation"])
+    del ops["finishedAt"], ops["syncResult"]
+    obs = judge(app)
+    assert obs.verdict is Verdict.IN_PROGRESS
+    assert f"last operation Running for {NEWER[:12]} (started " in obs.summary
+    assert obs.summary.endswith("; the sync operation is Running: one or more tasks are running")
+
+
+@pytest.mark.parametrize("between_attempts", [True, False])
+def test_a_retried_sync_reports_the_attempts_and_argos_message(upstream_fixtures: Path, between_attempts: bool) -> None:
+    """Auto-sync retries a failed sync (5 times by default): the operation stays ``Running`` with ``retryCount``,
+    ``finishedAt`` set between attempts, and Argo CD's message — not "requested but has not started"."""
+    app = fixture_app(upstream_fixtures)
+    message = (
+        'one or more objects failed to apply, reason: ConfigMap "orders" is invalid: metadata.labels: Invalid '
+        'value: "docker.io/x:1" due to application controller sync timeout. Retrying attempt #2 at 7:34AM.'
+    )
+    app["operation"] = {"sync": {"revision": SHA}, "initiatedBy": {"automated": True}, "retry": {"limit": 5}}
+    ops = app["status"]["operationState"]
+    ops.update(phase="Running", message=message, retryCount=2, operation=app["operation"])
+    del ops["syncResult"]
+    if not between_attempts:
+        del ops["finishedAt"]
+    obs = judge(app)
+    assert obs.verdict is Verdict.IN_PROGRESS
+    waiting = "waiting to retry" if between_attempts else "retrying"
+    assert obs.summary.endswith(
+        f"; the sync operation is Running, {waiting} after 2 failed attempt(s): {' '.join(message.split())}"
+    ), obs.summary
+    if between_attempts:
+        assert f"last operation Running for {SHA[:12]} (attempt 2 failed 2024-03-05T07:33:04Z)" in obs.summary
+
+
 def test_succeeded_phase_without_finished_at_is_not_trusted(upstream_fixtures: Path) -> None:
     """The inconsistent terminal state argoproj/argo-cd#29636 reports after a controller restart (phase
     Succeeded, no finishedAt): like ``argocd app wait``, only finishedAt ends an operation."""
@@ -483,3 +522,20 @@ def test_pending_operation_is_decided_without_asking_git(upstream_fixtures: Path
     app["operation"] = {"sync": {"revision": SHA}}
     check: Callable[[str], bool] = never
     assert judge(app, commit_matches=check).verdict is Verdict.IN_PROGRESS
+
+
+def test_a_degraded_application_names_its_degraded_resources(upstream_fixtures: Path) -> None:
+    """Argo CD v2.14 writes no ``health.message`` for the Application: the reasons come from its resources."""
+    app = fixture_app(upstream_fixtures)
+    app["status"]["health"] = {"status": "Degraded", "lastTransitionTime": "2024-03-05T07:33:04Z"}
+    app["status"]["resources"] = [
+        {"kind": "Service", "name": "carts", "health": {"status": "Healthy"}},
+        {
+            "kind": "Deployment",
+            "name": "carts",
+            "health": {"status": "Degraded", "message": 'Deployment "carts" exceeded its progress deadline'},
+        },
+    ]
+    obs = judge(app, now=FINISHED + timedelta(minutes=5))
+    assert obs.verdict is Verdict.FAILED
+    assert 'health Degraded (Deployment carts: Deployment "carts" exceeded its progress deadline)' in obs.summary

@@ -337,3 +337,40 @@ async def test_timeout_with_a_controlled_clock(kube: KubeApiServer, hub: KubeHub
         "reconciledAt 2026-01-01T00:01:00Z; waiting for sync status Synced"
     )
     assert REFRESH not in (get_app(kube)["metadata"].get("annotations") or {})
+
+
+async def test_a_timeout_during_auto_sync_retries_reports_the_retrying_operation(
+    kube: KubeApiServer, hub: KubeHub
+) -> None:
+    """Auto-sync retries a failing sync 5 times (about 2.5 minutes of backoff) and keeps ``operation`` set
+    meanwhile: a wait that times out first says so, with Argo CD's error, not "requested but has not started"."""
+    deployed_before(kube)
+    clock = ManualClock()
+    task = start_wait(hub, timeout=60, clock=clock)
+    await asyncio.wait_for(refresh_requested(kube), 10)
+    operation = {"sync": {"revision": OURS}, "initiatedBy": {"automated": True}, "retry": {"limit": 5}}
+    app = get_app(kube)
+    app["operation"] = operation
+    app["status"].pop("operationState")
+    kube.put_object(app)
+    set_app(kube, {**app_status(OURS, sync="OutOfSync", phase=None), "health": {"status": "Healthy"}}, refreshed=True)
+    error = 'one or more objects failed to apply, reason: ConfigMap "carts" is invalid'
+    retrying = app_status(OURS, sync="OutOfSync", phase="Running", finished="2026-01-01T00:02:00Z")
+    retrying["operationState"].update(
+        operation=operation,
+        retryCount=2,
+        message=f"{error} due to application controller sync timeout. Retrying attempt #2 at 12:02AM.",
+    )
+    del retrying["operationState"]["syncResult"]
+    set_app(kube, retrying)
+    while not clock.sleepers:
+        await asyncio.sleep(0.01)
+    await settle()
+    clock.advance(60)
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.timed_out
+    assert outcome.message.endswith(
+        f"last operation Running for {OURS[:12]} (attempt 2 failed 2026-01-01T00:02:00Z), reconciledAt "
+        "2026-01-01T00:01:00Z; the sync operation is Running, waiting to retry after 2 failed attempt(s): "
+        f"{error} due to application controller sync timeout. Retrying attempt #2 at 12:02AM."
+    ), outcome.message
