@@ -90,15 +90,13 @@ class WorkingClone:
         """Make the clone ready; whether that fetched (a new clone, or the first use in this process)."""
         if self._ready:
             return False
-        await self._ensure()
-        await self._load_tip()
+        await self._open()
         return True
 
     async def fetch(self) -> None:
         """Update the remote-tracking ref of our branch, and learn the trailers of the commits it brought."""
         if not self._ready:
-            await self._ensure()
-            await self._load_tip()
+            await self._open()
         branch = self.repository.branch
         before = self.tip
         await self.run(
@@ -257,7 +255,7 @@ class WorkingClone:
         if ancestor == descendant:
             return True
         if not self._ready:
-            await self._ensure()
+            await self._open()
         fetched, step = False, self._first_deepen()
         while True:
             code = await self._merge_base_is_ancestor(ancestor, descendant)
@@ -307,6 +305,11 @@ class WorkingClone:
             return False
         reachable = await self.run("rev-list", descendant)
         return not boundary.isdisjoint(reachable.split())
+
+    async def _open(self) -> None:
+        """Make the clone ready and read its tip: a clone is never ready without the tip a write builds on."""
+        await self._ensure()
+        await self._load_tip()
 
     async def _ensure(self) -> None:
         options = self.repository.clone

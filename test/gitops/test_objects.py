@@ -161,3 +161,29 @@ async def test_the_clone_has_no_work_tree_and_its_reader_stops_when_idle(writer:
     assert again.created and read_remote(remote, "apps/new.yaml", again.commit) == "image:\n  tag: 3.0.0\n"
     await writer.close()
     assert objects.reader_pid is None
+
+
+async def test_a_clone_first_used_for_an_ancestry_check_writes_on_the_branch_tip(tmp_path: Path) -> None:
+    """After a restart the first use of an existing clone can be a resumed deployment's ancestry check; the next
+    write must still build on the branch tip it reads then, not on a tip it never read."""
+
+    async def no_sleep(_: float) -> None:
+        await asyncio.sleep(0)
+
+    remote = make_remote(tmp_path, {"a/values.yaml": VALUES})
+    repo = Repository("fleet", f"file://{remote}", author=Author("bot", "bot@keptn.invalid"))
+    before = GitWriter(tmp_path / "state", sleep=no_sleep, rng=random.Random(5))
+    first = await before.write(change(repo, "id-1", "a/values.yaml", "2.0.0"))
+    await before.close()
+
+    after = GitWriter(tmp_path / "state", sleep=no_sleep, rng=random.Random(5))  # the next process, same clone
+    try:
+        assert await after.clone(repo).is_ancestor(git("rev-parse", "main^", cwd=remote).strip(), first.commit)
+        retag = FileEdit("a/values.yaml", lambda text: re.sub(r"tag: .*", "tag: 3.0.0", text))
+        message = "deploy 3.0.0\n\nKeptn-Context: ctx\nKeptn-Triggered-Id: id-2\n"
+        second = await after.write(Change(repo, (retag,), message, ("Keptn-Triggered-Id", "id-2")))
+    finally:
+        await after.close()
+    assert second.commit == git("rev-parse", "main", cwd=remote).strip()
+    assert git("rev-parse", f"{second.commit}^", cwd=remote).strip() == first.commit
+    assert read_remote(remote, "a/values.yaml") == "image:\n  tag: 3.0.0\n"
