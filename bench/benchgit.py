@@ -20,3 +20,17 @@ GIT_ENV = {
 def git(*args: str, cwd: Path | None = None) -> str:
     """Run git, returning its output (raises on failure)."""
     return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
+
+
+def children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (from /proc; Linux only)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found

@@ -40,8 +40,19 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from benchgit import GIT_ENV
-from git_writer import deployment, fleet, git, machine, ref_updates, repository, service_name, table
+from benchgit import GIT_ENV, children
+from git_writer import (
+    NONE_RULE,
+    RULE,
+    deployment,
+    fleet,
+    git,
+    machine,
+    ref_updates,
+    repository,
+    service_name,
+    table,
+)
 
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_sim import content
@@ -50,34 +61,14 @@ from keptn_gitops_sim.natsd import NatsServer
 from keptn_gitops_sim.runner import shipyard_trigger
 
 ROOT = Path(__file__).resolve().parents[1]
-NONE_RULE = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - {{name: fleet, url: "file://{bare}", author: {{name: bench, email: bench@x.invalid}}}}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
-FLUX_RULE = """\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - {{name: fleet, url: "file://{bare}", author: {{name: bench, email: bench@x.invalid}}}}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
+FLUX_RULE = (
+    RULE
+    + """\
     wait:
       flux: {{kind: Kustomization, name: "{{service}}", namespace: "{{project}}-{{stage}}"}}
       timeout: 1h
 """
+)
 
 
 # ---- the service in a process of its own -------------------------------------------------------------------------
@@ -136,19 +127,6 @@ class ServiceProcess:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 class Loop:

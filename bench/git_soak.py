@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchgit import children
+
 from keptn_gitops_service.config.model import Author, Repository
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 
@@ -36,19 +38,10 @@ ENV = {
 def sample() -> tuple[int, int, int]:
     """(open fds, live child processes, RSS in KiB) of this process."""
     fds = len(os.listdir("/proc/self/fd"))
-    me, children = os.getpid(), 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                children += 1
     rss = next(
         int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:")
     )
-    return fds, children, rss
+    return fds, len(children(os.getpid())), rss
 
 
 def make_remote(root: Path) -> Path:

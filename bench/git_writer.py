@@ -50,6 +50,20 @@ from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 AUTHOR = Author("keptn-gitops-service", "gitops@keptn.invalid")
 IMAGE = "docker.io/keptnexamples/{service}"
 CACHE = Path.home() / ".cache" / "keptn-gitops-service" / "bench"
+# The service's configuration for a fleet() repository (format with ``bare``), without its rule's ``wait``.
+RULE = """\
+apiVersion: gitops.keptn-contrib/v1
+kind: GitOpsConfig
+repositories:
+  - {{name: fleet, url: "file://{bare}", author: {{name: bench, email: bench@x.invalid}}}}
+rules:
+  - match: {{project: sockshop}}
+    repository: fleet
+    updates:
+      - file: "apps/{{service}}/kustomization.yaml"
+        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
+"""
+NONE_RULE = RULE + "    wait: {{none: {{}}}}\n"
 
 
 # ---- repositories -----------------------------------------------------------------------------------------------
@@ -285,19 +299,7 @@ async def through_the_service(root: Path) -> AsyncIterator[Once]:
     from keptn_gitops_sim.runner import shipyard_trigger
 
     bare = fleet(root / "e2e", 50)
-    config = f"""\
-apiVersion: gitops.keptn-contrib/v1
-kind: GitOpsConfig
-repositories:
-  - {{name: fleet, url: "file://{bare}", author: {{name: bench, email: bench@x.invalid}}}}
-rules:
-  - match: {{project: sockshop}}
-    repository: fleet
-    updates:
-      - file: "apps/{{service}}/kustomization.yaml"
-        kustomizeImage: {{name: "docker.io/keptnexamples/{{service}}"}}
-    wait: {{none: {{}}}}
-"""
+    config = NONE_RULE.format(bare=bare)
     async with NatsServer() as url:
         settings = Settings(nats_url=url, state_dir=root / "e2e" / "state", log_format="console", http_port=None)
         service = Service(settings, parse_config(config, "bench.yaml"))

@@ -70,8 +70,15 @@ def deployment(service: str, host_port: int | None = None) -> str:
     )
 
 
+def seed_repository(git_http: GitHttpServer, project: str, files: dict[str, str]) -> tuple[Path, str]:
+    """A bare repository ``<project>`` served by ``git_http``, its first commit holding ``files``; and its URL."""
+    (git_http.root / project).mkdir(parents=True)
+    bare = make_remote(git_http.root / project, files)
+    return bare, git_http.url(bare)
+
+
 @dataclass(frozen=True)
-class ArgoFleet:
+class Repository:
     """One test's repository (``bare``, served at ``url``) and its namespace ``<project>-dev``."""
 
     project: str
@@ -83,11 +90,16 @@ class ArgoFleet:
     def namespace(self) -> str:
         return f"{self.project}-{STAGE}"
 
-    def app_name(self, service: str) -> str:
-        return f"{self.project}-{service}"
-
     def head(self) -> str:
         return git("rev-parse", "main", cwd=self.bare).strip()
+
+
+@dataclass(frozen=True)
+class ArgoFleet(Repository):
+    """A :class:`Repository` of plain manifests that Argo CD Applications deploy into its namespace."""
+
+    def app_name(self, service: str) -> str:
+        return f"{self.project}-{service}"
 
     def parent(self, commit: str) -> str:
         return git("rev-parse", f"{commit}^", cwd=self.bare).strip()
@@ -129,8 +141,6 @@ if not done.exists():
 
 def create_argo_fleet(kube: KubeClient, git_http: GitHttpServer, project: str) -> ArgoFleet:
     """Seed the repository and create the namespace the Applications deploy into."""
-    (git_http.root / project).mkdir(parents=True)
-    bare = make_remote(git_http.root / project, repository_files())
-    fleet = ArgoFleet(project, bare, git_http.url(bare), kube)
+    fleet = ArgoFleet(project, *seed_repository(git_http, project, repository_files()), kube)
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": fleet.namespace}})
     return fleet

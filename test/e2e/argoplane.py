@@ -36,7 +36,7 @@ import yaml
 from e2e.build import ArgoTools
 from e2e.fluxcontrollers import install_crds
 from e2e.kubeclient import JSON, KubeClient
-from e2e.processes import Process, ProcessError
+from e2e.processes import Process, ProcessError, ProcessGroup
 from support import free_port
 
 NAMESPACE = "argocd"
@@ -46,7 +46,7 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 PART_OF = {"app.kubernetes.io/part-of": "argocd"}  # Argo CD only reads config maps and secrets labelled so
 
 
-class ArgoPlane:
+class ArgoPlane(ProcessGroup):
     """Argo CD under ``workdir`` until :meth:`stop`; ``server_url`` and :meth:`token` once argocd-server runs."""
 
     def __init__(self, tools: ArgoTools, kube: KubeClient, kubeconfig: Path, workdir: Path) -> None:
@@ -57,16 +57,12 @@ class ArgoPlane:
         self.logs = workdir / "logs"
         self.server_url = ""
         self._admin_password = secrets.token_urlsafe(18)
-        self._processes: list[Process] = []
+        super().__init__()
         self._redis = ""
         self._repo_server = ""
 
-    @property
-    def processes(self) -> tuple[Process, ...]:
-        return tuple(self._processes)
-
     def start(self, *, server: bool = True) -> None:
-        try:
+        with self._starting():
             self._configure()
             self._start_redis()
             self._start_repo_server()
@@ -74,18 +70,6 @@ class ArgoPlane:
             if server:
                 self._start_server()
             self._start_notifications()
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
-
-    def check_running(self) -> None:
-        for process in self._processes:
-            process.check_running()
 
     # ------------------------------------------------------------------ configuration
 

@@ -13,8 +13,9 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -49,14 +50,22 @@ def _report(config: pytest.Config, line: str) -> None:
         reporter.write_line(line)
 
 
+_T = TypeVar("_T")
+
+
+def _built(config: pytest.Config, prefix: str, build: Callable[[list[str]], _T]) -> _T:
+    """``build(lines)``, then each line it reported shown as ``<prefix>: <line>``."""
+    lines: list[str] = []
+    built = build(lines)
+    for line in lines:
+        _report(config, f"{prefix}: {line}")
+    return built
+
+
 @pytest.fixture(scope="session")
 def tools(pytestconfig: pytest.Config) -> Toolchain:
     """etcd, kube-apiserver and the Flux controllers, built from their modules on first use, then cached."""
-    lines: list[str] = []
-    built = toolchain(lines)
-    for line in lines:
-        _report(pytestconfig, f"e2e build: {line}")
-    return built
+    return _built(pytestconfig, "e2e build", toolchain)
 
 
 @pytest.fixture(scope="session")
@@ -112,11 +121,7 @@ async def keptn_bus(nats_url: str) -> AsyncIterator[KeptnBus]:
 @pytest.fixture(scope="session")
 def argo_tools(pytestconfig: pytest.Config) -> ArgoTools:
     """Argo CD's binary and CRDs, built from its module on first use (``build.py argocd``), then cached."""
-    lines: list[str] = []
-    built = argocd_tools(lines)
-    for line in lines:
-        _report(pytestconfig, f"e2e build: {line}")
-    return built
+    return _built(pytestconfig, "e2e build", argocd_tools)
 
 
 @pytest.fixture(scope="session")
@@ -141,10 +146,7 @@ def argo(
 @pytest.fixture(scope="session")
 def pods(pytestconfig: pytest.Config, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodPlane]:
     """kube-controller-manager, kube-scheduler and kwok with one fake node: Deployments become Available."""
-    lines: list[str] = []
-    tools: PodTools = pod_tools(lines)
-    for line in lines:
-        _report(pytestconfig, f"e2e build: {line}")
+    tools: PodTools = _built(pytestconfig, "e2e build", pod_tools)
     workdir = tmp_path_factory.mktemp("e2e-pods")
     plane = PodPlane(tools, cluster.kube, cluster.kubeconfig, workdir)
     started = time.monotonic()
@@ -161,10 +163,7 @@ def helm(
     pytestconfig: pytest.Config, tools: Toolchain, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FluxControllers]:
     """Flux's helm-controller (built on first use) and its CRD, next to the session's Flux controllers."""
-    lines: list[str] = []
-    built = helm_tools(lines)
-    for line in lines:
-        _report(pytestconfig, f"e2e build: {line}")
+    built = _built(pytestconfig, "e2e build", helm_tools)
     install_crds(cluster.kube, built.crds)
     controllers = FluxControllers(tools, cluster.kubeconfig, tmp_path_factory.mktemp("e2e-helm"))
     controllers.start_helm_controller(built.helm_controller)
@@ -186,11 +185,7 @@ def argo_fleet(argo: ArgoPlane, cluster: Cluster) -> ArgoFleet:
 def keptn_bin(pytestconfig: pytest.Config) -> KeptnTools:
     """Keptn 1.4.5's shipyard-controller, resource-service, api-service, distributor and CLI from
     ``KEPTN_GITOPS_KEPTN_BIN``, checked (keptnbin.py), and FerretDB, built on first use, then cached."""
-    lines: list[str] = []
-    found = keptn_binaries(lines)
-    for line in lines:
-        _report(pytestconfig, f"e2e keptn: {line}")
-    return found
+    return _built(pytestconfig, "e2e keptn", keptn_binaries)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from e2e.build import Toolchain
 from e2e.kubeclient import KubeClient
-from e2e.processes import Process
+from e2e.processes import Process, ProcessGroup
 from support import free_port
 
 START_TIMEOUT = 120  # seconds; kube-apiserver bootstraps its RBAC roles and priority levels on first start
@@ -65,7 +65,7 @@ def make_certificates(directory: Path) -> None:
         (directory / key).chmod(0o600)
 
 
-class ControlPlane:
+class ControlPlane(ProcessGroup):
     """etcd + kube-apiserver under ``workdir``; ``kubeconfig`` holds the server, its CA and the token."""
 
     def __init__(self, tools: Toolchain, workdir: Path) -> None:
@@ -77,30 +77,18 @@ class ControlPlane:
         self.port = free_port()
         self.server = f"https://127.0.0.1:{self.port}"
         self._token = secrets.token_urlsafe(32)
-        self._processes: list[Process] = []
+        super().__init__()
 
     def start(self) -> KubeClient:
-        try:
+        with self._starting():
             make_certificates(self.certs)
             etcd_url = self._start_etcd()
             self._start_apiserver(etcd_url)
             self._write_kubeconfig()
             return self.client()
-        except BaseException:
-            self.stop()
-            raise
 
     def client(self) -> KubeClient:
         return KubeClient(self.server, self._token, str(self.certs / "ca.crt"))
-
-    def stop(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
-
-    @property
-    def processes(self) -> tuple[Process, ...]:
-        return tuple(self._processes)
 
     def _start_etcd(self) -> str:
         client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"

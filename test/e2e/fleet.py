@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from e2e.argofleet import Repository, deployment, seed_repository
 from e2e.kubeclient import JSON, KubeClient, condition
-from support import GitHttpServer, free_port, git, make_remote
+from support import GitHttpServer, free_port, git
 
 STAGE = "dev"
 SERVICES = ("carts", "orders")
@@ -61,25 +62,14 @@ def _stage_files(stage: str, namespace: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Fleet:
-    """One test's repository (``bare``, served to Flux at ``url``) and a namespace ``<project>-<stage>`` per
-    stage (``dev`` unless told otherwise)."""
+class Fleet(Repository):
+    """One test's :class:`Repository` (served to Flux) and a namespace ``<project>-<stage>`` per stage (``dev``
+    unless told otherwise)."""
 
-    project: str
-    bare: Path
-    url: str
-    kube: KubeClient
     stages: tuple[str, ...] = (STAGE,)
-
-    @property
-    def namespace(self) -> str:
-        return f"{self.project}-{STAGE}"
 
     def namespace_of(self, stage: str) -> str:
         return f"{self.project}-{stage}"
-
-    def head(self) -> str:
-        return git("rev-parse", "main", cwd=self.bare).strip()
 
     def kustomization(self, service: str, stage: str = STAGE) -> JSON:
         return self.kube.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", service, self.namespace_of(stage))
@@ -120,12 +110,12 @@ def add_waiting_service(fleet: Fleet, service: str, *, stuck: bool = False, time
     next version cannot roll out, see argofleet.py) and a Kustomization that
     waits for it (``wait: true``, health checked for ``timeout``); returns once Flux reports it Ready at that
     commit, i.e. the Deployment is Available (pods.py must run)."""
-    from e2e.argofleet import deployment  # the same Deployment the Argo CD tests roll out
 
     work = fleet.bare.parent / f"work-{service}"
     git("clone", "--quiet", "--branch", "main", str(fleet.bare), str(work))
     folder = work / "apps" / STAGE / service
     folder.mkdir(parents=True)
+    # the same Deployment the Argo CD tests roll out
     (folder / "deployment.yaml").write_text(deployment(service, free_port() if stuck else None))
     (folder / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\n"
@@ -134,35 +124,7 @@ def add_waiting_service(fleet: Fleet, service: str, *, stuck: bool = False, time
         "resources:\n  - deployment.yaml\n"
         f"images:\n  - name: docker.io/keptnexamples/{service}\n    newTag: 0.13.0\n"
     )
-    git("add", "--all", cwd=work)
-    git("commit", "--quiet", "-m", f"add {service}", cwd=work)
-    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
-    commit = fleet.head()
-    fleet.kube.merge_patch(
-        "source.toolkit.fluxcd.io/v1",
-        "GitRepository",
-        "fleet",
-        fleet.namespace,
-        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
-    )
-    fleet.kube.create(
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": service, "namespace": fleet.namespace},
-            "spec": {
-                "interval": "10m",
-                "retryInterval": "10m",
-                "timeout": timeout,
-                "path": f"./apps/{STAGE}/{service}",
-                "prune": True,
-                "wait": True,
-                "sourceRef": {"kind": "GitRepository", "name": "fleet"},
-            },
-        }
-    )
-    fleet.wait_kustomization(service, ready="True", revision=commit)
-    return commit
+    return _publish(fleet, work, f"add {service}", service, f"./apps/{STAGE}/{service}", timeout=timeout, wait=True)
 
 
 CHART = {
@@ -223,34 +185,9 @@ def add_helm_service(fleet: Fleet, service: str, *, stuck: bool = False) -> str:
         path = work / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    git("add", "--all", cwd=work)
-    git("commit", "--quiet", "-m", f"add the HelmRelease {service}", cwd=work)
-    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
-    commit = fleet.head()
-    fleet.kube.merge_patch(
-        "source.toolkit.fluxcd.io/v1",
-        "GitRepository",
-        "fleet",
-        fleet.namespace,
-        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
+    commit = _publish(
+        fleet, work, f"add the HelmRelease {service}", f"helm-{service}", f"./helm/{STAGE}/{service}", timeout="1m"
     )
-    fleet.kube.create(
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": f"helm-{service}", "namespace": fleet.namespace},
-            "spec": {
-                "interval": "10m",
-                "retryInterval": "10m",
-                "timeout": "1m",
-                "path": f"./helm/{STAGE}/{service}",
-                "prune": True,
-                "wait": False,
-                "sourceRef": {"kind": "GitRepository", "name": "fleet"},
-            },
-        }
-    )
-    fleet.wait_kustomization(f"helm-{service}", ready="True", revision=commit)
     fleet.kube.wait_for(
         "helm.toolkit.fluxcd.io/v2",
         "HelmRelease",
@@ -263,12 +200,48 @@ def add_helm_service(fleet: Fleet, service: str, *, stuck: bool = False) -> str:
     return commit
 
 
+def _publish(fleet: Fleet, work: Path, message: str, name: str, path: str, *, timeout: str, wait: bool = False) -> str:
+    """Commit everything in ``work`` and push it, have Flux fetch it now, add a Kustomization ``name`` that applies
+    ``path`` (``wait``: with health checks, for ``timeout``); returns the commit once Flux reports it Ready there."""
+    git("add", "--all", cwd=work)
+    git("commit", "--quiet", "-m", message, cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    commit = fleet.head()
+    fleet.kube.merge_patch(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        "fleet",
+        fleet.namespace,
+        {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": commit}}},
+    )
+    fleet.kube.create(kustomization(name, fleet.namespace, path, timeout=timeout, wait=wait))
+    fleet.wait_kustomization(name, ready="True", revision=commit)
+    return commit
+
+
+def kustomization(name: str, namespace: str, path: str, *, timeout: str = "1m", wait: bool = False) -> JSON:
+    """A Kustomization that applies ``path`` of the GitRepository ``fleet``; retried only when asked to reconcile
+    (long intervals); ``wait``: health checks, for ``timeout``."""
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "interval": "10m",
+            "retryInterval": "10m",
+            "timeout": timeout,
+            "path": path,
+            "prune": True,
+            "wait": wait,
+            "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+        },
+    }
+
+
 def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages: tuple[str, ...] = (STAGE,)) -> Fleet:
     """Seed the repository, create per stage the namespace, the GitRepository and one Kustomization per service,
     and wait until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""
-    (git_http.root / project).mkdir(parents=True)
-    bare = make_remote(git_http.root / project, repository_files(project, stages))
-    fleet = Fleet(project, bare, git_http.url(bare), kube, stages)
+    fleet = Fleet(project, *seed_repository(git_http, project, repository_files(project, stages)), kube, stages)
     for stage in stages:
         namespace = fleet.namespace_of(stage)
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -282,22 +255,7 @@ def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages
             }
         )
         for service in SERVICES:
-            kube.create(
-                {
-                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-                    "kind": "Kustomization",
-                    "metadata": {"name": service, "namespace": namespace},
-                    "spec": {
-                        "interval": "10m",
-                        "retryInterval": "10m",
-                        "timeout": "1m",
-                        "path": f"./apps/{stage}/{service}",
-                        "prune": True,
-                        "wait": False,
-                        "sourceRef": {"kind": "GitRepository", "name": "fleet"},
-                    },
-                }
-            )
+            kube.create(kustomization(service, namespace, f"./apps/{stage}/{service}"))
     seed = fleet.head()
     for stage in stages:
         fleet.wait_kustomization("carts", ready="True", revision=seed, stage=stage)

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from e2e.build import Toolchain
 from e2e.kubeclient import KubeClient, condition
-from e2e.processes import Process
+from e2e.processes import Process, ProcessGroup
 from support import free_port
 
 CRD_TIMEOUT = 60
@@ -41,7 +41,7 @@ def install_crds(kube: KubeClient, crds: tuple[Path, ...]) -> None:
         )
 
 
-class FluxControllers:
+class FluxControllers(ProcessGroup):
     """source-controller and kustomize-controller, running until :meth:`stop`."""
 
     def __init__(self, tools: Toolchain, kubeconfig: Path, workdir: Path) -> None:
@@ -49,14 +49,10 @@ class FluxControllers:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.logs = workdir / "logs"
-        self._processes: list[Process] = []
-
-    @property
-    def processes(self) -> tuple[Process, ...]:
-        return tuple(self._processes)
+        super().__init__()
 
     def start(self) -> None:
-        try:
+        with self._starting():
             storage = self.workdir / "source-controller-storage"
             storage.mkdir(parents=True, exist_ok=True)
             storage_addr = f"127.0.0.1:{free_port()}"
@@ -71,26 +67,11 @@ class FluxControllers:
                 ],
             )
             self._run("kustomize-controller", self.tools.kustomize_controller, ["--requeue-dependency=5s"])
-        except BaseException:
-            self.stop()
-            raise
 
     def start_helm_controller(self, binary: Path) -> None:
         """helm-controller too (build.py ``helm``); it fetches charts from source-controller's artifacts."""
-        try:
+        with self._starting():
             self._run("helm-controller", binary, ["--requeue-dependency=5s"])
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
-
-    def check_running(self) -> None:
-        for process in self._processes:
-            process.check_running()
 
     def _run(self, name: str, binary: Path, args: list[str]) -> None:
         health = f"127.0.0.1:{free_port()}"

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from e2e.build import PodTools
 from e2e.kubeclient import JSON, KubeClient
-from e2e.processes import Process
+from e2e.processes import Process, ProcessGroup
 from support import free_port
 
 NODE = "kwok-node-0"
 READY_TIMEOUT = 120
 
 
-class PodPlane:
+class PodPlane(ProcessGroup):
     """kube-controller-manager, kube-scheduler and kwok with one node, until :meth:`stop`."""
 
     def __init__(self, tools: PodTools, kube: KubeClient, kubeconfig: Path, workdir: Path) -> None:
@@ -30,10 +30,10 @@ class PodPlane:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.logs = workdir / "logs"
-        self._processes: list[Process] = []
+        super().__init__()
 
     def start(self) -> None:
-        try:
+        with self._starting():
             self._run(
                 "kube-controller-manager",
                 self.tools.kube_controller_manager,
@@ -68,18 +68,6 @@ class PodPlane:
             )
             self.kube.create(_node())
             self._wait_node_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
-
-    def check_running(self) -> None:
-        for process in self._processes:
-            process.check_running()
 
     def _run(self, name: str, binary: Path, args: list[str]) -> None:
         home = self.workdir / "tmp" / name
@@ -97,8 +85,7 @@ class PodPlane:
             return not tainted and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
         kwok.wait_until(ready, f"making node {NODE} Ready (and the not-ready taint lifted)", READY_TIMEOUT)
-        for process in self._processes:
-            process.check_running()
+        self.check_running()
 
 
 def _node() -> JSON:

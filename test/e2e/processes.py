@@ -6,7 +6,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 POLL = 0.2  # seconds between readiness probes; a probe, not a clock: deadlines bound every wait
@@ -63,6 +64,35 @@ class Process:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+class ProcessGroup:
+    """Processes a part of the environment started, in order; stopped in reverse, also when starting fails."""
+
+    def __init__(self) -> None:
+        self._processes: list[Process] = []
+
+    @property
+    def processes(self) -> tuple[Process, ...]:
+        return tuple(self._processes)
+
+    @contextmanager
+    def _starting(self) -> Iterator[None]:
+        """Stop what was started if the block fails (or is interrupted), then re-raise."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+
+    def check_running(self) -> None:
+        for process in self._processes:
+            process.check_running()
 
 
 def http_ok(url: str) -> bool:
