@@ -127,8 +127,9 @@ async def test_a_sink_that_is_down_gets_each_event_exactly_once_when_it_is_back(
         await sink.wait_for(3)
         await until(lambda: worker.failures == 0)
         assert await store.outbox_pending() == []
-        clock.advance(3600)  # nothing is left to retry
-        await asyncio.sleep(0.05)
+        asleep = clock.sleepers
+        clock.advance(3600)  # nothing is left to retry: the worker wakes, finds nothing and sleeps again
+        await until(lambda: clock.sleepers == asleep)
         events = sink.events()
         assert len(events) == 3 and len({e["context"]["id"] for e in events}) == 3
         assert [e["subject"]["content"]["artifactId"].rsplit("=", 1)[1] for e in events] == ["1.0.0", "1.0.1", "1.0.2"]

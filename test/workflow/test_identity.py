@@ -4,14 +4,13 @@ pass."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import Loop, overlay, start_loop, stop_loop, triggered
-from support import NO_WAIT, git, read_remote, service_config
+from support import NO_WAIT, git, read_remote, service_config, until
 
 from keptn_gitops_service.keptn.events import KeptnEvent, to_structured
 from keptn_gitops_service.workflow.lifecycle import triggered as triggered_from
@@ -34,16 +33,6 @@ def rollback_in(context: str | None, service: str = "carts", result: str = "fail
 
 def head(loop: Loop) -> str:
     return git("rev-parse", "main", cwd=loop.remote).strip()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    """Wait until ``condition()`` holds (checked as the event loop turns)."""
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def deploy(loop: Loop, image: str, **data: Any) -> dict[str, Any]:
