@@ -60,7 +60,9 @@ def decided(result: Decision | Skipped) -> Decision:
 
 @pytest.mark.parametrize("name", ["service_deployed", "service_upgraded", "service_rolledback"])
 def test_the_specs_conformance_examples_validate(upstream_fixtures: Path, validate: Validate, name: str) -> None:
-    validate(json.loads((upstream_fixtures / "cdevents" / "conformance" / f"{name}.json").read_text()))
+    example = json.loads((upstream_fixtures / "cdevents" / "conformance" / f"{name}.json").read_text())
+    validate(example)  # raises ValidationError when the example does not hold to its schema
+    assert example["context"]["type"].startswith("dev.cdevents.service.")
 
 
 @pytest.mark.parametrize(

@@ -57,8 +57,12 @@ def carts(**changes: Any) -> FluxWait:
 
 
 async def test_an_existing_kustomization_passes(kube: KubeApiServer, reconciler: Reconciler) -> None:
+    """The check reads the cluster each time: it passes while the object exists and not once it is gone."""
     kube.put_object(kustomization("carts", "sockshop-dev"))
     await reconciler.check(carts())
+    kube.delete_object("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "sockshop-dev", "carts")
+    with pytest.raises(WaitTargetMissingError):
+        await reconciler.check(carts())
 
 
 async def test_a_wrong_name_is_refused_with_the_object_and_the_way_out(
