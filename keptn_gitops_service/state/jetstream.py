@@ -34,7 +34,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from keptn_gitops_service.clock import Clock
@@ -62,9 +62,7 @@ class JetStreamStateStore:
 
     def __init__(
         self,
-        kv: KeyValue | None = None,
         *,
-        memo_kv: KeyValue | None = None,
         owner: str,
         clock: Clock,
         lease: float = 30.0,
@@ -72,9 +70,10 @@ class JetStreamStateStore:
         bucket: str = DEFAULT_BUCKET,
         keep: float = 7 * 24 * 3600,
     ) -> None:
-        """Use ``kv``, or connect to ``nats_url`` and bind ``bucket`` in :meth:`open`."""
-        self._kv_bound = kv
-        self._memo_bound = memo_kv
+        """Connect to ``nats_url`` and bind ``bucket`` in :meth:`open` (or use :meth:`bind`)."""
+        self._js: JetStreamContext | None = None
+        self._kv_bound: KeyValue | None = None
+        self._memo_bound: KeyValue | None = None
         self.owner = owner
         self._clock = clock
         self.lease = lease
@@ -90,28 +89,25 @@ class JetStreamStateStore:
         cls, js: JetStreamContext, *, owner: str, clock: Clock, bucket: str = DEFAULT_BUCKET, lease: float = 30.0
     ) -> JetStreamStateStore:
         """A store on an existing JetStream connection (the caller closes the connection)."""
-        store = cls(
-            await _bucket(js, bucket, 7 * 24 * 3600),
-            memo_kv=await _bucket(js, bucket + CDEVENTS_SUFFIX, None),
-            owner=owner,
-            clock=clock,
-            lease=lease,
-        )
-        store.start_renewing()
+        store = cls(owner=owner, clock=clock, lease=lease, bucket=bucket)
+        store._js = js
+        await store.open()
         return store
 
     async def open(self) -> None:
         """Connect to NATS (a connection of its own, reconnecting forever) and bind the bucket."""
-        if self._kv_bound is None:
+        if self._js is None:
             try:
                 self._nc = await nats.connect(
                     self._nats_url, name=f"keptn-gitops-service state {self.owner}", max_reconnect_attempts=-1
                 )
             except Exception as exc:
                 raise StateError(f"cannot connect to NATS for the state store: {_describe(exc)}") from None
-            self._kv_bound = await _bucket(self._nc.jetstream(), self._bucket_name, self._keep)
-        if self._memo_bound is None and self._nc is not None:
-            self._memo_bound = await _bucket(self._nc.jetstream(), self._bucket_name + CDEVENTS_SUFFIX, None)
+            self._js = self._nc.jetstream()
+        if self._kv_bound is None:
+            self._kv_bound = await _bucket(self._js, self._bucket_name, self._keep)
+        if self._memo_bound is None:
+            self._memo_bound = await _bucket(self._js, self._bucket_name + CDEVENTS_SUFFIX, None)
         self.start_renewing()
 
     @property
@@ -140,28 +136,16 @@ class JetStreamStateStore:
 
     async def outbox_pending(self) -> list[tuple[str, bytes]]:
         """This replica's undelivered events, and those of others that have waited more than a lease."""
-        found: list[tuple[int, str, bytes]] = []  # by revision: the order they were added in
+        found: list[tuple[str, bytes]] = []
         try:
-            watcher = await self._memo.watch("outbox.*", ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    if entry.value is None or entry.operation is not None:
-                        continue
-                    data = json.loads(entry.value)
-                    added = float(data["addedAt"])
-                    if data["owner"] == self.owner or added + self.lease <= self._now():
-                        found.append((entry.revision or 0, str(data["id"]), base64.b64decode(data["body"])))
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            for _, value in await self._entries(self._bucket_name + CDEVENTS_SUFFIX, "outbox.>"):
+                data = json.loads(value)
+                added = float(data["addedAt"])
+                if data["owner"] == self.owner or added + self.lease <= self._now():
+                    found.append((str(data["id"]), base64.b64decode(data["body"])))
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(f"an entry of the CDEvents outbox is corrupt: {exc}") from None
-        except StateError:
-            raise
-        except Exception as exc:
-            raise StateError(f"cannot list the CDEvents outbox: {_describe(exc)}") from None
-        return [(event_id, body) for _, event_id, body in sorted(found)]
+        return found
 
     async def outbox_remove(self, event_id: str) -> None:
         try:
@@ -238,12 +222,7 @@ class JetStreamStateStore:
         return await self._unfinished(include_own=True)
 
     async def _unfinished(self, *, include_own: bool) -> list[Record]:
-        try:
-            keys = await self._kv.keys()
-        except Exception as exc:  # nats.py raises NoKeysError for an empty bucket
-            if exc.__class__.__name__ == "NoKeysError":
-                return []
-            raise StateError(f"cannot list the state store: {_describe(exc)}") from None
+        keys = [key for key, _ in await self._entries(self._bucket_name, "trigger.>")]
         taken = []
         for key in keys:
             stored = await self._read_key(key)
@@ -308,6 +287,34 @@ class JetStreamStateStore:
             await self._clock.sleep(self.lease / 3)
             for triggered_id in list(self._held):
                 await _quietly(self.owns(triggered_id), triggered_id)
+
+    async def _entries(self, bucket: str, pattern: str) -> list[tuple[str, bytes]]:
+        """The live keys of ``bucket`` matching ``pattern`` with their values, in the order they were written.
+
+        Read message by message from the bucket's stream rather than through a KV watch: nats.py's watch (and
+        ``keys()``, built on it) may signal "no more entries" before handing over the ones already on their way
+        (its start marker compares the consumer's pending count with the messages its callback has handled
+        so far), so a bucket with entries was now and then listed as empty."""
+        if self._js is None:
+            raise StateError("the JetStream state store is not open yet")
+        prefix = f"$KV.{bucket}."
+        latest: dict[str, tuple[int, bytes]] = {}
+        seq = 1
+        try:
+            while True:
+                try:
+                    msg = await self._js.get_msg(f"KV_{bucket}", seq, subject=prefix + pattern, next=True)
+                except NotFoundError:
+                    break
+                key = (msg.subject or "")[len(prefix) :]
+                if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+                    latest.pop(key, None)
+                else:
+                    latest[key] = (msg.seq or seq, msg.data or b"")
+                seq = (msg.seq or seq) + 1
+        except Exception as exc:
+            raise StateError(f"cannot list the JetStream key-value bucket {bucket!r}: {_describe(exc)}") from None
+        return [(key, value) for key, (_, value) in sorted(latest.items(), key=lambda item: item[1][0])]
 
     async def _read(self, triggered_id: str) -> _Stored | None:
         return await self._read_key(_key(triggered_id))
