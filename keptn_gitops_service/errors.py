@@ -142,3 +142,12 @@ class WebhookTooLargeError(WebhookError):
     """The request body is larger than the endpoint accepts (413)."""
 
     status = 413
+
+
+class ForgeError(GitOpsServiceError):
+    """A forge (Gitea, GitHub, GitLab) API call failed for good: refused, malformed, or still failing after its
+    retries. The message names the forge, the repository and the call, never the token."""
+
+
+class ForgeAccessDeniedError(ForgeError):
+    """The forge rejected the token (401) or its permissions (403)."""

@@ -1,0 +1,1 @@
+"""Forges (Gitea/Forgejo, GitHub, GitLab): pull requests through their REST APIs, and their webhooks."""
