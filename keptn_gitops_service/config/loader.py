@@ -17,6 +17,7 @@ import yaml
 
 from keptn_gitops_service.config import model as m
 from keptn_gitops_service.config.durations import parse_duration
+from keptn_gitops_service.config.forge import forge_location
 from keptn_gitops_service.config.nodes import NodeReader, compose
 from keptn_gitops_service.config.schema import (
     Check,
@@ -80,6 +81,7 @@ def parse_config(text: str, source: str = "<config>") -> m.GitOpsConfig:
             reader.problem(top["repositories"], f"repositories[{i}].name", f"repository '{name}' is defined twice")
     _shared_clones(reader, top.get("repositories"), repos)
     _clusters(reader, top.get("rules"), rules)
+    _forges(reader, top.get("repositories"), top.get("rules"), repos, rules)
     if "repositories" in top:
         declared = _declared_names(top["repositories"])
         for index, ref in _rule_repositories(top.get("rules")):
@@ -487,6 +489,30 @@ def _clusters(reader: NodeReader, node: yaml.Node | None, rules: Any) -> None:
         if target.at_least is not None and target.at_least > len(target.targets):
             reader.problem(
                 node, f"{where}.atLeast", f"is {target.at_least}, but only {len(target.targets)} clusters are listed"
+            )
+
+
+def _forges(
+    reader: NodeReader, node: yaml.Node | None, rules_node: yaml.Node | None, repos: list[m.Repository], rules: Any
+) -> None:
+    """A forge must be locatable (type, API, path), and a rule in pull-request mode needs its repository's forge."""
+    located: dict[str, bool] = {}
+    for index, repo in enumerate(repos):
+        if repo.forge is None or node is None:
+            continue
+        try:
+            forge_location(repo)
+            located[repo.name] = True
+        except ValueError as exc:
+            reader.problem(node, f"repositories[{index}].forge", str(exc))
+            located[repo.name] = False
+    for rule in rules if isinstance(rules, tuple) else ():
+        pull_request = isinstance(rule, m.Rule) and rule.mode == "pullRequest"
+        if pull_request and rule.repository not in located and any(r.name == rule.repository for r in repos):
+            reader.problem(
+                rules_node,
+                f"rules[{rule.index}].mode",
+                f"is pullRequest, but repository '{rule.repository}' has no forge (repositories[].forge)",
             )
 
 

@@ -204,6 +204,69 @@ class Signing:
 
 
 @dataclass(frozen=True)
+class Forge:
+    """The forge that hosts the repository (Gitea/Forgejo, GitHub, GitLab): where pull requests are opened for rules
+    with ``mode: pullRequest``, with a token that may push branches and open, comment, merge and close pull requests.
+    """
+
+    token_env: str = field(
+        metadata=key(
+            "tokenEnv",
+            (
+                "The *name* of the environment variable holding the forge API token (from a Secret). Read at each "
+                "call; unset, the deployment ends errored before anything is pushed."
+            ),
+            checks=(_ENV_NAME,),
+        )
+    )
+    type: str | None = field(
+        default=None,
+        metadata=key(
+            "type",
+            (
+                "`gitea` (also Forgejo), `github` or `gitlab`. Without it, inferred from the URL's host: "
+                "`github.com` is `github`, `gitlab.com` is `gitlab`; any other host must say."
+            ),
+            checks=(Check("gitea|github|gitlab", "must be gitea, github or gitlab"),),
+        ),
+    )
+    api_url: str | None = field(
+        default=None,
+        metadata=key(
+            "apiURL",
+            (
+                "The API's base URL. Without it: `https://api.github.com` for github.com, else from an http(s) "
+                "repository URL `<scheme>://<host>` plus `/api/v1` (Gitea), `/api/v3` (GitHub Enterprise) or "
+                "`/api/v4` (GitLab); an SSH repository URL needs it."
+            ),
+            checks=(Check(r"https?://\S+", "must be an http:// or https:// URL"),),
+        ),
+    )
+    path: str | None = field(
+        default=None,
+        metadata=key(
+            "path",
+            "The repository's path on the forge (`owner/name`; GitLab: `group/subgroup/project`). Without it, the "
+            "URL's path without `.git`.",
+            checks=(Check(r"[^/\s]+(/[^/\s]+)+", "must be owner/name"),),
+        ),
+    )
+    webhook_secret_env: str | None = field(
+        default=None,
+        metadata=key(
+            "webhookSecretEnv",
+            (
+                "The *name* of the environment variable holding the secret of the forge's webhook. With it, "
+                "`POST /webhooks/forges/<repository name>` accepts the forge's pull-request events (Gitea: "
+                "`X-Gitea-Signature`, GitHub: `X-Hub-Signature-256`, GitLab: `X-Gitlab-Token`), which wake the wait "
+                "for a merge at once; without it the service polls."
+            ),
+            checks=(_ENV_NAME,),
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Repository:
     """A GitOps repository we write to."""
 
@@ -241,6 +304,10 @@ class Repository:
         metadata=key("clone", "Shallow and/or partial clones for big repositories, see below.", requirement="optional"),
     )
     signing: Signing | None = field(default=None, metadata=key("signing", "Sign every commit, see below."))
+    forge: Forge | None = field(
+        default=None,
+        metadata=key("forge", "The forge that hosts it, for rules with `mode: pullRequest`; see below."),
+    )
 
 
 @dataclass(frozen=True)
@@ -967,6 +1034,64 @@ class DeploymentURIs:
 
 
 @dataclass(frozen=True)
+class PullRequestOptions:
+    """How a rule with ``mode: pullRequest`` opens and waits for its pull requests.
+
+    The change is committed on the deployment branch's tip and pushed to the branch
+    ``keptn/<project>/<stage>/<service>/<hash of the triggered id>``; a pull request into the deployment branch is
+    opened (or found, after a restart or a redelivery: never a second one). ``.started`` names it. Its merge — by
+    people, or by the service with ``autoMerge`` through the forge's merge API — is waited for, then the merge commit is
+    waited for exactly like a pushed one. Closed without merge: ``fail`` naming who closed it. A newer deployment of
+    the same project/stage/service closes the older pull request with a comment linking the new one (the older
+    trigger finishes ``fail``, superseded)."""
+
+    labels: tuple[str, ...] = field(default=(), metadata=key("labels", "Labels to put on the pull request."))
+    reviewers: tuple[str, ...] = field(default=(), metadata=key("reviewers", "User names asked for a review."))
+    auto_merge: bool = field(
+        default=False,
+        metadata=key(
+            "autoMerge",
+            (
+                "Merge as soon as the forge says the pull request is mergeable (required checks green, approvals "
+                "present), through the forge's merge API — never around branch protection."
+            ),
+        ),
+    )
+    merge_method: str = field(
+        default="merge",
+        metadata=key(
+            "mergeMethod",
+            "With `autoMerge`: `merge`, `squash` or `rebase`.",
+            checks=(Check("merge|squash|rebase", "must be merge, squash or rebase"),),
+        ),
+    )
+    timeout: timedelta = field(
+        default=timedelta(hours=24),
+        metadata=key(
+            "timeout",
+            (
+                "How long to wait for the merge; then the deployment finishes `fail`. The wait for the cluster "
+                "(`wait.timeout`) starts after the merge."
+            ),
+        ),
+    )
+    close_on_timeout: bool = field(
+        default=True,
+        metadata=key("closeOnTimeout", "Close the pull request with a comment when the merge did not come in time."),
+    )
+    poll_interval: timedelta = field(
+        default=timedelta(seconds=30),
+        metadata=key(
+            "pollInterval",
+            (
+                "The longest pause between two looks at the pull request (the first come sooner, growing from 2 s); a "
+                "forge webhook wakes the wait at once."
+            ),
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Rule:
     """Routes matching events to a repository, the edits to make, and the wait."""
 
@@ -1011,6 +1136,22 @@ class Rule:
             "deploymentURIs",
             "Without it, the `deploymentURIsLocal`/`deploymentURIsPublic` of the triggered event are passed on.",
         ),
+    )
+    mode: str = field(
+        default="direct",
+        metadata=key(
+            "mode",
+            (
+                "`direct`: commit to the repository's branch and push. `pullRequest`: push a branch, open a pull "
+                "request into the repository's branch and wait for its merge (the repository needs a `forge`). The "
+                "shipyard property `mode` of the `deployment` task (`data.deployment.mode`) overrides it per stage."
+            ),
+            checks=(Check("direct|pullRequest", "must be direct or pullRequest"),),
+        ),
+    )
+    pull_request: PullRequestOptions = field(
+        default_factory=PullRequestOptions,
+        metadata=key("pullRequest", "How pull requests are opened and waited for, see below."),
     )
 
 

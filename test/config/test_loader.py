@@ -148,7 +148,8 @@ def test_every_problem_in_one_run_including_references_of_broken_rules() -> None
 """
     assert problems(text) == [
         "c.yaml:1:1: kind: required key is missing",
-        "c.yaml:5:5: repositories[0].brnch: unknown key (allowed: auth, author, branch, clone, name, signing, url)",
+        "c.yaml:5:5: repositories[0].brnch: unknown key "
+        "(allowed: auth, author, branch, clone, forge, name, signing, url)",
         "c.yaml:13:26: rules[0].updates[0].kustomizeImage.nam: unknown key (allowed: create, image, name)",
         "c.yaml:13:25: rules[0].updates[0].kustomizeImage.name: required key is missing",
         "c.yaml:10:17: rules[0].repository: no repository named 'flet'",
