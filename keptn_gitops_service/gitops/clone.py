@@ -172,6 +172,18 @@ class WorkingClone:
             return PushOutcome.REJECTED
         raise GitError(f"git push to {repository_label(self.repository)} failed: {last_lines(output)}")
 
+    async def push_branch(self, commit: str, branch: str) -> None:
+        """Push ``commit`` to ``branch`` — a pull request's head, which belongs to one trigger alone, so it is
+        replaced when it exists (a retry after a restart pushes the change again)."""
+        result = await self._git.run(
+            "push", "--porcelain", "--force", "origin", f"{commit}:refs/heads/{branch}", cwd=self.path, check=False
+        )
+        if result.returncode != 0:
+            output = f"{result.stdout}\n{result.stderr}"
+            raise GitError(
+                f"git push of branch {branch} to {repository_label(self.repository)} failed: {last_lines(output)}"
+            )
+
     async def pack(self) -> None:
         """Let git pack the loose objects the writer wrote (``git gc --auto``: nothing when there are few)."""
         await self.run("gc", "--auto", "--quiet", check=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ DEFAULT_EDIT_TIMEOUT = 30.0
 
 FileVersions = tuple[str, str | None, str | None]
 """``(path, text before, text after)`` of one file in one commit."""
+
+_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,200}")
 
 BATCH_TRAILER = "Batch-Change"
 """In a commit that carries several changes, one line per change: a JSON object of that change's trailers
@@ -215,6 +218,32 @@ class GitWriter:
         if leader is None or leader.done():
             self._leaders[key] = asyncio.create_task(self._drain(key), name=f"git-writer {change.repository.name}")
         return await asyncio.shield(result)
+
+    async def propose(self, change: Change, branch: str) -> WriteResult:
+        """Commit ``change`` on the freshly fetched tip of the repository's branch and push it to ``branch`` (the head
+        of a pull request into the repository's branch, which itself is not touched).
+
+        ``unchanged``: the branch already holds every edit, so there is nothing to propose (``commit`` is its tip);
+        ``created`` false with a commit: the branch already carries the change's trailer (a merged proposal)."""
+        if not _BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/")):
+            raise GitError(f"{branch!r} is not a branch name this service pushes")
+        repository = change.repository
+        clone = self.clone(repository)
+        async with self.lock(repository):
+            if not await clone.ensure():
+                await clone.fetch()
+            tip = clone.tip
+            outcomes = await self._existing(clone, [change], 1)
+            built = await self._commit_round(clone, tip, [change], outcomes, {}) if not outcomes else []
+            outcome = outcomes.get(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            if outcome is not None:
+                return outcome
+            if not built:
+                return WriteResult(tip, created=False, attempts=1, unchanged=True)
+            await clone.push_branch(built[-1].sha, branch)
+            return WriteResult(built[-1].sha, created=True, attempts=1)
 
     async def close(self) -> None:
         """Stop the rounds under way (their callers get :class:`asyncio.CancelledError`)."""

@@ -362,3 +362,51 @@ async def test_an_edit_may_create_its_file_when_asked_to(writer: GitWriter, repo
         await writer.write(change(repo, "id-no", FileEdit(path, lambda t: t + "helm: {}\n")))
     result = await writer.write(change(repo, "id-yes", FileEdit(path, lambda t: t + "helm: {}\n", create=True)))
     assert result.created and read_remote(remote, path) == "helm: {}\n"
+
+
+# ---- proposals: a pull request's head branch ----
+
+
+async def test_a_proposal_is_pushed_to_its_own_branch_and_leaves_the_deployment_branch_alone(
+    writer: GitWriter, repo: Repository, remote: Path
+) -> None:
+    main_before = git("rev-parse", "main", cwd=remote).strip()
+    edit = FileEdit("apps/dev/carts/values.yaml", set_tag("0.13.2"))
+    proposed = await writer.propose(change(repo, "id-1", edit), "keptn/sockshop/dev/carts/abc")
+    assert proposed.created and not proposed.unchanged
+    assert git("rev-parse", "main", cwd=remote).strip() == main_before
+    assert git("rev-parse", "keptn/sockshop/dev/carts/abc", cwd=remote).strip() == proposed.commit
+    assert git("rev-parse", f"{proposed.commit}^", cwd=remote).strip() == main_before
+    assert "tag: 0.13.2" in read_remote(remote, "apps/dev/carts/values.yaml", "keptn/sockshop/dev/carts/abc")
+    assert "Keptn-Triggered-Id: id-1" in git("log", "-1", "--format=%B", proposed.commit, cwd=remote)
+    # proposed again (a restart): the branch is replaced by the same change on the tip
+    again = await writer.propose(change(repo, "id-1", edit), "keptn/sockshop/dev/carts/abc")
+    assert again.created and git("rev-parse", "keptn/sockshop/dev/carts/abc", cwd=remote).strip() == again.commit
+
+
+async def test_a_proposal_the_branch_already_holds_pushes_nothing(
+    writer: GitWriter, repo: Repository, remote: Path
+) -> None:
+    proposed = await writer.propose(
+        change(repo, "id-2", FileEdit("apps/dev/carts/values.yaml", set_tag("0.13.1"))), "keptn/x"
+    )
+    assert proposed.unchanged and proposed.commit == git("rev-parse", "main", cwd=remote).strip()
+    assert git("branch", "--list", "keptn/x", cwd=remote) == ""
+
+
+async def test_a_proposal_already_merged_is_found_by_its_trailer(
+    writer: GitWriter, repo: Repository, remote: Path
+) -> None:
+    merged = await writer.write(change(repo, "id-3", FileEdit("apps/dev/carts/values.yaml", set_tag("0.14.0"))))
+    found = await writer.propose(
+        change(repo, "id-3", FileEdit("apps/dev/carts/values.yaml", set_tag("0.14.0"))), "keptn/y"
+    )
+    assert found.commit == merged.commit and not found.created and not found.unchanged
+
+
+@pytest.mark.parametrize("branch", ["-delete", "a..b", "x.lock", "refs/", "a b", ""])
+async def test_a_proposal_refuses_branch_names_it_would_not_make(
+    writer: GitWriter, repo: Repository, branch: str
+) -> None:
+    with pytest.raises(GitError, match="is not a branch name this service pushes"):
+        await writer.propose(change(repo, "id-4", FileEdit("README.md", str.upper)), branch)
