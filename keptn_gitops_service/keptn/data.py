@@ -248,11 +248,13 @@ def scope_fields(scope: EventScope) -> dict[str, Any]:
     return fields
 
 
-def started_data(scope: EventScope | Mapping[str, Any]) -> dict[str, Any]:
+def started_data(scope: EventScope | Mapping[str, Any], message: str = "") -> dict[str, Any]:
     """``.started`` data as helm-service's ``getStartedEventData``: the trigger's EventData with
     ``status: succeeded`` and no result/message [helm-service:controller/deployment_handler.go]. ``scope`` may
-    also be the scope fields themselves (whatever an invalid event carried)."""
-    return {**(scope_fields(scope) if isinstance(scope, EventScope) else scope), "status": Status.SUCCEEDED.value}
+    also be the scope fields themselves (whatever an invalid event carried). A ``message`` (EventData's own field)
+    says where the work is when it is not ours alone to do (the pull request a deployment waits for)."""
+    data = {**(scope_fields(scope) if isinstance(scope, EventScope) else scope), "status": Status.SUCCEEDED.value}
+    return {**data, "message": message} if message else data
 
 
 def finished_data(

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 from prometheus_client import Counter
@@ -48,6 +48,7 @@ from keptn_gitops_service.workflow.routing import loose_scope, ownership, task_o
 log = structlog.get_logger(__name__)
 
 _NONE: Mapping[str, Any] = MappingProxyType({})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,11 @@ class Job:
 class TaskBody(Protocol):
     """What a task supplies: its body, and the task-specific ``.finished`` data of an errored end."""
 
+    async def begin(self, job: Job) -> str:
+        """What must happen before ``.started`` is sent, and what ``.started`` then says (empty: nothing). Runs once
+        per trigger, when it is first received; an error raised ends it errored/fail right after ``.started``."""
+        return ""
+
     async def run(self, job: Job) -> Finished:
         """Do the task's work; an error raised (``GitOpsServiceError``: its message) ends it errored/fail."""
         ...
@@ -337,28 +343,44 @@ class Lifecycle:
 
     async def _run(self, trigger: Trigger, phase: Phase, commit: str) -> Finished:
         """``.started`` (unless sent before), the body, ``.finished``: the same for every task."""
-        if phase is Phase.RECEIVED:
-            await self._reply(trigger, "started", started_data(trigger.scope or trigger.reply_scope()))
-            await self.store.advance(trigger.id, Phase.STARTED)
         body = self.tasks[trigger.task]
+        job = self._job(trigger, commit)
+        early: Finished | None = None
+        if phase is Phase.RECEIVED:
+            note = await self._guarded(body, trigger, job, body.begin) if job is not None else ""
+            if isinstance(note, Finished):
+                early, note = note, ""
+            await self._reply(trigger, "started", started_data(trigger.scope or trigger.reply_scope(), note))
+            await self.store.advance(trigger.id, Phase.STARTED)
         in_flight = trigger.task in _IN_FLIGHT_TASKS
         if in_flight:
             metrics.IN_FLIGHT.inc()
         try:
-            finished = await self._body(body, trigger, commit)
+            if job is None:
+                finished = Finished.errored(trigger.problem, data=body.errored_data(""))
+            elif early is not None:
+                finished = early
+            else:
+                finished = await self._guarded(body, trigger, job, body.run)
         finally:
             if in_flight:
                 metrics.IN_FLIGHT.dec()  # also when shutdown cancels the wait: the work stays in the state store
         await self._finish(trigger, finished)
         return finished
 
-    async def _body(self, body: TaskBody, trigger: Trigger, commit: str) -> Finished:
-        """The task's body, with every error mapped to errored/fail (a bug too: Keptn must never be left waiting)."""
+    def _job(self, trigger: Trigger, commit: str) -> Job | None:
+        """The job of a valid trigger; ``None`` for one that is answered errored with its problem."""
         if trigger.problem or trigger.scope is None or trigger.context is None:
-            return Finished.errored(trigger.problem, data=body.errored_data(""))
-        job = Job(trigger, trigger.scope, trigger.context, commit, self.store)
+            return None
+        return Job(trigger, trigger.scope, trigger.context, commit, self.store)
+
+    async def _guarded(
+        self, body: TaskBody, trigger: Trigger, job: Job, step: Callable[[Job], Awaitable[T]]
+    ) -> T | Finished:
+        """A step of the body, with every error mapped to errored/fail (a bug too: Keptn must never be left
+        waiting)."""
         try:
-            return await body.run(job)
+            return await step(job)
         except GitOpsServiceError as exc:
             return Finished.errored(str(exc), job.commit, body.errored_data(job.commit))
         except Exception as exc:
