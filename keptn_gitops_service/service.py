@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -15,7 +15,8 @@ from keptn_gitops_service.cdevents.senders import HttpSender, NatsSender, Sender
 from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.editing.yamllimits import YamlLimits
-from keptn_gitops_service.errors import StateError, describe_error, stop_if_cancelled
+from keptn_gitops_service.errors import ForgeError, StateError, WebhookError, describe_error, stop_if_cancelled
+from keptn_gitops_service.forges.registry import Forges
 from keptn_gitops_service.gitops.writer import GitWriter
 from keptn_gitops_service.keptn.data import Status
 from keptn_gitops_service.keptn.distributor import DistributorTransport
@@ -34,6 +35,7 @@ from keptn_gitops_service.workflow.deployment import DeploymentBody
 from keptn_gitops_service.workflow.lifecycle import Finished, Lifecycle, Trigger
 from keptn_gitops_service.workflow.observed import CDEventsObserver
 from keptn_gitops_service.workflow.preflight import startup_problems
+from keptn_gitops_service.workflow.pullrequests import ForgeFactory, PullRequestGate
 from keptn_gitops_service.workflow.release import ReleaseBody
 from keptn_gitops_service.workflow.rollback import RollbackBody
 
@@ -58,6 +60,11 @@ def _uniform_client(settings: Settings, interval: float) -> UniformClient | None
     return UniformClient(
         settings.keptn_api_endpoint, settings.keptn_api_token, identity, settings.topics, interval=interval
     )
+
+
+def _forge_hooks(config: GitOpsConfig) -> bool:
+    """Whether any repository's forge has a webhook secret (only then is the endpoint served)."""
+    return any(r.forge is not None and r.forge.webhook_secret_env for r in config.repositories)
 
 
 def new_writer(settings: Settings) -> GitWriter:
@@ -87,7 +94,10 @@ class Service:
         clock: Clock | None = None,
         new_id: Callable[[], str] | None = None,
         ping_interval: float = PING_INTERVAL,
+        forges: ForgeFactory | None = None,
     ) -> None:
+        """``forges``: the forge of a repository (default: the adapters of :mod:`.forges`, tokens from the
+        environment)."""
         self.settings = settings
         self.config = config
         self.clock = clock or SystemClock()
@@ -114,8 +124,18 @@ class Service:
         self.startup_checked = asyncio.Event()
         """Set once the start-up checks have run (whatever they found); tests and embedders wait on it."""
         self._startup_task: asyncio.Task[None] | None = None
+        self._forges = Forges(self.clock)
+        self.pull_requests = PullRequestGate(
+            self.writer,
+            forges or self._forges,
+            self.store,
+            self.clock,
+            bridge_url=settings.keptn_bridge_url,
+            progress_interval=settings.progress_interval_seconds,
+        )
         routes += webhook_routes(
             self._hint,
+            on_forge_hook=self._forge_hook if _forge_hooks(config) else None,
             flux_secret=(settings.flux_webhook_secret or "").encode(),
             argocd_secret=(settings.argocd_webhook_secret or "").encode(),
             argocd_header=settings.argocd_webhook_header,
@@ -137,7 +157,9 @@ class Service:
             self.transport,
             self.clock,
             tasks={  # THE routing by task, for live messages and resumed records alike
-                "deployment": DeploymentBody(config, self.writer, self.reconciler, self.clock),
+                "deployment": DeploymentBody(
+                    config, self.writer, self.reconciler, self.clock, pull_requests=self.pull_requests
+                ),
                 "release": ReleaseBody(),
                 "rollback": RollbackBody(config, self.writer, self.reconciler),
             },
@@ -157,6 +179,20 @@ class Service:
             await self.uniform.log_error(
                 trigger.task, event.shkeptncontext, event.id, finished.message, self.clock.now()
             )
+
+    def _forge_hook(self, name: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """A forge webhook for repository ``name``: wakes the waits of the pull request it names."""
+        repository = next((r for r in self.config.repositories if r.name == name and r.forge is not None), None)
+        if repository is None:
+            raise WebhookError(f"no repository named {name[:64]!r} has a forge")
+        try:
+            event = self._forges.webhook(repository, headers, body)
+        except ForgeError as exc:
+            raise WebhookError(str(exc)) from None
+        if event is None:
+            return False
+        log.info("pull request event", repository=event.repository, number=event.number, action=event.action)
+        return self.pull_requests.wakeups.wake(event.repository, event.number)
 
     def _new_hub(self) -> KubeHub:
         self._hub = KubeHub(load_client(self.settings.kubeconfig))
@@ -202,6 +238,7 @@ class Service:
         if self.uniform is not None:
             await self.uniform.close()
         await self.writer.close()
+        await self._forges.close()
         await self.reconciler.close()
         if self.cdevents is not None:
             await self.cdevents.stop()

@@ -58,6 +58,9 @@ class Settings:
     Only in ``nats`` transport mode (in distributor mode the distributor registers)."""
     keptn_api_token: str = ""
     """``KEPTN_API_TOKEN``: the Keptn API token (sent as ``x-token``; never logged)."""
+    keptn_bridge_url: str = ""
+    """``KEPTN_BRIDGE_URL``: Keptn's Bridge (e.g. ``https://keptn.example.com/bridge``); a pull request's description
+    then links its sequence there."""
     k8s_namespace: str = "keptn"
     """``K8S_NAMESPACE``: reported at registration."""
     k8s_pod_name: str = ""
@@ -177,6 +180,7 @@ class Settings:
             ),
             k8s_node_name=env.get("K8S_NODE_NAME") or cls.k8s_node_name,
             k8s_deployment_name=env.get("K8S_DEPLOYMENT_NAME", ""),
+            keptn_bridge_url=env.get("KEPTN_BRIDGE_URL", "").strip(),
             flux_webhook_secret=_secret(env, "FLUX_WEBHOOK_SECRET"),
             argocd_webhook_secret=_secret(env, "ARGOCD_WEBHOOK_SECRET"),
             argocd_webhook_header=_header(env.get("ARGOCD_WEBHOOK_HEADER") or DEFAULT_ARGOCD_WEBHOOK_HEADER),

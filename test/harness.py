@@ -16,6 +16,7 @@ from keptn_gitops_service.clock import Clock, SystemClock
 from keptn_gitops_service.config.loader import parse_config
 from keptn_gitops_service.service import Service
 from keptn_gitops_service.settings import Settings
+from keptn_gitops_service.workflow.pullrequests import ForgeFactory
 from keptn_gitops_sim import content
 from keptn_gitops_sim.cluster import SimulatedCluster
 from keptn_gitops_sim.fluxsim import SimulatedFlux
@@ -131,6 +132,7 @@ async def start_loop(
     ping_interval: float = 5.0,
     files: dict[str, str] | None = None,
     cluster: SimulatedCluster | None = None,
+    forges: ForgeFactory | None = None,
 ) -> Loop:
     """The service on ``nats_url`` and ``cluster`` (the ``cluster`` fixture), or on a cluster started here with
     ``files``, ``legacy``, ``ks_path`` and ``run_flux``."""
@@ -155,6 +157,7 @@ async def start_loop(
         parse_config(config or service_config(remote), "test-config.yaml"),
         clock=clock or SystemClock(),
         ping_interval=ping_interval,
+        forges=forges,
     )
     await service.start()
     loop = Loop(tmp, nats_url, cluster, service)

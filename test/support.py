@@ -332,9 +332,16 @@ class ConfigRule:
     wait: str = WAIT_FLUX  # a flow mapping (WAIT_NONE) is written on the ``wait:`` line, with no timeout
     timeout: str = "2m"
     deployment_uris: bool = True
+    extra: tuple[str, ...] = ()
+    """More keys of the rule, each a line as written under it (``mode: pullRequest``)."""
 
     def lines(self) -> list[str]:
-        lines = [f"  - match: {self.match}", "    repository: fleet", "    updates:"]
+        lines = [
+            f"  - match: {self.match}",
+            "    repository: fleet",
+            *(f"    {line}" for line in self.extra),
+            "    updates:",
+        ]
         for update in self.updates:
             lines += [("      - " if i == 0 else "        ") + line for i, line in enumerate(update)]
         if self.wait.startswith("{"):
@@ -350,9 +357,10 @@ NO_WAIT = ConfigRule(match="{project: sockshop}", wait=WAIT_NONE, deployment_uri
 """Every sockshop service, finished right after the push."""
 
 
-def service_config(url: str | Path, *rules: ConfigRule) -> str:
+def service_config(url: str | Path, *rules: ConfigRule, forge: str = "") -> str:
     """The service's configuration YAML: the repository ``fleet`` at ``url`` (a bare repository's path is
-    written as its ``file://`` URL), then ``rules`` (by default one :class:`ConfigRule`)."""
+    written as its ``file://`` URL; ``forge``: its ``forge`` flow mapping), then ``rules`` (by default one
+    :class:`ConfigRule`)."""
     lines = [
         "apiVersion: gitops.keptn-contrib/v1",
         "kind: GitOpsConfig",
@@ -361,6 +369,7 @@ def service_config(url: str | Path, *rules: ConfigRule) -> str:
         f"    url: {f'file://{url}' if isinstance(url, Path) else url}",
         "    branch: main",
         "    author: {name: keptn-gitops-service, email: gitops@keptn.invalid}",
+        *([f"    forge: {forge}"] if forge else []),
         "rules:",
     ]
     for rule in rules or (ConfigRule(),):

@@ -75,6 +75,13 @@ class Hint:
 HintSink = Callable[[Hint], bool]
 """Wakes the waiters of the hinted object without blocking; returns whether any waiter follows it."""
 
+ForgeHookSink = Callable[[str, Mapping[str, str], bytes], bool]
+"""A forge's webhook for the repository named (``repositories[].name``): checks its signature against that
+repository's secret (raising :class:`WebhookError`), wakes the waits of the pull request it names, returns whether
+any waited."""
+
+FORGES_PATH = "/webhooks/forges/{repository}"
+
 
 def verify_signature(header: str | None, body: bytes, key: bytes) -> None:
     """Check ``X-Signature: <algorithm>=<hex HMAC of body>`` in constant time; raise :class:`WebhookAuthError`."""
@@ -192,6 +199,7 @@ def webhook_routes(
     argocd_secret: bytes = b"",
     argocd_header: str = DEFAULT_ARGOCD_WEBHOOK_HEADER,
     max_body: int = MAX_BODY_BYTES,
+    on_forge_hook: ForgeHookSink | None = None,
 ) -> list[tuple[str, str, Route]]:
     """The webhook routes for :class:`~keptn_gitops_service.web.probes.ProbeServer`; only an endpoint whose
     secret is configured is mounted (an unauthenticated hint endpoint is never offered)."""
@@ -216,7 +224,20 @@ def webhook_routes(
             return _refuse(request, "argocd", exc)
         return _accept(hint, on_hint)
 
+    async def forge(request: web.Request) -> web.Response:
+        assert on_forge_hook is not None
+        name = request.match_info["repository"]
+        try:
+            woke = on_forge_hook(name, request.headers, await read_body(request, max_body))
+        except WebhookError as exc:
+            return _refuse(request, "forge", exc)
+        metrics.WEBHOOK_REQUESTS.labels(endpoint="forge", code="202").inc()
+        log.info("forge webhook", repository=name, woke_waiters=woke)
+        return web.json_response({"accepted": True, "wokeWaiters": woke}, status=202)
+
     routes: list[tuple[str, str, Route]] = []
+    if on_forge_hook is not None:
+        routes.append(("POST", FORGES_PATH, forge))
     if flux_secret:
         routes.append(("POST", FLUX_PATH, flux))
     if argocd_secret:

@@ -20,13 +20,14 @@ from keptn_gitops_service import metrics
 from keptn_gitops_service.clock import Clock
 from keptn_gitops_service.config.model import GitOpsConfig, Rule
 from keptn_gitops_service.errors import EventError
-from keptn_gitops_service.gitops.writer import Change, GitWriter
+from keptn_gitops_service.gitops.writer import Change, GitWriter, WriteResult
 from keptn_gitops_service.keptn.data import DeploymentTrigger, Result, Status, deployment_block
 from keptn_gitops_service.keptn.events import KeptnEvent
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import EditNotes, file_edits
 from keptn_gitops_service.workflow.lifecycle import Finished, Job, TaskBody
+from keptn_gitops_service.workflow.pullrequests import NotMerged, Proposal, PullRequestGate
 from keptn_gitops_service.workflow.waits import (
     RepositoryAncestry,
     check_wait_target,
@@ -55,6 +56,22 @@ class DeploymentBody(TaskBody):
     clock: Clock
     wait: bool = True
     """``False``: finish right after the push (``keptn-gitops-service deploy --no-wait``)."""
+    pull_requests: PullRequestGate | None = None
+    """Opens pull requests and waits for their merge (rules or stages in ``pullRequest`` mode)."""
+
+    async def begin(self, job: Job) -> str:
+        """In pull-request mode, open the pull request before ``.started``, which then names it."""
+        if not self._gated(job) or job.commit:
+            return ""
+        request = _request(job)
+        target = wait_target(job.rule, job.context) if self.wait else None
+        wait_timeout(job.rule, request.properties, "data.deployment")
+        await check_wait_target(self.reconciler, job.rule, target)
+        opened = await self._propose(job, request)
+        if isinstance(opened, Proposal):
+            branch = self.config.repository(job.rule.repository).branch
+            return f"waiting for pull request {opened.url} ({opened.branch} into {branch})"
+        return ""
 
     async def run(self, job: Job) -> Finished:
         rule, context, request = job.rule, job.context, _request(job)
@@ -67,7 +84,13 @@ class DeploymentBody(TaskBody):
         if not job.commit:
             # what the wait will read must be readable now: a wrong name or a 403 must not deploy and then fail
             await check_wait_target(self.reconciler, rule, target)
-            commit, note = await self._commit(job.event, rule, context, request)
+            if self._gated(job):
+                merged = await self._through_pull_request(job, request)
+                if isinstance(merged, Finished):
+                    return merged
+                commit, note = merged
+            else:
+                commit, note = await self._commit(job.event, rule, context, request)
             await job.committed(commit)
             metrics.TIME_TO_COMMIT.observe(self.clock.monotonic() - started)
         committed = self.clock.monotonic()
@@ -106,15 +129,7 @@ class DeploymentBody(TaskBody):
 
         An event without ``configurationChange.values`` (a sequence re-run to deploy what is there) and edits the
         branch already holds make no commit: the tip is then the commit to wait for."""
-        notes = EditNotes()
-        repository = self.config.repository(rule.repository)
-        edits = file_edits(rule, context, notes) if trigger.values else ()
-        change = Change(
-            repository=repository,
-            edits=edits,
-            message=commit_message(event, trigger),
-            trailer=(TRIGGERED_ID_TRAILER, event.id),
-        )
+        change, notes = self._change(event, rule, context, trigger)
         result = await self.writer.write(change)
         log.info(
             "gitops commit ready",
@@ -124,21 +139,67 @@ class DeploymentBody(TaskBody):
             attempts=result.attempts,
             triggeredid=event.id,
         )
-        at = f"{repository.branch}@{result.commit[:12]}"
-        if not edits:
-            return result.commit, (
-                "no commit made: the event carries no configurationChange.values (a redeploy), so what "
-                f"{at} holds is what must be deployed."
-            )
-        if result.unchanged:
-            held = [
-                f"{edit.path} already has {notes.unchanged[i]}" for i, edit in enumerate(edits) if i in notes.unchanged
-            ]
-            return (
-                result.commit,
-                f"no commit made: {'; '.join(held) or 'the branch already holds every update'} at {at}.",
-            )
-        return result.commit, " ".join(f"{message}." for message in notes.messages())
+        return result.commit, _note(change, notes, result)
+
+    def _change(
+        self, event: KeptnEvent, rule: Rule, context: TemplateContext, trigger: DeploymentTrigger
+    ) -> tuple[Change, EditNotes]:
+        notes = EditNotes()
+        edits = file_edits(rule, context, notes) if trigger.values else ()
+        change = Change(
+            repository=self.config.repository(rule.repository),
+            edits=edits,
+            message=commit_message(event, trigger),
+            trailer=(TRIGGERED_ID_TRAILER, event.id),
+        )
+        return change, notes
+
+    def _gated(self, job: Job) -> bool:
+        """Whether this deployment goes through a pull request: the rule's ``mode``, or the shipyard's."""
+        mode: object = job.trigger.properties.get("mode", job.rule.mode)
+        if mode not in ("direct", "pullRequest"):
+            raise EventError(f"data.deployment.mode must be direct or pullRequest, got {str(mode)[:40]!r}")
+        if mode == "pullRequest" and self.pull_requests is None:
+            raise EventError("data.deployment.mode is pullRequest, but this service has no forge to open it on")
+        return mode == "pullRequest"
+
+    async def _propose(self, job: Job, request: DeploymentTrigger) -> Proposal | tuple[WriteResult, str]:
+        """The trigger's pull request (opened now, or found); or, when the branch holds the change already, that
+        commit and what the finished message must say first."""
+        assert self.pull_requests is not None  # _gated() checked it
+        change, notes = self._change(job.event, job.rule, job.context, request)
+        opened = await self.pull_requests.open(
+            change, job.scope, job.event.id, job.event.shkeptncontext, job.rule.pull_request
+        )
+        return opened if isinstance(opened, Proposal) else (opened, _note(change, notes, opened))
+
+    async def _through_pull_request(self, job: Job, request: DeploymentTrigger) -> tuple[str, str] | Finished:
+        """Open (or find) the pull request and wait for its merge: the merge commit is what the cluster must apply."""
+        assert self.pull_requests is not None
+        opened = await self._propose(job, request)
+        if not isinstance(opened, Proposal):
+            return opened[0].commit, opened[1]
+        repository = self.config.repository(job.rule.repository)
+        merged = await self.pull_requests.merged(repository, opened, job.rule.pull_request)
+        if isinstance(merged, NotMerged):
+            status = Status.ERRORED if merged.timed_out else Status.SUCCEEDED
+            return Finished(status, Result.FAIL, merged.message, "", self.errored_data(""))
+        return merged, f"pull request {opened.url} merged as {merged[:12]}."
+
+
+def _note(change: Change, notes: EditNotes, result: WriteResult) -> str:
+    """What the finished message says first about the commit: none made (and why), or what the edits did."""
+    edits = change.edits
+    at = f"{change.repository.branch}@{result.commit[:12]}"
+    if not edits:
+        return (
+            "no commit made: the event carries no configurationChange.values (a redeploy), so what "
+            f"{at} holds is what must be deployed."
+        )
+    if result.unchanged:
+        held = [f"{edit.path} already has {notes.unchanged[i]}" for i, edit in enumerate(edits) if i in notes.unchanged]
+        return f"no commit made: {'; '.join(held) or 'the branch already holds every update'} at {at}."
+    return " ".join(f"{message}." for message in notes.messages())
 
 
 def _request(job: Job) -> DeploymentTrigger:
