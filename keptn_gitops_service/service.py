@@ -161,7 +161,7 @@ class Service:
                     config, self.writer, self.reconciler, self.clock, pull_requests=self.pull_requests
                 ),
                 "release": ReleaseBody(),
-                "rollback": RollbackBody(config, self.writer, self.reconciler),
+                "rollback": RollbackBody(config, self.writer, self.reconciler, pull_requests=self.pull_requests),
             },
             new_id=ids,
         )

@@ -38,6 +38,15 @@ def triggered(image: str = "docker.io/keptnexamples/carts:0.13.1", **data: Any) 
     return event
 
 
+def rollback_of(deployment: dict[str, Any], result: str = "fail") -> dict[str, Any]:
+    """The rollback.triggered a shipyard's rollback sequence sends after a failed delivery of the same context."""
+    event = triggered()
+    event["type"] = "sh.keptn.event.rollback.triggered"
+    event["shkeptncontext"] = deployment["shkeptncontext"]
+    event["data"] = {"project": "sockshop", "stage": "dev", "service": "carts", "result": result, "status": "errored"}
+    return event
+
+
 @dataclass
 class Loop:
     """A running service plus everything around it, and what it published."""

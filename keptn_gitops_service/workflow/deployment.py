@@ -27,7 +27,13 @@ from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.edits import EditNotes, file_edits
 from keptn_gitops_service.workflow.lifecycle import Finished, Job, TaskBody
-from keptn_gitops_service.workflow.pullrequests import NotMerged, Proposal, PullRequestGate
+from keptn_gitops_service.workflow.pullrequests import (
+    NotMerged,
+    Proposal,
+    PullRequestGate,
+    gated,
+    through_pull_request,
+)
 from keptn_gitops_service.workflow.waits import (
     RepositoryAncestry,
     check_wait_target,
@@ -155,13 +161,7 @@ class DeploymentBody(TaskBody):
         return change, notes
 
     def _gated(self, job: Job) -> bool:
-        """Whether this deployment goes through a pull request: the rule's ``mode``, or the shipyard's."""
-        mode: object = job.trigger.properties.get("mode", job.rule.mode)
-        if mode not in ("direct", "pullRequest"):
-            raise EventError(f"data.deployment.mode must be direct or pullRequest, got {str(mode)[:40]!r}")
-        if mode == "pullRequest" and self.pull_requests is None:
-            raise EventError("data.deployment.mode is pullRequest, but this service has no forge to open it on")
-        return mode == "pullRequest"
+        return gated(job.rule, job.trigger.properties, self.pull_requests, "deployment")
 
     async def _propose(self, job: Job, request: DeploymentTrigger) -> Proposal | tuple[WriteResult, str]:
         """The trigger's pull request (opened now, or found); or, when the branch holds the change already, that
@@ -176,15 +176,18 @@ class DeploymentBody(TaskBody):
     async def _through_pull_request(self, job: Job, request: DeploymentTrigger) -> tuple[str, str] | Finished:
         """Open (or find) the pull request and wait for its merge: the merge commit is what the cluster must apply."""
         assert self.pull_requests is not None
-        opened = await self._propose(job, request)
-        if not isinstance(opened, Proposal):
-            return opened[0].commit, opened[1]
-        repository = self.config.repository(job.rule.repository)
-        merged = await self.pull_requests.merged(repository, opened, job.rule.pull_request)
+        change, notes = self._change(job.event, job.rule, job.context, request)
+        merged = await through_pull_request(
+            self.pull_requests, change, job.scope, job.event.id, job.event.shkeptncontext, job.rule
+        )
+        if isinstance(merged, WriteResult):
+            return merged.commit, _note(change, notes, merged)
         if isinstance(merged, NotMerged):
             status = Status.ERRORED if merged.timed_out else Status.SUCCEEDED
             return Finished(status, Result.FAIL, merged.message, "", self.errored_data(""))
-        return merged, f"pull request {opened.url} merged as {merged[:12]}."
+        proposal = await self.pull_requests.stored(job.event.id)
+        url = proposal.url if proposal is not None else "the pull request"
+        return merged, f"pull request {url} merged as {merged[:12]}."
 
 
 def _note(change: Change, notes: EditNotes, result: WriteResult) -> str:

@@ -16,14 +16,15 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from keptn_gitops_service.clock import Clock
-from keptn_gitops_service.config.model import PullRequestOptions, Repository
-from keptn_gitops_service.errors import ForgeAccessDeniedError, ForgeError, StateError, describe_error
+from keptn_gitops_service.config.model import PullRequestOptions, Repository, Rule
+from keptn_gitops_service.errors import EventError, ForgeAccessDeniedError, ForgeError, StateError, describe_error
 from keptn_gitops_service.forges.model import Forge, MergeMethod, PullRequest, PullRequestSpec, PullState
 from keptn_gitops_service.gitops.writer import Change, GitWriter, WriteResult
 from keptn_gitops_service.keptn.data import EventScope
@@ -105,6 +106,27 @@ class Wakeups:
                 del self._waiting[key]
 
 
+def gated(rule: Rule, properties: Mapping[str, Any], gate: PullRequestGate | None, task: str) -> bool:
+    """Whether a task goes through a pull request: the rule's ``mode``, or the shipyard task's property ``mode``."""
+    mode: object = properties.get("mode", rule.mode)
+    if mode not in ("direct", "pullRequest"):
+        raise EventError(f"data.{task}.mode must be direct or pullRequest, got {str(mode)[:40]!r}")
+    if mode == "pullRequest" and gate is None:
+        raise EventError(f"data.{task}.mode is pullRequest, but this service has no forge to open it on")
+    return mode == "pullRequest"
+
+
+async def through_pull_request(
+    gate: PullRequestGate, change: Change, scope: EventScope, event_id: str, context: str, rule: Rule
+) -> WriteResult | str | NotMerged:
+    """Open (or find) the pull request of ``change`` and wait for its merge: the merge commit (``str``), or why it
+    brought nothing (:class:`NotMerged`); a :class:`WriteResult` when there was nothing to propose."""
+    opened = await gate.open(change, scope, event_id, context, rule.pull_request)
+    if not isinstance(opened, Proposal):
+        return opened
+    return await gate.merged(change.repository, opened, rule.pull_request)
+
+
 def head_branch(scope: EventScope, triggered_id: str) -> str:
     """``keptn/<project>/<stage>/<service>/<12 hex digits of the triggered id>``: one branch per trigger."""
     digest = hashlib.sha256(triggered_id.encode()).hexdigest()[:12]
@@ -134,9 +156,9 @@ class PullRequestGate:
         """The trigger's pull request — found in the state store, or pushed and opened now. A
         :class:`WriteResult` instead when there is nothing to propose: the branch holds the change already (its
         ``commit`` is then the one to wait for)."""
-        stored = await self.store.memo_get(_key(triggered_id))
+        stored = await self.stored(triggered_id)
         if stored is not None:
-            return Proposal.decode(stored)
+            return stored
         repository = change.repository
         forge = self.forges(repository)
         branch = head_branch(scope, triggered_id)
@@ -153,6 +175,11 @@ class PullRequestGate:
         log.info("pull request opened", url=opened.url, branch=branch, commit=pushed.commit, triggeredid=triggered_id)
         await self._supersede(forge, scope, proposal)
         return proposal
+
+    async def stored(self, triggered_id: str) -> Proposal | None:
+        """The pull request opened for ``triggered_id``, if any."""
+        raw = await self.store.memo_get(_key(triggered_id))
+        return Proposal.decode(raw) if raw is not None else None
 
     async def merged(self, repository: Repository, proposal: Proposal, options: PullRequestOptions) -> str | NotMerged:
         """Wait until the pull request is merged and return the commit that brought it into the branch."""

@@ -18,12 +18,13 @@ import structlog
 from keptn_gitops_service.config.model import GitOpsConfig
 from keptn_gitops_service.editing.revert import ScalarChange, revert_changes, scalar_changes
 from keptn_gitops_service.errors import EditError
-from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter
-from keptn_gitops_service.keptn.data import EventScope, Status, echoed_result
+from keptn_gitops_service.gitops.writer import Change, FileEdit, FileVersions, GitWriter, WriteResult
+from keptn_gitops_service.keptn.data import EventScope, Result, Status, echoed_result
 from keptn_gitops_service.keptn.events import KeptnEvent
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER
 from keptn_gitops_service.workflow.lifecycle import Finished, Job, TaskBody
+from keptn_gitops_service.workflow.pullrequests import NotMerged, PullRequestGate, gated, through_pull_request
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -38,6 +39,8 @@ class RollbackBody(TaskBody):
     config: GitOpsConfig
     writer: GitWriter
     reconciler: Reconciler
+    pull_requests: PullRequestGate | None = None
+    """In pull-request mode the revert is proposed as a pull request, and its merge is what is waited for."""
 
     async def run(self, job: Job) -> Finished:
         event, scope, rule = job.event, job.scope, job.rule
@@ -69,7 +72,18 @@ class RollbackBody(TaskBody):
         target = wait_target(rule, job.context)
         timeout = wait_timeout(rule, job.trigger.properties, "data.rollback")
         await check_wait_target(self.reconciler, rule, target)
-        await job.committed((await self.writer.write(change)).commit)
+        if not job.commit:  # (a resumed rollback made its commit before)
+            if gated(rule, job.trigger.properties, self.pull_requests, "rollback"):
+                assert self.pull_requests is not None
+                merged = await through_pull_request(
+                    self.pull_requests, change, scope, event.id, event.shkeptncontext, rule
+                )
+                if isinstance(merged, NotMerged):
+                    status = Status.ERRORED if merged.timed_out else Status.SUCCEEDED
+                    return Finished(status, Result.FAIL, merged.message)
+                await job.committed(merged.commit if isinstance(merged, WriteResult) else merged)
+            else:
+                await job.committed((await self.writer.write(change)).commit)
         outcome = await self.reconciler.wait(
             target,
             commit=job.commit,

@@ -11,7 +11,7 @@ from typing import Any
 
 import nats
 from cdevents_sink import Sink, drained
-from harness import Loop, start_loop, stop_loop, triggered
+from harness import Loop, rollback_of, start_loop, stop_loop, triggered
 from support import until
 
 from keptn_gitops_service.cdevents.model import DEPLOYED, ROLLEDBACK, UPGRADED
@@ -30,14 +30,6 @@ async def deploy(loop: Loop, image: str, **data: Any) -> tuple[dict[str, Any], d
     event = triggered(image, **data)
     await loop.publish(event)
     return event, await loop.finished(event["id"])
-
-
-def rollback_of(deployment: dict[str, Any]) -> dict[str, Any]:
-    event = triggered()
-    event["type"] = "sh.keptn.event.rollback.triggered"
-    event["shkeptncontext"] = deployment["shkeptncontext"]
-    event["data"] = {"project": "sockshop", "stage": "dev", "service": "carts", "result": "fail", "status": "errored"}
-    return event
 
 
 async def test_deployed_then_upgraded_then_rolled_back(

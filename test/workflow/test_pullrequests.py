@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from forgesim import MemoryForge
-from harness import Loop, start_loop, stop_loop, triggered
+from harness import Loop, rollback_of, start_loop, stop_loop, triggered
 from support import ConfigRule, git, make_remote, read_remote, service_config, until
 
 from keptn_gitops_service.clock import ManualClock
@@ -24,6 +24,7 @@ from keptn_gitops_service.state.store import SqliteStateStore
 from keptn_gitops_service.workflow.pullrequests import NotMerged, Proposal, PullRequestGate, head_branch
 from keptn_gitops_sim.cluster import SimulatedCluster
 
+KS = "apps/dev/carts/kustomization.yaml"
 FORGE = "{type: gitea, tokenEnv: FORGE_TOKEN, apiURL: http://forge.invalid/api/v1, path: acme/fleet}"
 
 
@@ -122,6 +123,28 @@ async def test_a_newer_deployment_supersedes_the_open_pull_request(pr_loop: Loop
     forge.merge_now(2)
     pr_loop.service.pull_requests.wakeups.wake("acme/fleet", 2)
     assert (await pr_loop.finished(newer["id"]))["data"]["result"] == "pass"
+
+
+async def test_a_rollback_opens_a_revert_pull_request_the_same_way(pr_loop: Loop, forge: MemoryForge) -> None:
+    original = read_remote(pr_loop.remote, KS)
+    event = triggered("docker.io/keptnexamples/carts:0.13.1")
+    await pr_loop.publish(event)
+    await started(pr_loop, event["id"])
+    forge.merge_now(1)
+    pr_loop.service.pull_requests.wakeups.wake("acme/fleet", 1)
+    assert (await pr_loop.finished(event["id"]))["data"]["result"] == "pass"
+    assert read_remote(pr_loop.remote, KS) != original
+    rollback = rollback_of(event)
+    await pr_loop.publish(rollback)
+    await until(lambda: 2 in forge.pulls)
+    assert forge.specs[2].title == "rollback sockshop/dev/carts"
+    assert read_remote(pr_loop.remote, KS) != original  # nothing is rolled back before the merge
+    revert = forge.merge_now(2)
+    pr_loop.service.pull_requests.wakeups.wake("acme/fleet", 2)
+    data = (await pr_loop.finished(rollback["id"]))["data"]
+    assert (data["status"], data["result"]) == ("succeeded", "fail"), data["message"]  # the echoed result
+    assert f"with commit {revert[:12]}" in data["message"]
+    assert read_remote(pr_loop.remote, KS) == original
 
 
 async def test_auto_merge_merges_through_the_forge_once_it_is_mergeable(

@@ -6,19 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import Loop, triggered
+from harness import Loop, rollback_of, triggered
 from support import git, push_unrelated, read_remote
 
 KS = "apps/dev/carts/kustomization.yaml"
-
-
-def rollback_of(deployment: dict[str, Any], result: str = "fail") -> dict[str, Any]:
-    """The rollback.triggered a shipyard's rollback sequence sends after a failed delivery of the same context."""
-    event = triggered()
-    event["type"] = "sh.keptn.event.rollback.triggered"
-    event["shkeptncontext"] = deployment["shkeptncontext"]
-    event["data"] = {"project": "sockshop", "stage": "dev", "service": "carts", "result": result, "status": "errored"}
-    return event
 
 
 async def deploy(loop: Loop, image: str) -> dict[str, Any]:
