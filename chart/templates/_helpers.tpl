@@ -180,7 +180,8 @@ RBAC rules from a {<resource>: {<verb>: true}} map (include with the map as the 
 {{- end }}
 
 {{/*
-Environment variable names that repositories with token auth read their token from (unique, sorted).
+Environment variable names that repositories with token auth read their token from, and their forges' API tokens and
+webhook secrets (unique, sorted; all from `git.existingSecret`).
 */}}
 {{- define "keptn-gitops-service.tokenEnvs" -}}
 {{- $envs := list }}
@@ -188,6 +189,12 @@ Environment variable names that repositories with token auth read their token fr
 {{- $auth := .auth | default dict }}
 {{- if eq ($auth.type | toString) "token" }}
 {{- $envs = append $envs ($auth.tokenEnv | toString) }}
+{{- end }}
+{{- with .forge }}
+{{- $envs = append $envs (.tokenEnv | toString) }}
+{{- with .webhookSecretEnv }}
+{{- $envs = append $envs (. | toString) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toJson ($envs | uniq | sortAlpha) }}

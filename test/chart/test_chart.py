@@ -440,6 +440,12 @@ def test_tokens_come_from_the_git_secret_and_ssh_keys_are_mounted(render: Any) -
     assert variables["FLEET_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gitops-credentials", "key": "fleet-token"}
     assert variables["GIT_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gitops-credentials", "key": "GIT_TOKEN"}
     assert variables["ARGOCD_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "argocd-api", "key": "token"}
+    # a repository's forge: its API token and webhook secret from the same Secret
+    for forge_variable in ("FORGE_TOKEN", "FORGE_WEBHOOK_SECRET"):
+        assert variables[forge_variable]["valueFrom"]["secretKeyRef"] == {
+            "name": "gitops-credentials",
+            "key": forge_variable,
+        }
     mount = mounts(container)["/etc/keptn-gitops-service/git"]
     assert mount["readOnly"] is True
     secret = volumes(objs)[mount["name"]]["secret"]
@@ -448,7 +454,7 @@ def test_tokens_come_from_the_git_secret_and_ssh_keys_are_mounted(render: Any) -
     assert pod_spec(objs)["securityContext"]["fsGroup"] == 10001, "the key file must be readable by the group"
     # no credential is ever a literal value in the manifest
     for name, variable in variables.items():
-        if "TOKEN" in name:
+        if "TOKEN" in name or "SECRET" in name:
             assert "value" not in variable, name
 
 
