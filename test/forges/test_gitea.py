@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -63,8 +64,14 @@ async def until_mergeable(forge: GiteaForge, number: int) -> PullRequest:
         await asyncio.sleep(0.1)
 
 
-def test_the_adapter_has_the_forge_interface() -> None:
-    forge: Forge = GiteaForge(ForgeRepository("http://127.0.0.1:1/api/v1", "acme/fleet"), "t", SystemClock())
+def test_the_adapter_has_every_method_of_the_forge_interface_with_its_signature() -> None:
+    methods = [name for name, member in vars(Forge).items() if inspect.iscoroutinefunction(member)]
+    assert "open_pull_request" in methods and "close_session" in methods
+    for name in methods:
+        mine = getattr(GiteaForge, name)
+        assert inspect.iscoroutinefunction(mine), name
+        assert inspect.signature(mine) == inspect.signature(getattr(Forge, name)), name
+    forge = GiteaForge(ForgeRepository("http://127.0.0.1:1/api/v1", "acme/fleet"), "t", SystemClock())
     assert forge.repository.path == "acme/fleet"
 
 
@@ -303,6 +310,13 @@ async def test_a_real_webhook_is_accepted_and_a_tampered_one_refused(
     assert headers["X-Gitea-Event"] == "pull_request"
     event = parse_webhook(headers, body, secret)
     assert event is not None and (event.repository, event.number, event.action) == (repo.path, opened.number, "opened")
+
+    gitea.api("POST", f"/repos/{repo.path}/pulls/{opened.number}/reviews", {"event": "APPROVED"}, user="reviewer")
+    await until(lambda: receiver.of("reviewed"), timeout=SAFETY)
+    headers, body = receiver.of("reviewed")[0]
+    assert headers["X-Gitea-Event"] == "pull_request_approved"  # an approval can make it mergeable: it wakes a wait
+    approved = parse_webhook(headers, body, secret)
+    assert approved is not None and approved.number == opened.number
 
     await until_mergeable(forge, opened.number)
     assert await forge.merge(opened.number, MergeMethod.MERGE)
