@@ -198,6 +198,22 @@ async def test_a_squash_merge_reports_the_squashed_commit_on_main(
     assert head not in on_main  # squashed: the branch's own commit is not on main
 
 
+async def test_a_merge_style_the_repository_forbids_is_an_error_not_a_wait(
+    gitea: GiteaServer, repo: Repo, forges: Callable[..., GiteaForge]
+) -> None:
+    gitea.api("PATCH", f"/repos/{repo.path}", {"allow_rebase": False, "allow_rebase_explicit": False})
+    forge = forges()
+    gitea.push_branch(repo, "keptn/app/dev/6")
+    opened = await forge.open_pull_request(spec("keptn/app/dev/6"))
+    await until_mergeable(forge, opened.number)
+
+    with pytest.raises(ForgeError) as caught:
+        await forge.merge(opened.number, MergeMethod.REBASE)
+    assert str(caught.value).startswith(f"Gitea: could not merge pull request #{opened.number} in {repo.path} (rebase)")
+    assert "merge style" in str(caught.value)
+    assert await forge.merge(opened.number, MergeMethod.MERGE) is True
+
+
 async def test_closing_with_a_comment_leaves_it_closed_by_its_closer(
     gitea: GiteaServer, repo: Repo, forges: Callable[..., GiteaForge]
 ) -> None:
