@@ -98,9 +98,17 @@ class ForgeHttp:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         async with self._session.request(method, url, headers=headers, data=data, params=params) as response:
-            raw = await response.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
-                raise ForgeError(f"{self.forge} answered {method} {response.url.path} with more than {MAX_BODY} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            # content.read(n) returns what has arrived so far, not n bytes: read until the end, within the bound
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ForgeError(
+                        f"{self.forge} answered {method} {response.url.path} with more than {MAX_BODY} bytes"
+                    )
+                chunks.append(chunk)
+            raw = b"".join(chunks)
             try:
                 decoded = json.loads(raw) if raw.strip() else None
             except ValueError:

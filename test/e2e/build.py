@@ -48,7 +48,14 @@ class BuildModule:
     """A required module whose ``<crds_dir>/*.yaml`` are copied to ``crds/`` in the cache."""
     crds_dir: str = "config/crd/bases"
     files: tuple[str, ...] = ()
-    """Further files of ``crds_from`` (paths in its module) copied to ``files/`` in the cache, by base name."""
+    """Further files (or whole directories) of ``files_from`` (paths in its module) copied to ``files/`` in the
+    cache, by base name."""
+    files_from: str = ""
+    """The required module ``files`` come from; ``crds_from`` unless given."""
+    cgo: bool = False
+    """Build with ``CGO_ENABLED=1`` (a C compiler must be installed), as Gitea's SQLite driver needs."""
+    tags: tuple[str, ...] = ()
+    """Go build tags."""
     version_ldflags: str = ""
     """``-X`` flags with ``{version}`` standing for the required version of ``version_of`` (``{number}``: without
     its ``v``)."""
@@ -82,6 +89,8 @@ class BuildModule:
         recipe = json.dumps([self.ldflags(), [(p.name, p.package) for p in self.programs], self.crds_from])
         if self.crds_dir != "config/crd/bases" or self.files:  # keeps the keys of the modules that existed before
             recipe += json.dumps([self.crds_dir, self.files])
+        if self.files_from or self.cgo or self.tags:
+            recipe += json.dumps([self.files_from, self.cgo, self.tags])
         digest.update(recipe.encode())
         return f"{self.directory}-{digest.hexdigest()[:16]}"
 
@@ -104,6 +113,18 @@ KUSTOMIZE_CONTROLLER = BuildModule(
     crds_from="github.com/fluxcd/kustomize-controller",
 )
 MODULES = (KUBE, SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER)
+GITEA = BuildModule(
+    "gitea",
+    (Program("gitea", "code.gitea.io/gitea"),),
+    # Without the bindata tag Gitea reads options/ (locales, labels, licences) and templates/ from STATIC_ROOT_PATH
+    # at run time: both are copied from the same module version, and the harness points STATIC_ROOT_PATH at files/.
+    files=("options", "templates"),
+    files_from="code.gitea.io/gitea",
+    cgo=True,  # mattn/go-sqlite3
+    tags=("sqlite", "sqlite_unlock_notify"),
+    version_ldflags="-X main.Version={number}",  # what /api/v1/version reports; "development" otherwise
+    version_of="code.gitea.io/gitea",
+)
 HELM_CONTROLLER = BuildModule(
     "helm-controller",
     (Program("helm-controller", "github.com/fluxcd/helm-controller"),),
@@ -177,8 +198,9 @@ def go_binary() -> str:
     return found
 
 
-def _go_env() -> dict[str, str]:
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
+def _go_env(module: BuildModule | None = None) -> dict[str, str]:
+    cgo = "1" if module is not None and module.cgo else "0"
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": cgo, "GOTOOLCHAIN": "local"}
     for name in ("GOMODCACHE", "GOCACHE", "GOWORK"):  # Go's defaults under ~, shared with every other build
         env.pop(name, None)
     return env
@@ -188,7 +210,7 @@ def _go(args: list[str], module: BuildModule) -> str:
     proc = subprocess.run(
         [go_binary(), *args],
         cwd=module.source,
-        env=_go_env(),
+        env=_go_env(module),
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
@@ -210,6 +232,7 @@ def _build(module: BuildModule, target: Path) -> None:
                 [
                     "build",
                     "-trimpath",
+                    *([f"-tags={','.join(module.tags)}"] if module.tags else []),
                     f"-ldflags={module.ldflags()}",
                     "-o",
                     str(staging / program.name),
@@ -223,10 +246,18 @@ def _build(module: BuildModule, target: Path) -> None:
             (staging / "crds").mkdir()
             for crd in sorted(bases.glob("*.yaml")):
                 shutil.copyfile(crd, staging / "crds" / crd.name)
-            if module.files:
-                (staging / "files").mkdir()
+        if module.files:
+            origin = json.loads(_go(["list", "-m", "-json", module.files_from or module.crds_from], module))["Dir"]
+            (staging / "files").mkdir()
             for name in module.files:
-                shutil.copyfile(Path(listing["Dir"]) / name, staging / "files" / Path(name).name)
+                if (Path(origin) / name).is_dir():
+                    copied = staging / "files" / Path(name).name
+                    shutil.copytree(Path(origin) / name, copied, copy_function=shutil.copyfile)
+                    # The module cache is read-only; the copy must not be, or the cache entry could not be removed.
+                    for directory in (copied, *(p for p in copied.rglob("*") if p.is_dir())):
+                        directory.chmod(0o755)
+                else:
+                    shutil.copyfile(Path(origin) / name, staging / "files" / Path(name).name)
         try:
             staging.rename(target)
         except OSError:
@@ -337,6 +368,32 @@ def helm_tools(report: list[str] | None = None) -> HelmTools:
     )
 
 
+@dataclass(frozen=True)
+class GiteaTools:
+    """Gitea's binary and the directory to use as its ``STATIC_ROOT_PATH`` (``options/`` and ``templates/``)."""
+
+    gitea: Path
+    static_root: Path
+    version: str
+
+
+def gitea_location() -> GiteaTools:
+    """Where ``python test/e2e/build.py gitea`` puts Gitea, without building it (the forge tests only look)."""
+    target = cache_root() / GITEA.cache_key()
+    return GiteaTools(
+        gitea=target / "gitea",
+        static_root=target / "files",
+        version=GITEA.required_version("code.gitea.io/gitea"),
+    )
+
+
+def gitea_tools(report: list[str] | None = None) -> GiteaTools:
+    """Built unless cached (``python test/e2e/build.py gitea``)."""
+    lines: list[str] = [] if report is None else report
+    _ensure(GITEA, lines)
+    return gitea_location()
+
+
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     lines: list[str] = []
@@ -347,6 +404,9 @@ def main(argv: list[str]) -> int:
         elif argv == ["pods"]:
             pods = pod_tools(lines)
             summary = f"kube-controller-manager, kube-scheduler, kwok {pods.kwok_version}"
+        elif argv == ["gitea"]:
+            gitea = gitea_tools(lines)
+            summary = f"gitea {gitea.version}"
         elif argv == ["helm"]:
             helm = helm_tools(lines)
             summary = f"helm-controller {helm.version}; {len(helm.crds)} CRDs"
@@ -354,7 +414,7 @@ def main(argv: list[str]) -> int:
             tools = toolchain(lines)
             summary = f"kubernetes {tools.kubernetes_version}, flux {tools.flux_versions}; {len(tools.crds)} CRDs"
         else:
-            print("usage: build.py [argocd|pods|helm]", file=sys.stderr)
+            print("usage: build.py [argocd|pods|helm|gitea]", file=sys.stderr)
             return 2
     except BuildError as exc:
         print("\n".join(lines), file=sys.stderr)

@@ -1,0 +1,38 @@
+"""Fixtures of the forge tests: one real Gitea for the whole session, a fresh repository for each test.
+
+Gitea is built from its Go module by ``python test/e2e/build.py gitea`` (``./scripts/test`` does it before pytest);
+these fixtures only look for the build and fail, saying so, when it is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from e2e.build import gitea_location
+from forges.giteaserver import GiteaServer, Repo
+
+
+@pytest.fixture(scope="session")
+def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiteaServer]:
+    """A real Gitea on a free loopback port with the users ``owner`` (admin) and ``reviewer``; stopped by its PID
+    at the end of the session."""
+    tools = gitea_location()
+    if not tools.gitea.is_file() or not (tools.static_root / "options").is_dir():
+        pytest.fail(
+            f"Gitea {tools.version} is not built (no {tools.gitea}): run `python test/e2e/build.py gitea` first "
+            "(./scripts/test does)",
+            pytrace=False,
+        )
+    server = GiteaServer(tools, tmp_path_factory.mktemp("gitea"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def repo(gitea: GiteaServer) -> Repo:
+    """A new repository of ``owner`` on the session's Gitea: one commit on ``main``, ``reviewer`` may write."""
+    return gitea.create_repo()
