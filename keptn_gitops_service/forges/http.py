@@ -98,13 +98,18 @@ class ForgeHttp:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         async with self._session.request(method, url, headers=headers, data=data, params=params) as response:
-            raw = await response.content.read(MAX_BODY + 1)
+            raw = bytearray()
+            while len(raw) <= MAX_BODY:  # read() answers what has arrived so far, not the whole body
+                chunk = await response.content.read(MAX_BODY + 1 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
             if len(raw) > MAX_BODY:
                 raise ForgeError(f"{self.forge} answered {method} {response.url.path} with more than {MAX_BODY} bytes")
             try:
                 decoded = json.loads(raw) if raw.strip() else None
             except ValueError:
-                decoded = raw[:200].decode("utf-8", "replace")
+                decoded = bytes(raw[:200]).decode("utf-8", "replace")
             return Answer(response.status, dict(response.headers), decoded)
 
     def _backoff(self, attempt: int) -> float:
