@@ -80,6 +80,9 @@ class Description:
     """A (pruned) published API description, its operations indexed by ``operationId``."""
 
     def __init__(self, document: dict[str, Any], source: str) -> None:
+        for ref in document.get("x-missing-refs", []):
+            # a definition the excerpt did not copy (extract.py lists them): checked as "anything"
+            document.setdefault("definitions", {}).setdefault(ref.rsplit("/", 1)[1], {})
         self.raw = document
         self.source = source
         self.swagger = "swagger" in document
@@ -150,7 +153,7 @@ class Description:
     ) -> None:
         """An operation the description lacks, written by hand (its calls are marked ``verified=False``)."""
         self.operations[name] = Operation(
-            name, method, template, parameters, body_schema, body_schema is not None, responses, verified=False
+            name, method.upper(), template, parameters, body_schema, body_schema is not None, responses, verified=False
         )
 
 
@@ -201,8 +204,6 @@ def load_gitlab() -> Description:
     # The list answers API_Entities_MergeRequestBasic, which the excerpt does not copy; API_Entities_MergeRequest
     # is GitLab's extension of it (more exposures, none changed), so a Basic item is checked against its properties.
     definitions["API_Entities_MergeRequestBasic"] = definitions["API_Entities_MergeRequest"]
-    for ref in document.get("x-missing-refs", []):
-        definitions.setdefault(ref.rsplit("/", 1)[1], {})
     description = Description(document, str(path))
     # Not in the copied description (see gitlab/README.md): written from GitLab's API documentation.
     description.add_unverified(
@@ -524,8 +525,8 @@ def _example_of(description: Description, name: str) -> dict[str, Any]:
     for key, prop in definition.get("properties", {}).items():
         if "example" in prop:
             value[key] = copy.deepcopy(prop["example"])
-        elif "$ref" in prop and prop["$ref"].rsplit("/", 1)[1] in description.raw["definitions"]:
-            value[key] = _example_of(description, prop["$ref"].rsplit("/", 1)[1])
+        elif "$ref" in prop and description.raw["definitions"].get(prop["$ref"].rsplit("/", 1)[1]):
+            value[key] = _example_of(description, prop["$ref"].rsplit("/", 1)[1])  # not the uncopied ones
     return value
 
 
