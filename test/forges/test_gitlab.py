@@ -10,11 +10,13 @@ shapes and marked so (``Call.verified``).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import yaml
 from forges.specforge import (
     FIXTURES,
     SHA_HEAD,
@@ -499,3 +501,28 @@ def test_webhook_without_an_iid_is_refused() -> None:
 
     with pytest.raises(WebhookError, match="iid"):
         parse_webhook(headers(), body, SECRET)
+
+
+def test_the_pruned_description_is_what_extract_py_makes_of_the_excerpt() -> None:
+    """The committed JSON is the script's output for the committed excerpt (no hand edits, no drift)."""
+    spec = importlib.util.spec_from_file_location("forges_extract", FIXTURES / "extract.py")
+    assert spec is not None and spec.loader is not None
+    extract = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extract)
+    excerpt = yaml.safe_load((FIXTURES / "gitlab" / "openapi_v2.excerpt.yaml").read_text(encoding="utf-8"))
+    pruned = {
+        "swagger": excerpt["swagger"],
+        "info": excerpt["info"],
+        "host": excerpt["host"],
+        "securityDefinitions": excerpt["securityDefinitions"],
+        "paths": extract._select_operations(excerpt["paths"], extract.GITLAB_OPERATIONS),
+    }
+    made = extract._with_reachable(excerpt, pruned)
+    committed = json.loads((FIXTURES / "gitlab" / "openapi_v2.merge_requests.json").read_text(encoding="utf-8"))
+
+    assert made == committed
+    assert sorted(committed["paths"]) == [
+        "/api/v4/projects/{id}/merge_requests",
+        "/api/v4/projects/{id}/merge_requests/{merge_request_iid}",
+        "/api/v4/projects/{id}/merge_requests/{merge_request_iid}/merge",
+    ]
