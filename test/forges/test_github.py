@@ -199,6 +199,21 @@ async def test_open_refused_for_another_reason_says_why_without_the_token(github
     assert TOKEN not in str(caught.value)
 
 
+async def test_open_with_a_reviewer_github_refuses_says_so_and_leaves_the_pull_request_open(
+    github: GitHubForge, fake: SpecForge, description: Description
+) -> None:
+    fake.on("pulls/list", answer(200, []))
+    fake.on("pulls/create", answer(201, github_pull(description, REPO, 7)))
+    fake.on("pulls/request-reviewers", answer(422, {"message": "Reviews may only be requested from collaborators."}))
+
+    with pytest.raises(ForgeError) as caught:
+        await github.open_pull_request(PullRequestSpec(**{**SPEC.__dict__, "reviewers": ("stranger",)}))
+
+    assert "request reviews from stranger on pull request #7 in acme/fleet" in str(caught.value)
+    assert "Reviews may only be requested from collaborators." in str(caught.value)
+    assert [call.operation for call in fake.calls] == ["pulls/list", "pulls/create", "pulls/request-reviewers"]
+
+
 # -- reading ---------------------------------------------------------------------------------------------------------
 
 
