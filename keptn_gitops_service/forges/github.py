@@ -66,10 +66,6 @@ class GitHubForge:
             clock,
         )
 
-    @property
-    def http(self) -> ForgeHttp:
-        return self._http
-
     # -- the Forge interface ---------------------------------------------------------------------------------------
 
     async def open_pull_request(self, spec: PullRequestSpec) -> PullRequest:

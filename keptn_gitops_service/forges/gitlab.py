@@ -56,10 +56,6 @@ class GitLabForge:
         self._project = f"projects/{quote(repository.path, safe='')}"
         self._http = ForgeHttp("GitLab", repository.api_url, {"PRIVATE-TOKEN": token}, clock)
 
-    @property
-    def http(self) -> ForgeHttp:
-        return self._http
-
     # -- the Forge interface ---------------------------------------------------------------------------------------
 
     async def open_pull_request(self, spec: PullRequestSpec) -> PullRequest:
