@@ -33,6 +33,7 @@ WATCH_RECONNECTS = Counter(
 )
 WEBHOOK_REQUESTS = Counter(
     "keptn_gitops_webhook_requests_total",
-    "Webhook requests by endpoint (flux, argocd, forge) and HTTP answer (202 accepted as a hint; 400, 401, 413 refused).",
+    "Webhook requests by endpoint (flux, argocd, forge) and HTTP answer (202 accepted as a hint; 400, 401, 413 "
+    "refused).",
     ["endpoint", "code"],
 )
