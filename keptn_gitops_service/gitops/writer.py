@@ -163,13 +163,20 @@ class GitWriter:
             return await self.clone(repository).is_ancestor(ancestor, descendant)
 
     async def history(
-        self, repository: Repository, *messages: str, match: Mapping[str, str] | None = None
+        self,
+        repository: Repository,
+        *messages: str,
+        match: Mapping[str, str] | None = None,
+        squashed: Sequence[str] = (),
     ) -> list[tuple[str, list[FileVersions]]]:
         """The commits whose trailers include every one of ``messages`` (whole ``Key: value`` trailer lines, exact
         values; see :meth:`WorkingClone.find_commits`), newest first, each with its file versions.
 
         In a batched commit only the files of the change whose trailers include ``match`` (by default the
-        ``messages`` themselves) count; a batched commit with no such change is left out."""
+        ``messages`` themselves) count; a batched commit with no such change is left out. ``squashed`` are commits
+        known otherwise to belong to the same history (a pull request squash-merged by a forge keeps none of the
+        trailers): each counts when it is on the branch and has one parent (a merge commit brings commits that
+        carry the trailers themselves)."""
         wanted = dict(match) if match is not None else dict(p for m in messages if (p := parse_line(m)) is not None)
         async with self.lock(repository):
             clone = self.clone(repository)
@@ -183,7 +190,15 @@ class GitWriter:
                         continue
                     versions = [v for v in versions if v[0] in own]
                 found.append((sha, versions))
-            return found
+            known = {sha for sha, _ in found}
+            for sha in squashed:
+                if sha in known or not await clone.is_ancestor(sha, clone.tip):
+                    continue
+                if len((await clone.run("rev-list", "--parents", "-n", "1", sha)).split()) != 2:
+                    continue
+                known.add(sha)
+                found.append((sha, await clone.file_versions(sha)))
+            return await _newest_first(clone, found) if squashed else found
 
     async def offload(self, work: Callable[[list[str]], T]) -> T:
         """Run CPU-heavy YAML ``work`` in a worker thread under the YAML limits and the edit deadline.
@@ -659,6 +674,21 @@ def _overwritten(path: str, first: dict[tuple[int, str], tuple[str, str]], now: 
                 f" it to {ours!r}; not overwriting their change"
             )
     return None
+
+
+async def _newest_first(
+    clone: WorkingClone, commits: list[tuple[str, list[FileVersions]]]
+) -> list[tuple[str, list[FileVersions]]]:
+    """Commits of one branch's history, each after those that descend from it (a handful: insertion)."""
+    ordered: list[tuple[str, list[FileVersions]]] = []
+    for item in commits:
+        at = len(ordered)
+        for i, (other, _) in enumerate(ordered):
+            if await clone.is_ancestor(other, item[0]):
+                at = i
+                break
+        ordered.insert(at, item)
+    return ordered
 
 
 def batch_message(changes: Sequence[Change], files: Sequence[Sequence[str]]) -> str:

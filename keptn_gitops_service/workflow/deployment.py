@@ -185,6 +185,7 @@ class DeploymentBody(TaskBody):
         if isinstance(merged, NotMerged):
             status = Status.ERRORED if merged.timed_out else Status.SUCCEEDED
             return Finished(status, Result.FAIL, merged.message, "", self.errored_data(""))
+        await self.pull_requests.record_merge(job.event.shkeptncontext, job.scope, merged)
         proposal = await self.pull_requests.stored(job.event.id)
         url = proposal.url if proposal is not None else "the pull request"
         return merged, f"pull request {url} merged as {merged[:12]}."

@@ -176,6 +176,23 @@ class PullRequestGate:
         await self._supersede(forge, scope, proposal)
         return proposal
 
+    async def record_merge(self, context: str, scope: EventScope, commit: str) -> None:
+        """Remember the commit a merged pull request of ``context`` brought for ``scope``: a squash merge keeps none
+        of the proposed commit's trailers, so a rollback of the context finds it only here."""
+        key = _merges_key(context, scope)
+        known = await self.merges(context, scope)
+        if commit not in known:
+            await self.store.memo_put(key, json.dumps([*known, commit]).encode())
+
+    async def merges(self, context: str, scope: EventScope) -> list[str]:
+        """The commits merged pull requests of ``context`` brought for ``scope``, oldest first."""
+        raw = await self.store.memo_get(_merges_key(context, scope))
+        try:
+            found = json.loads(raw) if raw is not None else []
+        except ValueError:
+            raise StateError(f"the stored merges of Keptn context {context} are corrupt") from None
+        return [str(sha) for sha in found] if isinstance(found, list) else []
+
     async def stored(self, triggered_id: str) -> Proposal | None:
         """The pull request opened for ``triggered_id``, if any."""
         raw = await self.store.memo_get(_key(triggered_id))
@@ -277,6 +294,10 @@ class PullRequestGate:
 
 def _key(triggered_id: str) -> str:
     return f"pullrequest/{triggered_id}"
+
+
+def _merges_key(context: str, scope: EventScope) -> str:
+    return f"merges/{context}/{scope.project}/{scope.stage}/{scope.service}"
 
 
 def _superseded_key(repository: str, number: int) -> str:

@@ -56,6 +56,7 @@ class RollbackBody(TaskBody):
             f"{CONTEXT_TRAILER}: {event.shkeptncontext}",
             f"{SCOPE_TRAILER}: {where}",
             match={CONTEXT_TRAILER: event.shkeptncontext, SCOPE_TRAILER: where},
+            squashed=await self.pull_requests.merges(event.shkeptncontext, scope) if self.pull_requests else (),
         )
         if not history:
             message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"

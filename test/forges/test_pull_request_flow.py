@@ -224,8 +224,10 @@ async def test_a_rollback_opens_a_revert_pull_request_in_gitea(setup: Setup) -> 
         await loop.publish(event)
         await started_message(loop, event["id"])
         [deployed] = await setup.pulls()
-        await setup.merge_as_reviewer(deployed["number"])
+        await setup.merge_as_reviewer(deployed["number"], "squash")  # found by the rollback all the same
         assert (await loop.finished(event["id"], timeout=60))["data"]["result"] == "pass"
+        squash = git("log", "-1", "--format=%B", "main", cwd=setup.bare)
+        assert "Keptn-Context" not in squash  # Gitea's squash message keeps none of the proposed commit's trailers
         rollback = rollback_of(event)
         await loop.publish(rollback)
         revert = next(p for p in await setup.pulls_until(2) if p["state"] == "open")
