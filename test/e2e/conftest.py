@@ -30,6 +30,7 @@ from e2e.keptnplane import KeptnPlane, running_keptn
 from e2e.keptnside import KeptnBus, start_service
 from e2e.pods import PodPlane
 from e2e.processes import Process
+from forges.giteaserver import GiteaMissingError, GiteaServer, running_gitea
 
 from keptn_gitops_sim.natsd import NatsServer
 
@@ -87,6 +88,17 @@ def fleet(cluster: Cluster) -> Fleet:
     """A fresh repository and namespace ``e2e<n>-dev`` whose seed commit Flux has already reconciled."""
     cluster.flux.check_running()
     return create_fleet(cluster.kube, cluster.git_http, f"e2e{next(_projects)}")
+
+
+@pytest.fixture(scope="session")
+def gitea(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiteaServer]:
+    """A real Gitea (built from its Go module, cached) for the pull-request scenario."""
+    try:
+        with running_gitea(tmp_path_factory.mktemp("e2e-gitea")) as server:
+            _report(pytestconfig, f"e2e gitea: {server.tools.version} up in {server.started_in:.1f}s at {server.url}")
+            yield server
+    except GiteaMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

@@ -239,9 +239,14 @@ def kustomization(name: str, namespace: str, path: str, *, timeout: str = "1m", 
 
 
 def create_fleet(kube: KubeClient, git_http: GitHttpServer, project: str, stages: tuple[str, ...] = (STAGE,)) -> Fleet:
-    """Seed the repository, create per stage the namespace, the GitRepository and one Kustomization per service,
-    and wait until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""
-    fleet = Fleet(project, *seed_repository(git_http, project, repository_files(project, stages)), kube, stages)
+    """Seed the repository and let Flux follow it (:func:`follow`)."""
+    return follow(Fleet(project, *seed_repository(git_http, project, repository_files(project, stages)), kube, stages))
+
+
+def follow(fleet: Fleet) -> Fleet:
+    """Create per stage the namespace, the GitRepository of ``fleet.url`` and one Kustomization per service, and wait
+    until Flux has reconciled the seed commit (``carts`` applied, ``orders`` failing to build)."""
+    kube, stages = fleet.kube, fleet.stages
     for stage in stages:
         namespace = fleet.namespace_of(stage)
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})

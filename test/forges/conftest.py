@@ -9,27 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from e2e.build import gitea_location
-from forges.giteaserver import GiteaServer, Repo
+from forges.giteaserver import GiteaMissingError, GiteaServer, Repo, running_gitea
 
 
 @pytest.fixture(scope="session")
 def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiteaServer]:
     """A real Gitea on a free loopback port with the users ``owner`` (admin) and ``reviewer``; stopped by its PID
     at the end of the session."""
-    tools = gitea_location()
-    if not tools.gitea.is_file() or not (tools.static_root / "options").is_dir():
-        pytest.fail(
-            f"Gitea {tools.version} is not built (no {tools.gitea}): run `python test/e2e/build.py gitea` first "
-            "(./scripts/test does)",
-            pytrace=False,
-        )
-    server = GiteaServer(tools, tmp_path_factory.mktemp("gitea"))
-    server.start()
     try:
-        yield server
-    finally:
-        server.stop()
+        with running_gitea(tmp_path_factory.mktemp("gitea")) as server:
+            yield server
+    except GiteaMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

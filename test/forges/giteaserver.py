@@ -23,12 +23,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e.build import GiteaTools
+from e2e.build import GiteaTools, gitea_location
 from e2e.processes import Process
 
 from keptn_gitops_sim.natsd import free_port
@@ -339,6 +340,15 @@ ROOT_PATH = {work / "log"}
         """Until the API shows ``branch`` at ``sha`` (Gitea handles pushes in a queue)."""
         self._wait(lambda: self.branch_sha(repo, branch) == sha, f"{repo.path} branch {branch} to show {sha}")
 
+    def merge_as(self, user: str, repo: Repo, number: int, how: str = "merge") -> str:
+        """``user`` merges pull request ``number`` in Gitea once Gitea has found it mergeable (it checks a new pull
+        request in the background); returns the merge commit."""
+        path = f"/repos/{repo.path}/pulls/{number}"
+        self._wait(lambda: bool(self.api("GET", path, user=user)["mergeable"]), f"{repo.path}#{number} to be mergeable")
+        self.api("POST", f"{path}/merge", {"Do": how}, user=user)
+        merged: str = self.api("GET", path)["merge_commit_sha"]
+        return merged
+
     @staticmethod
     def _wait(condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + WAIT_TIMEOUT
@@ -351,3 +361,25 @@ ROOT_PATH = {work / "log"}
         """The commits reachable from ``branch`` on the server, newest first (fetched with git)."""
         self.git(repo, "fetch", "--quiet", "origin", branch)
         return self.git(repo, "rev-list", "FETCH_HEAD").split()
+
+
+class GiteaMissingError(RuntimeError):
+    """The Gitea build is not in the cache."""
+
+
+@contextmanager
+def running_gitea(workdir: Path) -> Iterator[GiteaServer]:
+    """A started :class:`GiteaServer` in ``workdir``, stopped by its PID afterwards; :class:`GiteaMissingError` when
+    the build is missing (the fixtures turn that into a failure, never a skip)."""
+    tools = gitea_location()
+    if not tools.gitea.is_file() or not (tools.static_root / "options").is_dir():
+        raise GiteaMissingError(
+            f"Gitea {tools.version} is not built (no {tools.gitea}): run `python test/e2e/build.py gitea` first "
+            "(./scripts/test does)"
+        )
+    server = GiteaServer(tools, workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
