@@ -127,16 +127,20 @@ class _ConsoleSink:
         line = f"{event.type.removeprefix('sh.keptn.event.')}: status={data.get('status')}"
         if "result" in data:
             line += f" result={data.get('result')} message={json.dumps(data.get('message', ''))}"
+        elif data.get("message"):  # a .started that says where the work is (a pull request)
+            line += f" message={json.dumps(data['message'])}"
         print(line, flush=True)
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    from keptn_gitops_service.forges.registry import Forges
     from keptn_gitops_service.reconcile.dispatch import Reconciler
     from keptn_gitops_service.reconcile.kube import KubeHub, load_client
     from keptn_gitops_service.service import new_writer
     from keptn_gitops_service.state.store import SqliteStateStore
     from keptn_gitops_service.workflow.deployment import DeploymentBody
     from keptn_gitops_service.workflow.lifecycle import Lifecycle
+    from keptn_gitops_service.workflow.pullrequests import PullRequestGate
 
     settings = Settings.from_env()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), "console")
@@ -160,12 +164,17 @@ def _deploy(args: argparse.Namespace) -> int:
         clock = SystemClock()
         reconciler = Reconciler(lambda: KubeHub(load_client(settings.kubeconfig)), clock)
         store = SqliteStateStore(settings.state_dir / "state.sqlite3")
-        body = DeploymentBody(config, new_writer(settings), reconciler, clock, wait=not args.no_wait)
+        writer, forges = new_writer(settings), Forges(clock)
+        # a rule in pullRequest mode opens its pull request and waits for the merge here too
+        gate = PullRequestGate(writer, forges, store, clock, bridge_url=settings.keptn_bridge_url)
+        body = DeploymentBody(config, writer, reconciler, clock, wait=not args.no_wait, pull_requests=gate)
         lifecycle = Lifecycle(config, store, _ConsoleSink(), clock, tasks={"deployment": body})
         try:
             finished = await lifecycle.handle(to_structured(event))
         finally:
             await reconciler.close()
+            await forges.close()
+            await writer.close()
             await store.close()
         if finished is None:
             print(
