@@ -187,6 +187,7 @@ class ServiceProcess:
         self._log = (root / "service.log").open("wb")
         self.proc = subprocess.Popen(
             [runtime.python, "-m", "keptn_gitops_service", "run", "--config", str(root / "config.yaml")],
+            cwd=root,  # its own folder, so the package comes from PYTHONPATH (this tree), not from the caller's cwd
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
