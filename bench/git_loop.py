@@ -17,15 +17,25 @@ lost. Its baseline is the same run without the bot. ``memory`` samples the servi
 memory, open file descriptors and child processes, idle (after one deployment), with ``--in-flight`` deployments
 waiting on Flux (the Kubernetes-API test server holds their Kustomizations, and nothing reconciles them), and after
 every wave of a ``--soak`` of ``wait: none`` deployments; its baseline is the idle sample.
+
+The service runs as shipped (``--interpreter product``, the default): with the interpreter of a virtualenv that holds
+only what ``pip install .`` brings (setup.cfg's ``install_requires``, no extras), built once under
+``${KEPTN_GITOPS_CACHE:-~/.cache/keptn-gitops-service}/bench/product-venv-<hash>``, and with ``LOG_FORMAT=json``, the
+production default. ``--interpreter test`` runs it with this interpreter instead, whose test-only packages (``rich``,
+pulled in by import-linter, which structlog imports when it can) cost memory the shipped service never pays.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import configparser
+import fcntl
+import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +81,66 @@ FLUX_RULE = (
 )
 
 
+# ---- the interpreter that runs the service ------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("KEPTN_GITOPS_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "keptn-gitops-service"
+
+
+def product_python() -> Path:
+    """The interpreter of a virtualenv holding only the service's own requirements, built once per packaging.
+
+    It holds setup.cfg's ``install_requires`` (what ``pip install .`` brings, no extras) and not the package itself:
+    the service runs from this tree (``PYTHONPATH``), so a change to the code needs no rebuild, and worktrees with
+    the same packaging can share the venv without installing different copies of the package into it.
+    """
+    packaging = b"".join((ROOT / name).read_bytes() for name in ("setup.cfg", "setup.py"))
+    base = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}".encode()
+    digest = hashlib.sha256(packaging + base).hexdigest()[:16]
+    folder = cache_root() / "bench"
+    venv = folder / f"product-venv-{digest}"
+    python, ready = venv / "bin" / "python", venv / ".complete"
+    if ready.is_file():
+        return python
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"product-venv-{digest}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another bench may be building the same venv
+        if not ready.is_file():
+            shutil.rmtree(venv, ignore_errors=True)  # a build that was cut short
+            cfg = configparser.ConfigParser()
+            cfg.read(ROOT / "setup.cfg")
+            requires = [line.strip() for line in cfg["options"]["install_requires"].splitlines() if line.strip()]
+            print(f"building the product virtualenv {venv} ({len(requires)} requirements)", file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requires],
+                check=True,
+                stdout=sys.stderr,
+            )
+            ready.touch()
+    return python
+
+
+def interpreter(kind: str) -> tuple[str, str]:
+    """The python that runs the service (``product`` or ``test``) and a line that says what it holds."""
+    python = str(product_python()) if kind == "product" else sys.executable
+    frozen = subprocess.run(  # what is installed: neither this tree (cwd, PYTHONPATH) nor an editable install
+        [python, "-m", "pip", "freeze", "--disable-pip-version-check", "--exclude-editable"],
+        cwd=Path(python).parent,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    names = {line.split("==")[0].lower() for line in frozen}
+    return python, (
+        f"service interpreter: {kind} ({python}), {len(frozen)} packages in pip freeze"
+        f" (rich {'installed' if 'rich' in names else 'absent'}), keptn_gitops_service from {ROOT}"
+    )
+
+
 # ---- the service in a process of its own -------------------------------------------------------------------------
 
 
@@ -81,11 +151,25 @@ class Sample:
     children: int
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """How the service is started: its interpreter and its log format (``json`` in production)."""
+
+    python: str = sys.executable
+    log_format: str = "json"
+
+
 class ServiceProcess:
     """``python -m keptn_gitops_service run`` with ``config``, stopped by its PID."""
 
     def __init__(
-        self, root: Path, config: str, nats_url: str, kubeconfig: Path | None = None, log_level: str = "WARNING"
+        self,
+        root: Path,
+        config: str,
+        nats_url: str,
+        runtime: Runtime,
+        kubeconfig: Path | None = None,
+        log_level: str = "WARNING",
     ) -> None:
         (root / "config.yaml").write_text(config)
         env = {
@@ -94,7 +178,7 @@ class ServiceProcess:
             "NATS_URL": nats_url,
             "KEPTN_GITOPS_STATE_DIR": str(root / "state"),
             "LOG_LEVEL": log_level,
-            "LOG_FORMAT": "console",
+            "LOG_FORMAT": runtime.log_format,
             "HTTP_PORT": "0",
             "PUBSUB_TOPIC": "sh.keptn.event.deployment.triggered",
         }
@@ -102,7 +186,8 @@ class ServiceProcess:
             env["KUBECONFIG"] = str(kubeconfig)
         self._log = (root / "service.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "keptn_gitops_service", "run", "--config", str(root / "config.yaml")],
+            [runtime.python, "-m", "keptn_gitops_service", "run", "--config", str(root / "config.yaml")],
+            cwd=root,  # its own folder, so the package comes from PYTHONPATH (this tree), not from the caller's cwd
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -127,6 +212,17 @@ class ServiceProcess:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
+
+    def events(self) -> list[str]:
+        """The messages of the service's log lines: the ``event`` of a JSON line, else the whole line (console)."""
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            found.append(str(record.get("event", "")) if isinstance(record, dict) else line)
+        return found
 
 
 class Loop:
@@ -192,9 +288,14 @@ def trigger(service: str, tag: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running(
-    root: Path, config: str, nats_url: str, kubeconfig: Path | None = None, log_level: str = "WARNING"
+    root: Path,
+    config: str,
+    nats_url: str,
+    runtime: Runtime,
+    kubeconfig: Path | None = None,
+    log_level: str = "WARNING",
 ) -> Any:
-    service = ServiceProcess(root, config, nats_url, kubeconfig, log_level)
+    service = ServiceProcess(root, config, nats_url, runtime, kubeconfig, log_level)
     nc = await nats.connect(nats_url)
     loop = Loop(nc)
     try:
@@ -249,7 +350,7 @@ def exactly_once(bare: Path, triggers: Sequence[dict[str, Any]], tag: str) -> st
 # ---- burst -------------------------------------------------------------------------------------------------------
 
 
-async def burst(services: int) -> str:
+async def burst(services: int, runtime: Runtime) -> str:
     with tempfile.TemporaryDirectory(prefix="bench-loop-burst-") as tmp:
         root = Path(tmp)
         (root / "loop").mkdir()
@@ -271,7 +372,8 @@ async def burst(services: int) -> str:
         await writer.close()
         # the whole loop
         bare = fleet(root / "loop", services)
-        async with NatsServer() as url, running(root / "loop", NONE_RULE.format(bare=bare), url) as (svc, loop):
+        config = NONE_RULE.format(bare=bare)
+        async with NatsServer() as url, running(root / "loop", config, url, runtime) as (svc, loop):
             await warm_up(loop, svc, service_name(0))
             commits_before, pushes_before = int(git("rev-list", "--count", "main", cwd=bare)), ref_updates(bare)
             triggers = [trigger(service_name(i), "9.9.9") for i in range(services)]
@@ -340,10 +442,12 @@ class Bot(threading.Thread):
             self.pushed.append(git("rev-parse", "HEAD", cwd=self.work).strip())
 
 
-async def race_run(root: Path, count: int, rate: float, with_bot: bool) -> tuple[float, str, int, int]:
+async def race_run(
+    root: Path, count: int, rate: float, with_bot: bool, runtime: Runtime
+) -> tuple[float, str, int, int]:
     bare = fleet(root, count)
     config = NONE_RULE.format(bare=bare)
-    async with NatsServer() as url, running(root, config, url, log_level="INFO") as (svc, loop):
+    async with NatsServer() as url, running(root, config, url, runtime, log_level="INFO") as (svc, loop):
         await warm_up(loop, svc, service_name(0))
         bot = Bot(bare, root / "bot") if with_bot else None
         if bot is not None:
@@ -357,7 +461,7 @@ async def race_run(root: Path, count: int, rate: float, with_bot: bool) -> tuple
             bot.stopping.set()
             await asyncio.to_thread(bot.join)
         failed = loop.failures(triggers)
-        rejected = svc.log_path.read_text(errors="replace").count("push rejected")
+        rejected = sum(1 for event in svc.events() if "push rejected" in event)
     verdict = exactly_once(bare, triggers, "8.8.8") + f"; the service's pushes rejected {rejected} times"
     beats = 0
     if bot is not None:
@@ -374,13 +478,13 @@ async def race_run(root: Path, count: int, rate: float, with_bot: bool) -> tuple
     return seconds, verdict, beats, count - len(failed)
 
 
-async def race(count: int, rate: float) -> str:
+async def race(count: int, rate: float, runtime: Runtime) -> str:
     rows, lines = [], []
     with tempfile.TemporaryDirectory(prefix="bench-loop-race-") as tmp:
         results = {}
         for i, (name, with_bot) in enumerate((("alone", False), ("with the bot", True))):
             (Path(tmp) / str(i)).mkdir()
-            results[name] = await race_run(Path(tmp) / str(i), count, rate, with_bot)
+            results[name] = await race_run(Path(tmp) / str(i), count, rate, with_bot, runtime)
     base = results["alone"][0]
     for name, (seconds, verdict, _, passed) in results.items():
         rows.append([name, f"{seconds:.1f} s", f"{passed}/{count}", f"{seconds / base:.2f}"])
@@ -410,7 +514,7 @@ async def settle(service: ServiceProcess, seconds: float = 2.0) -> Sample:
     return min(samples, key=lambda s: s.rss_mb)
 
 
-async def memory(in_flight: int, soak: int, wave: int) -> str:
+async def memory(in_flight: int, soak: int, wave: int, runtime: Runtime) -> str:
     rows: list[list[str]] = []
     curve: list[tuple[int, Sample]] = []
     with tempfile.TemporaryDirectory(prefix="bench-loop-memory-") as tmp:
@@ -431,7 +535,7 @@ async def memory(in_flight: int, soak: int, wave: int) -> str:
                 kube.put_object(ks)
             kubeconfig = kube.write_kubeconfig(root / "kubeconfig")
             config = FLUX_RULE.format(bare=bare)
-            async with NatsServer() as url, running(root / "flux", config, url, kubeconfig) as (svc, loop):
+            async with NatsServer() as url, running(root / "flux", config, url, runtime, kubeconfig) as (svc, loop):
                 warm = trigger("warm", "0.0.1")
                 warm["data"]["service"] = "warm"
                 for _ in range(120):  # the service answers (a failure: no such file) once it has subscribed
@@ -463,7 +567,8 @@ async def memory(in_flight: int, soak: int, wave: int) -> str:
         (root / "soak").mkdir()
         services = max(wave, 1)
         bare = fleet(root / "soak", services)
-        async with NatsServer() as url, running(root / "soak", NONE_RULE.format(bare=bare), url) as (svc, loop):
+        config = NONE_RULE.format(bare=bare)
+        async with NatsServer() as url, running(root / "soak", config, url, runtime) as (svc, loop):
             await warm_up(loop, svc, service_name(0))
             first = await settle(svc, 1.0)
             curve.append((0, first))
@@ -518,15 +623,26 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--in-flight", type=int, default=1000)
     m.add_argument("--soak", type=int, default=10_000)
     m.add_argument("--wave", type=int, default=500)
+    for each in (b, r, m):
+        each.add_argument(
+            "--interpreter",
+            choices=("product", "test"),
+            default="product",
+            help="product: a venv with only the service's requirements (as shipped); test: this interpreter",
+        )
+        each.add_argument("--log-format", choices=("json", "console"), default="json", help="the service's LOG_FORMAT")
     args = parser.parse_args(argv)
     print(machine(), file=sys.stderr)
+    python, described = interpreter(args.interpreter)
+    runtime = Runtime(python, args.log_format)
+    print(f"{described}; LOG_FORMAT={args.log_format}")
     with quiet():
         if args.bench == "burst":
-            print(asyncio.run(burst(args.services)))
+            print(asyncio.run(burst(args.services, runtime)))
         elif args.bench == "race":
-            print(asyncio.run(race(args.deployments, args.rate)))
+            print(asyncio.run(race(args.deployments, args.rate, runtime)))
         else:
-            print(asyncio.run(memory(args.in_flight, args.soak, args.wave)))
+            print(asyncio.run(memory(args.in_flight, args.soak, args.wave, runtime)))
 
 
 if __name__ == "__main__":

@@ -47,3 +47,5 @@ def test_memory_samples_idle_in_flight_and_the_soak() -> None:
     ]
     assert all(row[1].endswith(" MB") for row in rows)
     assert "12/12 passed" in out and "curve: 0:" in out
+    # measured as shipped: a venv with only the service's requirements (no test tools such as rich), JSON logs
+    assert "service interpreter: product (" in out and "(rich absent)" in out and "LOG_FORMAT=json" in out
