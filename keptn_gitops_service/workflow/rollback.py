@@ -24,7 +24,13 @@ from keptn_gitops_service.keptn.events import KeptnEvent
 from keptn_gitops_service.reconcile.dispatch import Reconciler
 from keptn_gitops_service.workflow.deployment import CONTEXT_TRAILER, SCOPE_TRAILER, TRIGGERED_ID_TRAILER
 from keptn_gitops_service.workflow.lifecycle import Finished, Job, TaskBody
-from keptn_gitops_service.workflow.pullrequests import NotMerged, PullRequestGate, gated, through_pull_request
+from keptn_gitops_service.workflow.pullrequests import (
+    NotMerged,
+    Proposal,
+    PullRequestGate,
+    gated,
+    through_pull_request,
+)
 from keptn_gitops_service.workflow.waits import RepositoryAncestry, check_wait_target, wait_target, wait_timeout
 
 log = structlog.get_logger(__name__)
@@ -42,33 +48,29 @@ class RollbackBody(TaskBody):
     pull_requests: PullRequestGate | None = None
     """In pull-request mode the revert is proposed as a pull request, and its merge is what is waited for."""
 
+    async def begin(self, job: Job) -> str:
+        """In pull-request mode, open the revert's pull request before ``.started``, which then names it."""
+        if job.commit or not gated(job.rule, job.trigger.properties, self.pull_requests, "rollback"):
+            return ""
+        found = await self._revert(job)
+        if isinstance(found, Finished):
+            return ""  # nothing to roll back: run() says so
+        assert self.pull_requests is not None
+        await check_wait_target(self.reconciler, job.rule, wait_target(job.rule, job.context))
+        opened = await self.pull_requests.open(
+            found[0], job.scope, job.event.id, job.event.shkeptncontext, job.rule.pull_request
+        )
+        if isinstance(opened, Proposal):
+            return f"waiting for pull request {opened.url} ({opened.branch} into {found[0].repository.branch})"
+        return ""
+
     async def run(self, job: Job) -> Finished:
         event, scope, rule = job.event, job.scope, job.rule
         result = echoed_result(event.data)
-        where = f"{scope.project}/{scope.stage}/{scope.service}"
-        if not event.shkeptncontext:  # decoding refuses it; an empty context must never match every commit
-            return Finished(
-                Status.SUCCEEDED, result, f"nothing to roll back: the rollback of {where} carries no Keptn context"
-            )
-        repository = self.config.repository(rule.repository)
-        history = await self.writer.history(
-            repository,
-            f"{CONTEXT_TRAILER}: {event.shkeptncontext}",
-            f"{SCOPE_TRAILER}: {where}",
-            match={CONTEXT_TRAILER: event.shkeptncontext, SCOPE_TRAILER: where},
-            squashed=await self.pull_requests.merges(event.shkeptncontext, scope) if self.pull_requests else (),
-        )
-        if not history:
-            message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"
-            return Finished(Status.SUCCEEDED, result, message)
-        # diffing the history's YAML is CPU-bound: a worker thread, under the YAML limits and deadline
-        edits = await self.writer.offload(partial(_revert_edits, history))
-        change = Change(
-            repository=repository,
-            edits=edits,
-            message=_message(event, scope, [sha for sha, _ in history]),
-            trailer=(TRIGGERED_ID_TRAILER, event.id),
-        )
+        found = await self._revert(job)
+        if isinstance(found, Finished):
+            return found
+        change, history = found
         # checked before anything is written: a bad timeout must not roll back and fail
         target = wait_target(rule, job.context)
         timeout = wait_timeout(rule, job.trigger.properties, "data.rollback")
@@ -98,6 +100,37 @@ class RollbackBody(TaskBody):
             message = f"Rolled back {rolled} with commit {job.commit[:12]}. {outcome.message}"
             return Finished(Status.SUCCEEDED, result, message, job.commit, target=target)
         return Finished.errored(f"Rollback of {rolled}: {outcome.message}", job.commit)
+
+    async def _revert(self, job: Job) -> tuple[Change, list[tuple[str, list[FileVersions]]]] | Finished:
+        """The revert of what this Keptn context committed for the service, and those commits; or the answer when
+        there is nothing to roll back."""
+        event, scope = job.event, job.scope
+        result = echoed_result(event.data)
+        where = f"{scope.project}/{scope.stage}/{scope.service}"
+        if not event.shkeptncontext:  # decoding refuses it; an empty context must never match every commit
+            return Finished(
+                Status.SUCCEEDED, result, f"nothing to roll back: the rollback of {where} carries no Keptn context"
+            )
+        repository = self.config.repository(job.rule.repository)
+        history = await self.writer.history(
+            repository,
+            f"{CONTEXT_TRAILER}: {event.shkeptncontext}",
+            f"{SCOPE_TRAILER}: {where}",
+            match={CONTEXT_TRAILER: event.shkeptncontext, SCOPE_TRAILER: where},
+            squashed=await self.pull_requests.merges(event.shkeptncontext, scope) if self.pull_requests else (),
+        )
+        if not history:
+            message = f"nothing to roll back: Keptn context {event.shkeptncontext} made no commit for {where}"
+            return Finished(Status.SUCCEEDED, result, message)
+        # diffing the history's YAML is CPU-bound: a worker thread, under the YAML limits and deadline
+        edits = await self.writer.offload(partial(_revert_edits, history))
+        change = Change(
+            repository=repository,
+            edits=edits,
+            message=_message(event, scope, [sha for sha, _ in history]),
+            trailer=(TRIGGERED_ID_TRAILER, event.id),
+        )
+        return change, history
 
 
 def _revert_edits(history: list[tuple[str, list[FileVersions]]], current: list[str]) -> tuple[FileEdit, ...]:

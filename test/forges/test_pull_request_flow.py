@@ -225,6 +225,10 @@ async def test_a_rollback_opens_a_revert_pull_request_in_gitea(setup: Setup) -> 
         rollback = rollback_of(event)
         await loop.publish(rollback)
         revert = next(p for p in await setup.pulls_until(2) if p["state"] == "open")
+        await until(lambda: loop.replies_to(rollback["id"]), timeout=60)
+        assert loop.replies_to(rollback["id"])[0]["data"]["message"].startswith(
+            f"waiting for pull request {revert['html_url']} ("
+        )
         assert revert["title"] == "rollback sockshop/dev/carts"
         merge = await setup.merge_as_reviewer(revert["number"])
         data = (await loop.finished(rollback["id"], timeout=60))["data"]

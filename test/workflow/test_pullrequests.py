@@ -136,7 +136,9 @@ async def test_a_rollback_opens_a_revert_pull_request_the_same_way(pr_loop: Loop
     assert read_remote(pr_loop.remote, KS) != original
     rollback = rollback_of(event)
     await pr_loop.publish(rollback)
-    await until(lambda: 2 in forge.pulls)
+    first = await started(pr_loop, rollback["id"])
+    assert first["type"] == "sh.keptn.event.rollback.started"
+    assert first["data"]["message"].startswith("waiting for pull request http://forge.invalid/acme/fleet/pulls/2 (")
     assert forge.specs[2].title == "rollback sockshop/dev/carts"
     assert read_remote(pr_loop.remote, KS) != original  # nothing is rolled back before the merge
     revert = forge.merge_now(2)
