@@ -5,7 +5,8 @@ from the remote on demand, with the repository's credentials). Writing is done h
 and content, zlib-compressed, stored under its SHA-1, exactly as ``git hash-object -w`` stores it. A new tree is
 built along the changed paths only: the trees on the way from the root to a changed file get one entry replaced,
 every other tree is shared with the parent commit. Parsed trees are kept in a small cache, so the big directory a
-deployment touches again and again (``apps/`` with thousands of entries) is parsed once, then spliced.
+deployment touches again and again (``apps/`` with thousands of entries) is parsed once, then spliced. The objects
+of a round of many changes are stored as one pack (:meth:`ObjectStore.batched`), as a fetch stores what it brings.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import struct
 import tempfile
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,11 @@ _TREE_CACHE_BYTES = 8 * 2**20
 """The memory the parsed trees kept may take (estimated: their bytes and ~160 bytes per parsed entry); the ones a
 deployment needs are those of the newest tip, so this holds them even for a directory of 20,000 entries."""
 _ENTRY_BYTES = 160
+PACK_MIN_OBJECTS = 100
+"""Objects stored together (:meth:`ObjectStore.batched`) that go into one pack rather than loose files: git's own
+``transfer.unpackLimit``, so a lone deployment adds loose objects and no pack (many small packs would make
+``git gc --auto`` repack the whole repository sooner)."""
+_PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,25 @@ class Tree:
         items = {n: (e.mode, e.sha) for n, e in self.entries.items()}
         items[name] = (mode, sha)
         return Tree(serialize_tree(items))
+
+    def replaced_all(self, changes: Mapping[bytes, tuple[bytes, bytes]]) -> Tree:
+        """This tree with every ``name → (mode, sha)`` of ``changes`` set, copied once whatever their number (a
+        round changes hundreds of entries of one big directory)."""
+        if len(changes) == 1:
+            ((name, (mode, sha)),) = changes.items()
+            return self.replaced(name, mode, sha)
+        if any((old := self.entries.get(name)) is None or old.mode != mode for name, (mode, _) in changes.items()):
+            items = {n: (e.mode, e.sha) for n, e in self.entries.items()}
+            items.update(changes)
+            return Tree(serialize_tree(items))
+        raw = bytearray(self.raw)
+        entries = dict(self.entries)
+        for name, (mode, sha) in changes.items():
+            start = entries[name].start
+            at = start + len(mode) + 1 + len(name) + 1
+            raw[at : at + 20] = sha
+            entries[name] = Entry(mode, sha, start)
+        return Tree(bytes(raw), entries)
 
 
 def _parse_tree(raw: bytes) -> dict[bytes, Entry]:
@@ -108,6 +134,7 @@ class ObjectStore:
         self._closing: set[asyncio.Task[None]] = set()
         self._trees: OrderedDict[str, Tree] = OrderedDict()
         self._tree_bytes = 0
+        self._batch: dict[str, tuple[str, bytes]] | None = None
         self.written = 0
         """Loose objects written so far (the writer asks git to pack them now and then)."""
 
@@ -116,6 +143,9 @@ class ObjectStore:
     async def read(self, sha: str, *, max_bytes: int | None = None) -> tuple[str, int, bytes | None]:
         """``(type, size, content)`` of an object; the content is ``None`` when larger than ``max_bytes``
         (it is skipped, not kept). Raises :class:`GitError` when the object does not exist."""
+        if self._batch and sha in self._batch:  # written, not yet stored
+            kind, data = self._batch[sha]
+            return kind, len(data), data if max_bytes is None or len(data) <= max_bytes else None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -238,30 +268,97 @@ class ObjectStore:
     # ---- writing -----------------------------------------------------------------------------------------------
 
     def write(self, kind: str, data: bytes) -> str:
-        """Store ``data`` as a loose object (unless it exists); its id."""
+        """Store ``data`` as a loose object (unless it exists), or keep it for the pack of the :meth:`batched`
+        block under way; its id."""
         header = f"{kind} {len(data)}\0".encode()
         sha = hashlib.sha1(header, usedforsecurity=False)
         sha.update(data)
         hexsha = sha.hexdigest()
+        if self._batch is not None:
+            self._batch.setdefault(hexsha, (kind, data))
+            return hexsha
+        self._write_loose(hexsha, header, data)
+        return hexsha
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Keep the objects written inside in memory (:meth:`read` finds them) and store them at :meth:`flush` or
+        at the end: as one pack when there are at least :data:`PACK_MIN_OBJECTS` (git's own threshold between
+        unpacking what a fetch brings and keeping its pack), else as loose objects. A round of hundreds of
+        changes then costs two files instead of hundreds. A nested block belongs to the outer one."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = {}
+        try:
+            yield
+        finally:
+            try:
+                self.flush()
+            finally:
+                self._batch = None
+
+    def flush(self) -> None:
+        """Store the objects the :meth:`batched` block under way has kept so far (before a git command reads them)."""
+        batch = self._batch
+        if not batch:
+            return
+        if len(batch) < PACK_MIN_OBJECTS or not self._write_pack(batch):
+            for hexsha, (kind, data) in batch.items():
+                self._write_loose(hexsha, f"{kind} {len(data)}\0".encode(), data)
+        batch.clear()
+
+    def _write_pack(self, batch: Mapping[str, tuple[str, bytes]]) -> bool:
+        """Store ``batch`` as one pack with its index (version 2, every object whole); ``False`` when the pack
+        would need the index's table of large offsets (2 GiB and more), which is not written here."""
+        body = bytearray(b"PACK" + struct.pack(">II", 2, len(batch)))
+        index: list[tuple[bytes, int, int]] = []
+        for hexsha, (kind, data) in batch.items():
+            start, size = len(body), len(data)
+            byte, size = (_PACK_TYPES[kind] << 4) | (size & 0x0F), size >> 4
+            header = bytearray()
+            while size:
+                header.append(byte | 0x80)
+                byte, size = size & 0x7F, size >> 7
+            header.append(byte)
+            chunk = bytes(header) + zlib.compress(data, 1)
+            body += chunk
+            index.append((bytes.fromhex(hexsha), zlib.crc32(chunk), start))
+        if len(body) >= 2**31:
+            return False
+        checksum = hashlib.sha1(body, usedforsecurity=False).digest()
+        body += checksum
+        index.sort()
+        fanout = [0] * 256
+        for oid, _, _ in index:
+            fanout[oid[0]] += 1
+        total, cumulative = 0, []
+        for count in fanout:
+            total += count
+            cumulative.append(total)
+        idx = bytearray(b"\377tOc" + struct.pack(">I256I", 2, *cumulative))
+        idx += b"".join(oid for oid, _, _ in index)
+        idx += struct.pack(f">{len(index)}I", *(crc for _, crc, _ in index))
+        idx += struct.pack(f">{len(index)}I", *(offset for _, _, offset in index))
+        idx += checksum
+        idx += hashlib.sha1(idx, usedforsecurity=False).digest()
+        folder = self._objects / "pack"
+        folder.mkdir(exist_ok=True)
+        name = f"pack-{checksum.hex()}"
+        _store_file(folder / f"{name}.pack", bytes(body))  # the pack first: git looks for the index
+        _store_file(folder / f"{name}.idx", bytes(idx))
+        self.written += len(batch)
+        return True
+
+    def _write_loose(self, hexsha: str, header: bytes, data: bytes) -> None:
         folder = self._objects / hexsha[:2]
         target = folder / hexsha[2:]
         if target.exists():
-            return hexsha
+            return
         folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=folder)
-        try:
-            compressor = zlib.compressobj(1)
-            os.write(fd, compressor.compress(header) + compressor.compress(data) + compressor.flush())
-            os.fchmod(fd, 0o444)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        compressor = zlib.compressobj(1)
+        _store_file(target, compressor.compress(header) + compressor.compress(data) + compressor.flush())
         self.written += 1
-        return hexsha
 
     async def write_tree(self, root: str, files: Mapping[tuple[str, ...], tuple[bytes, str]]) -> str:
         """The id of ``root`` with every ``path parts → (mode, blob id)`` of ``files`` set, creating the
@@ -281,8 +378,8 @@ class ObjectStore:
             existing = tree.entries.get(name.encode())
             subroot = existing.sha.hex() if existing is not None and existing.mode == TREE_MODE else None
             here[name.encode()] = (TREE_MODE, bytes.fromhex(await self._write_tree(subroot, sub)))
-        for key, (mode, oid) in here.items():
-            tree = tree.replaced(key, mode, oid)
+        if here:
+            tree = tree.replaced_all(here)
         sha = self.write("tree", tree.raw)
         self._remember(sha, tree)
         return sha
@@ -295,6 +392,21 @@ class ObjectStore:
         who = f"{_clean(author.name)} <{_clean(author.email)}> {stamp} {zone}"
         body = f"tree {tree}\nparent {parent}\nauthor {who}\ncommitter {who}\n\n{message}"
         return self.write("commit", body.encode())
+
+
+def _store_file(target: Path, content: bytes) -> None:
+    """Write ``content`` to ``target``, read-only, all at once (a reader never sees part of it)."""
+    fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=target.parent)
+    try:
+        os.write(fd, content)
+        os.fchmod(fd, 0o444)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _cost(tree: Tree) -> int:

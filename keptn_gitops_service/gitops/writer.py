@@ -421,6 +421,7 @@ class GitWriter:
             if group:
                 message = batch_message([changes[i] for i in group], list(group.values()))
                 root = await objects.write_tree(root, files)
+                objects.flush()  # a signed commit is made by git, which reads the tree
                 parent = await clone.make_commit(root, parent, message)
                 built.append(_Built(parent, tuple(group), dict(files), message))
                 group.clear()
@@ -439,24 +440,25 @@ class GitWriter:
             seen = {path: first for (i, path), first in first_seen.items() if i == index}
             jobs.append(_Job(index, change, found, seen))
         edited = await self._edit_all(jobs)
-        for job in jobs:
-            result = edited[job.index]
-            if isinstance(result, Exception):
-                outcomes[job.index] = result if isinstance(result, GitOpsServiceError) else _internal(result)
-                continue
-            for path, texts in result.items():
-                first_seen.setdefault((job.index, path), texts)
-            if not result:
-                continue  # already in the tree: the tip carries it
-            if pending.keys() & result.keys():
-                await commit_group()
-            for path, (_, new) in result.items():
-                was = job.found.get(path)
-                mode = was.mode if was is not None else BLOB_MODE
-                files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
-                pending[path] = new
-            group[job.index] = tuple(result)
-        await commit_group()
+        with objects.batched():  # the round's blobs and trees: one pack
+            for job in jobs:
+                result = edited[job.index]
+                if isinstance(result, Exception):
+                    outcomes[job.index] = result if isinstance(result, GitOpsServiceError) else _internal(result)
+                    continue
+                for path, texts in result.items():
+                    first_seen.setdefault((job.index, path), texts)
+                if not result:
+                    continue  # already in the tree: the tip carries it
+                if pending.keys() & result.keys():
+                    await commit_group()
+                for path, (_, new) in result.items():
+                    was = job.found.get(path)
+                    mode = was.mode if was is not None else BLOB_MODE
+                    files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
+                    pending[path] = new
+                group[job.index] = tuple(result)
+            await commit_group()
         return built
 
     async def _edit_all(self, jobs: Sequence[_Job]) -> dict[int, dict[str, tuple[str, str]] | Exception]:
