@@ -166,12 +166,56 @@ class ObjectStore:
 
     async def _read(self, sha: str, max_bytes: int | None) -> tuple[str, int, bytes | None]:
         proc = await self._reader()
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         proc.stdin.write(sha.encode() + b"\n")
         await proc.stdin.drain()
+        found = await self._answer(proc, max_bytes)
+        if found is None:
+            raise GitError(f"object {sha} is missing from {self._in}")
+        return found
+
+    async def read_many(
+        self, shas: Sequence[str], *, max_bytes: int | None = None
+    ) -> dict[str, tuple[str, int, bytes | None]]:
+        """:meth:`read` of many objects with one round trip to the reader: by id, each as :meth:`read` gives it.
+        An object that is missing, or that the reader could not answer, is left out (:meth:`read` then says why)."""
+        found: dict[str, tuple[str, int, bytes | None]] = {}
+        wanted = [sha for sha in dict.fromkeys(shas) if not (self._batch and sha in self._batch)]
+        for sha in dict.fromkeys(shas):
+            if self._batch and sha in self._batch:
+                found[sha] = await self.read(sha, max_bytes=max_bytes)
+        if not wanted:
+            return found
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        async with self._lock:
+            try:
+                await asyncio.wait_for(self._read_many(wanted, max_bytes, found), self._git.timeout)
+            except (TimeoutError, BrokenPipeError, ConnectionResetError, asyncio.IncompleteReadError):
+                await self.close()  # a reader in an unknown state: the next read starts a new one
+        return found
+
+    async def _read_many(
+        self, shas: Sequence[str], max_bytes: int | None, found: dict[str, tuple[str, int, bytes | None]]
+    ) -> None:
+        proc = await self._reader()
+        assert proc.stdin is not None
+        proc.stdin.write(b"".join(sha.encode() + b"\n" for sha in shas))  # answered in order
+        for sha in shas:
+            answer = await self._answer(proc, max_bytes)
+            if answer is not None:
+                found[sha] = answer
+        await proc.stdin.drain()
+
+    async def _answer(
+        self, proc: asyncio.subprocess.Process, max_bytes: int | None
+    ) -> tuple[str, int, bytes | None] | None:
+        """The reader's next answer: ``(type, size, content)``, or ``None`` for a missing object."""
+        assert proc.stdout is not None
         header = (await proc.stdout.readuntil(b"\n")).split()
         if len(header) != 3:
-            raise GitError(f"object {sha} is missing from {self._in}")
+            return None
         kind, size = header[1].decode(), int(header[2])
         if max_bytes is not None and size > max_bytes:
             left = size + 1
@@ -248,6 +292,46 @@ class ObjectStore:
         while self._tree_bytes > _TREE_CACHE_BYTES and len(self._trees) > 1:
             _, old = self._trees.popitem(last=False)
             self._tree_bytes -= _cost(old)
+
+    async def prefetch(
+        self, root: str, paths: Sequence[Sequence[str]], *, max_bytes: int | None = None
+    ) -> dict[str, tuple[str, int, bytes | None]]:
+        """Read ahead what :meth:`entry` and :meth:`read` will need for ``paths`` (components) from the tree
+        ``root``: the trees on the way into the cache, level by level, and the files at their ends, each level's
+        objects with one round trip. The files, by id, as :meth:`read` gives them. Whatever is missing or
+        unexpected is skipped here, for the reads that follow to report."""
+        blobs: dict[str, tuple[str, int, bytes | None]] = {}
+        frontier = [(await self.tree(root), tuple(parts)) for parts in paths if parts]
+        while frontier:
+            below: dict[str, list[tuple[str, ...]]] = {}
+            ahead: list[tuple[Tree, tuple[str, ...]]] = []
+            files: set[str] = set()
+            for tree, parts in frontier:
+                entry = tree.entries.get(parts[0].encode())
+                if entry is None:
+                    continue
+                if len(parts) == 1:
+                    if entry.mode in FILE_MODES:
+                        files.add(entry.sha.hex())
+                elif entry.mode == TREE_MODE:
+                    cached = self._trees.get(entry.sha.hex())
+                    if cached is not None:
+                        ahead.append((cached, parts[1:]))
+                    else:
+                        below.setdefault(entry.sha.hex(), []).append(parts[1:])
+            for sha, (kind, _, data) in (await self.read_many(list(below))).items():
+                if kind != "tree" or data is None:
+                    continue
+                try:
+                    tree = Tree(data)
+                except ValueError:
+                    continue
+                self._remember(sha, tree)
+                ahead.extend((tree, rest) for rest in below[sha])
+            if files:
+                blobs.update(await self.read_many(sorted(files), max_bytes=max_bytes))
+            frontier = ahead
+        return blobs
 
     async def entry(self, root: str, parts: Sequence[str]) -> tuple[bytes, str, int] | None:
         """``(mode, id, depth)`` of the deepest entry found along ``parts`` from the tree ``root``: ``depth`` is

@@ -30,7 +30,7 @@ import structlog
 
 from keptn_gitops_service import metrics
 from keptn_gitops_service.config.model import Repository
-from keptn_gitops_service.editing.paths import resolve_in_repo
+from keptn_gitops_service.editing.paths import checked_parts
 from keptn_gitops_service.editing.revert import scalar_changes
 from keptn_gitops_service.editing.trailers import parse_line, parse_trailers
 from keptn_gitops_service.editing.yamledit import get_scalar
@@ -428,12 +428,15 @@ class GitWriter:
                 files.clear()
                 pending.clear()
 
+        paths = [_safe_parts(edit.path) for i, c in enumerate(changes) if i not in outcomes for edit in c.edits]
+        limit = self.yaml_limits.max_file_bytes
+        blobs = await objects.prefetch(root, [p for p in paths if p], max_bytes=limit)  # together, not one by one
         jobs: list[_Job] = []
         for index, change in enumerate(changes):
             if index in outcomes:
                 continue
             try:
-                found = await self._read(clone, root, change)
+                found = await self._read(clone, root, change, blobs)
             except Exception as exc:  # this change fails alone; the others of the round go on
                 outcomes[index] = exc if isinstance(exc, GitOpsServiceError) else _internal(exc)
                 continue
@@ -499,14 +502,16 @@ class GitWriter:
                 results.setdefault(job.index, late)
         return results
 
-    async def _read(self, clone: WorkingClone, root: str, change: Change) -> dict[str, _File | None]:
+    async def _read(
+        self, clone: WorkingClone, root: str, change: Change, blobs: Mapping[str, tuple[str, int, bytes | None]]
+    ) -> dict[str, _File | None]:
         """The current content of every file ``change`` edits (``None``: missing), by normalised path, read from
-        the tree ``root``. A path that is
+        the tree ``root`` (a file among ``blobs``, read beforehand, is not read again). A path that is
         unsafe or goes through a symlink is refused here, and so is one through a file or naming a directory; a
         file larger than the size limit is not read (its size alone fails the edit)."""
         found: dict[str, _File | None] = {}
         for edit in change.edits:
-            parts = _parts(self._checked_root(), edit.path)
+            parts = checked_parts(edit.path)  # symlinks are looked for in the tree
             path = "/".join(parts)
             if path in found:
                 continue
@@ -520,17 +525,12 @@ class GitWriter:
             mode, sha, depth = entry
             if depth < len(parts) or mode not in FILE_MODES:  # a file on the way, a directory, a submodule
                 raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
-            _, size, data = await clone.objects.read(sha, max_bytes=self.yaml_limits.max_file_bytes)
+            known = blobs.get(sha)
+            if known is None or known[0] != "blob":
+                known = await clone.objects.read(sha, max_bytes=self.yaml_limits.max_file_bytes)
+            _, size, data = known
             found[path] = _File(mode, size, data)
         return found
-
-    def _checked_root(self) -> Path:
-        """An empty directory: the pure checks of :func:`resolve_in_repo` (absolute, ``..``, ``.git``, control
-        characters) run against it; symlinks are looked for in the tree."""
-        root = self.state_dir / "empty"
-        if not root.is_dir():
-            root.mkdir(parents=True, exist_ok=True)
-        return root
 
 
 @dataclass(frozen=True)
@@ -574,11 +574,6 @@ _PACK_EVERY = 2000
 """Loose objects written after which git is asked to pack them (``git gc --auto``)."""
 
 
-def _parts(root: Path, relative: str) -> tuple[str, ...]:
-    resolve_in_repo(root, relative)
-    return tuple(p for p in PurePosixPath(relative).parts if p not in ("", "."))
-
-
 async def _replay(clone: WorkingClone, built: Sequence[_Built], base: str, tip: str) -> list[_Built] | None:
     """``built`` (made on ``base``) made again on ``tip``, when no file they set changed between the two trees;
     ``None`` otherwise (someone else changed one of our files: re-apply the edits)."""
@@ -594,6 +589,14 @@ async def _replay(clone: WorkingClone, built: Sequence[_Built], base: str, tip: 
         parent = await clone.make_commit(root, parent, commit.message)
         replayed.append(_Built(parent, commit.members, commit.files, commit.message))
     return replayed
+
+
+def _safe_parts(relative: str) -> tuple[str, ...] | None:
+    """The components of a path to read ahead; ``None`` when it fails the checks (reading it reports that)."""
+    try:
+        return checked_parts(relative)
+    except UnsafePathError:
+        return None
 
 
 Scalars = dict[tuple[int, str], tuple[str, str]]

@@ -247,3 +247,27 @@ def test_many_entries_replaced_at_once_equal_one_by_one() -> None:
         at_once = tree.replaced_all(changes)
         assert at_once.raw == one_by_one.raw == serialize_tree({**entries, **changes})
         assert at_once.entries == Tree(at_once.raw).entries
+
+
+async def test_reading_ahead_fills_the_tree_cache_and_skips_what_the_reads_will_report(
+    writer: GitWriter, tmp_path: Path
+) -> None:
+    """Trees level by level and the files at the ends, one round trip each; a missing path, a path through a file
+    and an unknown object are left out, and the reader goes on answering."""
+    remote = make_remote(tmp_path, {"apps/a/values.yaml": VALUES, "apps/b/values.yaml": "b: 1\n", "top.txt": "t\n"})
+    repo = Repository("fleet", f"file://{remote}", author=Author("bot", "bot@keptn.invalid"))
+    clone = writer.clone(repo)
+    await clone.sync()
+    objects = clone.objects
+    root = await objects.commit_tree(clone.tip)
+    paths = [("apps", "a", "values.yaml"), ("apps", "b", "values.yaml"), ("apps", "c", "x"), ("top.txt", "x")]
+    blobs = await objects.prefetch(root, paths, max_bytes=10)
+    by_text = {data: size for _, size, data in blobs.values()}
+    assert by_text == {None: len(VALUES), b"b: 1\n": 5}  # the longer one is not read, as read() does
+    tree_a = git("rev-parse", f"{clone.tip}:apps/a", cwd=clone.path).strip()
+    assert tree_a in objects._trees  # the cache is what reading ahead is for
+    unknown = "0" * 40
+    blob_b = git("rev-parse", f"{clone.tip}:apps/b/values.yaml", cwd=clone.path).strip()
+    assert await objects.read_many([unknown, blob_b, blob_b]) == {blob_b: ("blob", 5, b"b: 1\n")}
+    assert await objects.read(blob_b) == ("blob", 5, b"b: 1\n")
+    await clone.close()
