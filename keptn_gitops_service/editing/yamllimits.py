@@ -60,8 +60,8 @@ CHECK_EVERY = 256
 """Composed nodes between two looks at the clock."""
 
 
-REPLAY_MAX_CHARS = 256 * 1024
-"""Texts longer than this are parsed each time (their events would take more memory than parsing them again)."""
+REPLAY_MAX_CHARS = 64 * 1024
+"""Texts longer than this are parsed each time (their events, kept for the context, would take megabytes)."""
 REPLAY_TEXTS = 4
 """The texts whose events one context keeps (the newest used)."""
 

@@ -429,8 +429,10 @@ class GitWriter:
                 pending.clear()
 
         paths = [_safe_parts(edit.path) for i, c in enumerate(changes) if i not in outcomes for edit in c.edits]
-        limit = self.yaml_limits.max_file_bytes
-        blobs = await objects.prefetch(root, [p for p in paths if p], max_bytes=limit)  # together, not one by one
+        try:  # together, not one by one
+            blobs = await objects.prefetch(root, [p for p in paths if p], max_bytes=self.yaml_limits.max_file_bytes)
+        except GitError:
+            blobs = {}  # each change's own reads say what is wrong
         jobs: list[_Job] = []
         for index, change in enumerate(changes):
             if index in outcomes:
