@@ -131,7 +131,7 @@ class _Loader(LimitedLoader):
         self._record(start)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()
         node = super().compose_node(parent, index)
         if node is not None and isinstance(event, yaml.AliasEvent):
             return AliasNode(node, str(event.anchor), event.start_mark, event.end_mark)

@@ -27,6 +27,7 @@ Scope decisions:
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import unicodedata
@@ -36,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from keptn_gitops_service.editing.yamllimits import LimitedLoader
+from keptn_gitops_service.editing.yamllimits import LimitedLoader, remembered
 from keptn_gitops_service.errors import EditError, YamlLimitError
 
 __all__ = [
@@ -238,6 +239,8 @@ class _Composer(LimitedLoader):
     """SafeLoader's composer that additionally records anchors, aliases and explicit tags per node (within the
     limits of :mod:`yamllimits`)."""
 
+    replay_events = True
+
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.anchored: dict[int, str] = {}
@@ -245,7 +248,7 @@ class _Composer(LimitedLoader):
         self.explicit_tags: dict[int, str] = {}
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()
         node = super().compose_node(parent, index)
         if node is None:
             return None
@@ -590,6 +593,8 @@ class _DataLoader(LimitedLoader):
     """SafeLoader that constructs unknown tags as :class:`_Tagged` (still no arbitrary objects), within the
     limits of :mod:`yamllimits`."""
 
+    replay_events = True
+
 
 def _construct_unknown(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> _Tagged:
     if isinstance(node, yaml.ScalarNode):
@@ -605,7 +610,13 @@ _DataLoader.add_multi_constructor("", _construct_unknown)
 
 
 def load_documents(text: str) -> list[Any]:
-    """Load every document like ``yaml.safe_load_all`` (unknown tags become opaque values, not errors)."""
+    """Load every document like ``yaml.safe_load_all`` (unknown tags become opaque values, not errors).
+
+    Within one :func:`~.yamllimits.limited` context a text is loaded once; later calls get a deep copy."""
+    return remembered("load_documents", text, _load_documents, copy.deepcopy)
+
+
+def _load_documents(text: str) -> list[Any]:
     try:
         return list(yaml.load_all(text, Loader=_DataLoader))  # a SafeLoader subclass
     except yaml.YAMLError as error:

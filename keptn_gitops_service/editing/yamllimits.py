@@ -14,6 +14,12 @@ this package (:class:`LimitedLoader`) checks, while it composes and before anyth
 * optionally a deadline (time.monotonic), checked every few hundred composed nodes, so work on a file that is
   within every limit but slow still stops in time — also in a worker thread nobody waits for anymore.
 
+Within one :func:`limited` context a text is scanned and parsed once: an edit reads its file's data, composes it
+to find the node to change and loads it again in its safety net, and the loaders that opt in
+(:attr:`LimitedLoader.replay_events`) replay the parser's events of a text already parsed completely in the
+context instead of scanning it again. The events are a pure function of the text, and every check above runs on
+the replayed events as it does on parsed ones, so only the time changes.
+
 The limits in force are a context variable set by :func:`limited` (the writer sets them around each round's
 work in its worker thread); without it the defaults apply, so no caller can load unbounded YAML. Exceeding a
 limit raises :class:`YamlLimitError`, whose message names the limit's setting; callers prefix the file.
@@ -23,16 +29,19 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from keptn_gitops_service.errors import EditError, EditTimeoutError, YamlLimitError
 
-__all__ = ["DEFAULT_LIMITS", "LimitedLoader", "YamlLimits", "check_deadline", "check_size", "limited"]
+__all__ = ["DEFAULT_LIMITS", "LimitedLoader", "YamlLimits", "check_deadline", "check_size", "limited", "remembered"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,21 @@ CHECK_EVERY = 256
 """Composed nodes between two looks at the clock."""
 
 
+REPLAY_MAX_CHARS = 64 * 1024
+"""Texts longer than this are parsed each time (their events, kept for the context, would take megabytes)."""
+REPLAY_TEXTS = 4
+"""The texts whose events one context keeps (the newest used)."""
+
+
 @dataclass(frozen=True)
 class _Active:
     limits: YamlLimits
     deadline: float | None
     seconds: float
+    events: OrderedDict[str, tuple[yaml.Event, ...]] | None = None
+    """The complete event streams of texts parsed in this context, by text (``None``: nothing is kept)."""
+    memo: OrderedDict[tuple[str, str], Any] | None = None
+    """Results of pure functions of a text computed in this context (:func:`remembered`)."""
 
 
 _DEFAULT = _Active(DEFAULT_LIMITS, None, 0.0)
@@ -70,11 +89,30 @@ def _active() -> _Active:
 def limited(limits: YamlLimits, *, seconds: float | None = None) -> Iterator[None]:
     """Apply ``limits`` (and a deadline ``seconds`` from now) to the YAML loaded in this context."""
     deadline = None if seconds is None else time.monotonic() + seconds
-    token = _ACTIVE.set(_Active(limits, deadline, seconds or 0.0))
+    token = _ACTIVE.set(_Active(limits, deadline, seconds or 0.0, OrderedDict(), OrderedDict()))
     try:
         yield
     finally:
         _ACTIVE.reset(token)
+
+
+def remembered(kind: str, text: str, compute: Callable[[str], T], copy: Callable[[T], T]) -> T:
+    """``compute(text)``, computed once per :func:`limited` context (for the :data:`REPLAY_TEXTS` newest texts of
+    at most :data:`REPLAY_MAX_CHARS`): a later call gets ``copy`` of the first result, so callers may change what
+    they get. ``kind`` names the function. Outside a context, or for a longer text, it is computed each time;
+    an exception is never remembered."""
+    memo = _active().memo
+    if memo is None or len(text) > REPLAY_MAX_CHARS:
+        return compute(text)
+    key = (kind, text)
+    if key in memo:
+        memo.move_to_end(key)
+        return copy(memo[key])
+    result = compute(text)
+    memo[key] = copy(result)
+    while len(memo) > REPLAY_TEXTS:
+        memo.popitem(last=False)
+    return result
 
 
 def active_limits() -> YamlLimits:
@@ -185,8 +223,24 @@ def _too_deep(limits: YamlLimits, node: yaml.Node) -> YamlLimitError:
 class LimitedLoader(yaml.SafeLoader):
     """PyYAML's pure-Python safe loader with the limits of this context checked while composing."""
 
+    replay_events = False
+    """Whether this loader's events may come from (and go to) the context's parsed texts; only for loaders
+    that do not hook into the scanner (one that records comments while scanning must scan)."""
+
     def __init__(self, stream: Any) -> None:
-        self._limits = _active().limits
+        active = _active()
+        self._limits = active.limits
+        self._replay: tuple[yaml.Event, ...] | None = None
+        self._replayed = 0
+        self._recording: list[yaml.Event] | None = None
+        self._events = active.events if self.replay_events and isinstance(stream, str) else None
+        if self._events is not None and len(stream) <= REPLAY_MAX_CHARS:
+            self._replay = self._events.get(stream)
+            if self._replay is not None:
+                self._events.move_to_end(stream)
+            else:
+                self._recording = []
+        self._text = stream
         if isinstance(stream, str):
             _check_text(stream)
         try:
@@ -211,8 +265,14 @@ class LimitedLoader(yaml.SafeLoader):
                 "(limit KEPTN_GITOPS_YAML_MAX_DOCUMENTS)"
             )
         self._composed = 0
-        node = super().compose_document()
-        if node is not None:
+        # Composer.compose_document, with a look at the anchors before they are forgotten: without one the
+        # document has no alias, so it is a tree whose depth the composing checked and which expands to nothing
+        self.get_event()  # DOCUMENT-START
+        node = self.compose_node(None, None)
+        self.get_event()  # DOCUMENT-END
+        anchored = bool(self.anchors)
+        self.anchors = {}
+        if node is not None and anchored:
             measure(node, self._limits, self._composed)
         return node
 
@@ -224,7 +284,7 @@ class LimitedLoader(yaml.SafeLoader):
         self._nesting += 1
         try:
             if self._nesting > self._limits.max_depth:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark
                 raise YamlLimitError(
                     f"YAML nesting is deeper than {self._limits.max_depth} levels at line {mark.line + 1} "
                     "(limit KEPTN_GITOPS_YAML_MAX_DEPTH)"
@@ -232,3 +292,40 @@ class LimitedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._nesting -= 1
+
+    # ---- events: parsed, or replayed from an earlier complete parse of the same text in this context ---------
+
+    def check_event(self, *choices: Any) -> bool:
+        if self._replay is None:
+            return bool(super().check_event(*choices))
+        if self._replayed >= len(self._replay):
+            return False
+        return not choices or isinstance(self._replay[self._replayed], choices)
+
+    def peek_event(self) -> Any:
+        if self._replay is None:
+            return super().peek_event()  # type: ignore[no-untyped-call]
+        return self._replay[self._replayed] if self._replayed < len(self._replay) else None
+
+    def get_event(self) -> Any:
+        if self._replay is None:
+            event = super().get_event()  # type: ignore[no-untyped-call]
+            if self._recording is not None and event is not None:
+                self._recording.append(event)
+            return event
+        if self._replayed >= len(self._replay):
+            return None
+        self._replayed += 1
+        return self._replay[self._replayed - 1]
+
+    def dispose(self) -> None:
+        """Keep the events of a text parsed to its end (a parse that failed or stopped early keeps nothing)."""
+        recording, self._recording = self._recording, None
+        if recording is not None and self._events is not None:
+            if isinstance(self.current_event, yaml.StreamEndEvent):  # peeked at the end, never taken
+                recording.append(self.current_event)
+            if recording and isinstance(recording[-1], yaml.StreamEndEvent):
+                self._events[self._text] = tuple(recording)
+                while len(self._events) > REPLAY_TEXTS:
+                    self._events.popitem(last=False)
+        super().dispose()

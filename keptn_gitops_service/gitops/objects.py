@@ -5,7 +5,8 @@ from the remote on demand, with the repository's credentials). Writing is done h
 and content, zlib-compressed, stored under its SHA-1, exactly as ``git hash-object -w`` stores it. A new tree is
 built along the changed paths only: the trees on the way from the root to a changed file get one entry replaced,
 every other tree is shared with the parent commit. Parsed trees are kept in a small cache, so the big directory a
-deployment touches again and again (``apps/`` with thousands of entries) is parsed once, then spliced.
+deployment touches again and again (``apps/`` with thousands of entries) is parsed once, then spliced. The objects
+of a round of many changes are stored as one pack (:meth:`ObjectStore.batched`), as a fetch stores what it brings.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import struct
 import tempfile
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,11 @@ _TREE_CACHE_BYTES = 8 * 2**20
 """The memory the parsed trees kept may take (estimated: their bytes and ~160 bytes per parsed entry); the ones a
 deployment needs are those of the newest tip, so this holds them even for a directory of 20,000 entries."""
 _ENTRY_BYTES = 160
+PACK_MIN_OBJECTS = 100
+"""Objects stored together (:meth:`ObjectStore.batched`) that go into one pack rather than loose files: git's own
+``transfer.unpackLimit``, so a lone deployment adds loose objects and no pack (many small packs would make
+``git gc --auto`` repack the whole repository sooner)."""
+_PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,25 @@ class Tree:
         items = {n: (e.mode, e.sha) for n, e in self.entries.items()}
         items[name] = (mode, sha)
         return Tree(serialize_tree(items))
+
+    def replaced_all(self, changes: Mapping[bytes, tuple[bytes, bytes]]) -> Tree:
+        """This tree with every ``name → (mode, sha)`` of ``changes`` set, copied once whatever their number (a
+        round changes hundreds of entries of one big directory)."""
+        if len(changes) == 1:
+            ((name, (mode, sha)),) = changes.items()
+            return self.replaced(name, mode, sha)
+        if any((old := self.entries.get(name)) is None or old.mode != mode for name, (mode, _) in changes.items()):
+            items = {n: (e.mode, e.sha) for n, e in self.entries.items()}
+            items.update(changes)
+            return Tree(serialize_tree(items))
+        raw = bytearray(self.raw)
+        entries = dict(self.entries)
+        for name, (mode, sha) in changes.items():
+            start = entries[name].start
+            at = start + len(mode) + 1 + len(name) + 1
+            raw[at : at + 20] = sha
+            entries[name] = Entry(mode, sha, start)
+        return Tree(bytes(raw), entries)
 
 
 def _parse_tree(raw: bytes) -> dict[bytes, Entry]:
@@ -108,6 +134,7 @@ class ObjectStore:
         self._closing: set[asyncio.Task[None]] = set()
         self._trees: OrderedDict[str, Tree] = OrderedDict()
         self._tree_bytes = 0
+        self._batch: dict[str, tuple[str, bytes]] | None = None
         self.written = 0
         """Loose objects written so far (the writer asks git to pack them now and then)."""
 
@@ -116,6 +143,9 @@ class ObjectStore:
     async def read(self, sha: str, *, max_bytes: int | None = None) -> tuple[str, int, bytes | None]:
         """``(type, size, content)`` of an object; the content is ``None`` when larger than ``max_bytes``
         (it is skipped, not kept). Raises :class:`GitError` when the object does not exist."""
+        if self._batch and sha in self._batch:  # written, not yet stored
+            kind, data = self._batch[sha]
+            return kind, len(data), data if max_bytes is None or len(data) <= max_bytes else None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -136,12 +166,56 @@ class ObjectStore:
 
     async def _read(self, sha: str, max_bytes: int | None) -> tuple[str, int, bytes | None]:
         proc = await self._reader()
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         proc.stdin.write(sha.encode() + b"\n")
         await proc.stdin.drain()
+        found = await self._answer(proc, max_bytes)
+        if found is None:
+            raise GitError(f"object {sha} is missing from {self._in}")
+        return found
+
+    async def read_many(
+        self, shas: Sequence[str], *, max_bytes: int | None = None
+    ) -> dict[str, tuple[str, int, bytes | None]]:
+        """:meth:`read` of many objects with one round trip to the reader: by id, each as :meth:`read` gives it.
+        An object that is missing, or that the reader could not answer, is left out (:meth:`read` then says why)."""
+        found: dict[str, tuple[str, int, bytes | None]] = {}
+        wanted = [sha for sha in dict.fromkeys(shas) if not (self._batch and sha in self._batch)]
+        for sha in dict.fromkeys(shas):
+            if self._batch and sha in self._batch:
+                found[sha] = await self.read(sha, max_bytes=max_bytes)
+        if not wanted:
+            return found
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        async with self._lock:
+            try:
+                await asyncio.wait_for(self._read_many(wanted, max_bytes, found), self._git.timeout)
+            except (TimeoutError, BrokenPipeError, ConnectionResetError, asyncio.IncompleteReadError):
+                await self.close()  # a reader in an unknown state: the next read starts a new one
+        return found
+
+    async def _read_many(
+        self, shas: Sequence[str], max_bytes: int | None, found: dict[str, tuple[str, int, bytes | None]]
+    ) -> None:
+        proc = await self._reader()
+        assert proc.stdin is not None
+        proc.stdin.write(b"".join(sha.encode() + b"\n" for sha in shas))  # answered in order
+        for sha in shas:
+            answer = await self._answer(proc, max_bytes)
+            if answer is not None:
+                found[sha] = answer
+        await proc.stdin.drain()
+
+    async def _answer(
+        self, proc: asyncio.subprocess.Process, max_bytes: int | None
+    ) -> tuple[str, int, bytes | None] | None:
+        """The reader's next answer: ``(type, size, content)``, or ``None`` for a missing object."""
+        assert proc.stdout is not None
         header = (await proc.stdout.readuntil(b"\n")).split()
         if len(header) != 3:
-            raise GitError(f"object {sha} is missing from {self._in}")
+            return None
         kind, size = header[1].decode(), int(header[2])
         if max_bytes is not None and size > max_bytes:
             left = size + 1
@@ -219,6 +293,46 @@ class ObjectStore:
             _, old = self._trees.popitem(last=False)
             self._tree_bytes -= _cost(old)
 
+    async def prefetch(
+        self, root: str, paths: Sequence[Sequence[str]], *, max_bytes: int | None = None
+    ) -> dict[str, tuple[str, int, bytes | None]]:
+        """Read ahead what :meth:`entry` and :meth:`read` will need for ``paths`` (components) from the tree
+        ``root``: the trees on the way into the cache, level by level, and the files at their ends, each level's
+        objects with one round trip. The files, by id, as :meth:`read` gives them. Whatever is missing or
+        unexpected is skipped here, for the reads that follow to report."""
+        blobs: dict[str, tuple[str, int, bytes | None]] = {}
+        frontier = [(await self.tree(root), tuple(parts)) for parts in paths if parts]
+        while frontier:
+            below: dict[str, list[tuple[str, ...]]] = {}
+            ahead: list[tuple[Tree, tuple[str, ...]]] = []
+            files: set[str] = set()
+            for tree, parts in frontier:
+                entry = tree.entries.get(parts[0].encode())
+                if entry is None:
+                    continue
+                if len(parts) == 1:
+                    if entry.mode in FILE_MODES:
+                        files.add(entry.sha.hex())
+                elif entry.mode == TREE_MODE:
+                    cached = self._trees.get(entry.sha.hex())
+                    if cached is not None:
+                        ahead.append((cached, parts[1:]))
+                    else:
+                        below.setdefault(entry.sha.hex(), []).append(parts[1:])
+            for sha, (kind, _, data) in (await self.read_many(list(below))).items():
+                if kind != "tree" or data is None:
+                    continue
+                try:
+                    tree = Tree(data)
+                except ValueError:
+                    continue
+                self._remember(sha, tree)
+                ahead.extend((tree, rest) for rest in below[sha])
+            if files:
+                blobs.update(await self.read_many(sorted(files), max_bytes=max_bytes))
+            frontier = ahead
+        return blobs
+
     async def entry(self, root: str, parts: Sequence[str]) -> tuple[bytes, str, int] | None:
         """``(mode, id, depth)`` of the deepest entry found along ``parts`` from the tree ``root``: ``depth`` is
         ``len(parts)`` when the whole path exists, less when it stops early (at a missing name, or at an entry that
@@ -238,30 +352,97 @@ class ObjectStore:
     # ---- writing -----------------------------------------------------------------------------------------------
 
     def write(self, kind: str, data: bytes) -> str:
-        """Store ``data`` as a loose object (unless it exists); its id."""
+        """Store ``data`` as a loose object (unless it exists), or keep it for the pack of the :meth:`batched`
+        block under way; its id."""
         header = f"{kind} {len(data)}\0".encode()
         sha = hashlib.sha1(header, usedforsecurity=False)
         sha.update(data)
         hexsha = sha.hexdigest()
+        if self._batch is not None:
+            self._batch.setdefault(hexsha, (kind, data))
+            return hexsha
+        self._write_loose(hexsha, header, data)
+        return hexsha
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Keep the objects written inside in memory (:meth:`read` finds them) and store them at :meth:`flush` or
+        at the end: as one pack when there are at least :data:`PACK_MIN_OBJECTS` (git's own threshold between
+        unpacking what a fetch brings and keeping its pack), else as loose objects. A round of hundreds of
+        changes then costs two files instead of hundreds. A nested block belongs to the outer one."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = {}
+        try:
+            yield
+        finally:
+            try:
+                self.flush()
+            finally:
+                self._batch = None
+
+    def flush(self) -> None:
+        """Store the objects the :meth:`batched` block under way has kept so far (before a git command reads them)."""
+        batch = self._batch
+        if not batch:
+            return
+        if len(batch) < PACK_MIN_OBJECTS or not self._write_pack(batch):
+            for hexsha, (kind, data) in batch.items():
+                self._write_loose(hexsha, f"{kind} {len(data)}\0".encode(), data)
+        batch.clear()
+
+    def _write_pack(self, batch: Mapping[str, tuple[str, bytes]]) -> bool:
+        """Store ``batch`` as one pack with its index (version 2, every object whole); ``False`` when the pack
+        would need the index's table of large offsets (2 GiB and more), which is not written here."""
+        body = bytearray(b"PACK" + struct.pack(">II", 2, len(batch)))
+        index: list[tuple[bytes, int, int]] = []
+        for hexsha, (kind, data) in batch.items():
+            start, size = len(body), len(data)
+            byte, size = (_PACK_TYPES[kind] << 4) | (size & 0x0F), size >> 4
+            header = bytearray()
+            while size:
+                header.append(byte | 0x80)
+                byte, size = size & 0x7F, size >> 7
+            header.append(byte)
+            chunk = bytes(header) + zlib.compress(data, 1)
+            body += chunk
+            index.append((bytes.fromhex(hexsha), zlib.crc32(chunk), start))
+        if len(body) >= 2**31:
+            return False
+        checksum = hashlib.sha1(body, usedforsecurity=False).digest()
+        body += checksum
+        index.sort()
+        fanout = [0] * 256
+        for oid, _, _ in index:
+            fanout[oid[0]] += 1
+        total, cumulative = 0, []
+        for count in fanout:
+            total += count
+            cumulative.append(total)
+        idx = bytearray(b"\377tOc" + struct.pack(">I256I", 2, *cumulative))
+        idx += b"".join(oid for oid, _, _ in index)
+        idx += struct.pack(f">{len(index)}I", *(crc for _, crc, _ in index))
+        idx += struct.pack(f">{len(index)}I", *(offset for _, _, offset in index))
+        idx += checksum
+        idx += hashlib.sha1(idx, usedforsecurity=False).digest()
+        folder = self._objects / "pack"
+        folder.mkdir(exist_ok=True)
+        name = f"pack-{checksum.hex()}"
+        _store_file(folder / f"{name}.pack", bytes(body))  # the pack first: git looks for the index
+        _store_file(folder / f"{name}.idx", bytes(idx))
+        self.written += len(batch)
+        return True
+
+    def _write_loose(self, hexsha: str, header: bytes, data: bytes) -> None:
         folder = self._objects / hexsha[:2]
         target = folder / hexsha[2:]
         if target.exists():
-            return hexsha
+            return
         folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=folder)
-        try:
-            compressor = zlib.compressobj(1)
-            os.write(fd, compressor.compress(header) + compressor.compress(data) + compressor.flush())
-            os.fchmod(fd, 0o444)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        compressor = zlib.compressobj(1)
+        _store_file(target, compressor.compress(header) + compressor.compress(data) + compressor.flush())
         self.written += 1
-        return hexsha
 
     async def write_tree(self, root: str, files: Mapping[tuple[str, ...], tuple[bytes, str]]) -> str:
         """The id of ``root`` with every ``path parts → (mode, blob id)`` of ``files`` set, creating the
@@ -281,8 +462,8 @@ class ObjectStore:
             existing = tree.entries.get(name.encode())
             subroot = existing.sha.hex() if existing is not None and existing.mode == TREE_MODE else None
             here[name.encode()] = (TREE_MODE, bytes.fromhex(await self._write_tree(subroot, sub)))
-        for key, (mode, oid) in here.items():
-            tree = tree.replaced(key, mode, oid)
+        if here:
+            tree = tree.replaced_all(here)
         sha = self.write("tree", tree.raw)
         self._remember(sha, tree)
         return sha
@@ -295,6 +476,21 @@ class ObjectStore:
         who = f"{_clean(author.name)} <{_clean(author.email)}> {stamp} {zone}"
         body = f"tree {tree}\nparent {parent}\nauthor {who}\ncommitter {who}\n\n{message}"
         return self.write("commit", body.encode())
+
+
+def _store_file(target: Path, content: bytes) -> None:
+    """Write ``content`` to ``target``, read-only, all at once (a reader never sees part of it)."""
+    fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=target.parent)
+    try:
+        os.write(fd, content)
+        os.fchmod(fd, 0o444)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _cost(tree: Tree) -> int:

@@ -30,7 +30,7 @@ import structlog
 
 from keptn_gitops_service import metrics
 from keptn_gitops_service.config.model import Repository
-from keptn_gitops_service.editing.paths import resolve_in_repo
+from keptn_gitops_service.editing.paths import checked_parts
 from keptn_gitops_service.editing.revert import scalar_changes
 from keptn_gitops_service.editing.trailers import parse_line, parse_trailers
 from keptn_gitops_service.editing.yamledit import get_scalar
@@ -421,42 +421,49 @@ class GitWriter:
             if group:
                 message = batch_message([changes[i] for i in group], list(group.values()))
                 root = await objects.write_tree(root, files)
+                objects.flush()  # a signed commit is made by git, which reads the tree
                 parent = await clone.make_commit(root, parent, message)
                 built.append(_Built(parent, tuple(group), dict(files), message))
                 group.clear()
                 files.clear()
                 pending.clear()
 
+        paths = [_safe_parts(edit.path) for i, c in enumerate(changes) if i not in outcomes for edit in c.edits]
+        try:  # together, not one by one
+            blobs = await objects.prefetch(root, [p for p in paths if p], max_bytes=self.yaml_limits.max_file_bytes)
+        except GitError:
+            blobs = {}  # each change's own reads say what is wrong
         jobs: list[_Job] = []
         for index, change in enumerate(changes):
             if index in outcomes:
                 continue
             try:
-                found = await self._read(clone, root, change)
+                found = await self._read(clone, root, change, blobs)
             except Exception as exc:  # this change fails alone; the others of the round go on
                 outcomes[index] = exc if isinstance(exc, GitOpsServiceError) else _internal(exc)
                 continue
             seen = {path: first for (i, path), first in first_seen.items() if i == index}
             jobs.append(_Job(index, change, found, seen))
         edited = await self._edit_all(jobs)
-        for job in jobs:
-            result = edited[job.index]
-            if isinstance(result, Exception):
-                outcomes[job.index] = result if isinstance(result, GitOpsServiceError) else _internal(result)
-                continue
-            for path, texts in result.items():
-                first_seen.setdefault((job.index, path), texts)
-            if not result:
-                continue  # already in the tree: the tip carries it
-            if pending.keys() & result.keys():
-                await commit_group()
-            for path, (_, new) in result.items():
-                was = job.found.get(path)
-                mode = was.mode if was is not None else BLOB_MODE
-                files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
-                pending[path] = new
-            group[job.index] = tuple(result)
-        await commit_group()
+        with objects.batched():  # the round's blobs and trees: one pack
+            for job in jobs:
+                result = edited[job.index]
+                if isinstance(result, Exception):
+                    outcomes[job.index] = result if isinstance(result, GitOpsServiceError) else _internal(result)
+                    continue
+                for path, texts in result.items():
+                    first_seen.setdefault((job.index, path), texts)
+                if not result:
+                    continue  # already in the tree: the tip carries it
+                if pending.keys() & result.keys():
+                    await commit_group()
+                for path, (_, new) in result.items():
+                    was = job.found.get(path)
+                    mode = was.mode if was is not None else BLOB_MODE
+                    files[tuple(path.split("/"))] = (mode, objects.write("blob", new.encode("utf-8")))
+                    pending[path] = new
+                group[job.index] = tuple(result)
+            await commit_group()
         return built
 
     async def _edit_all(self, jobs: Sequence[_Job]) -> dict[int, dict[str, tuple[str, str]] | Exception]:
@@ -497,14 +504,16 @@ class GitWriter:
                 results.setdefault(job.index, late)
         return results
 
-    async def _read(self, clone: WorkingClone, root: str, change: Change) -> dict[str, _File | None]:
+    async def _read(
+        self, clone: WorkingClone, root: str, change: Change, blobs: Mapping[str, tuple[str, int, bytes | None]]
+    ) -> dict[str, _File | None]:
         """The current content of every file ``change`` edits (``None``: missing), by normalised path, read from
-        the tree ``root``. A path that is
+        the tree ``root`` (a file among ``blobs``, read beforehand, is not read again). A path that is
         unsafe or goes through a symlink is refused here, and so is one through a file or naming a directory; a
         file larger than the size limit is not read (its size alone fails the edit)."""
         found: dict[str, _File | None] = {}
         for edit in change.edits:
-            parts = _parts(self._checked_root(), edit.path)
+            parts = checked_parts(edit.path)  # symlinks are looked for in the tree
             path = "/".join(parts)
             if path in found:
                 continue
@@ -518,17 +527,12 @@ class GitWriter:
             mode, sha, depth = entry
             if depth < len(parts) or mode not in FILE_MODES:  # a file on the way, a directory, a submodule
                 raise EditError(f"{edit.path}: no such file in repository {change.repository.name}")
-            _, size, data = await clone.objects.read(sha, max_bytes=self.yaml_limits.max_file_bytes)
+            known = blobs.get(sha)
+            if known is None or known[0] != "blob":
+                known = await clone.objects.read(sha, max_bytes=self.yaml_limits.max_file_bytes)
+            _, size, data = known
             found[path] = _File(mode, size, data)
         return found
-
-    def _checked_root(self) -> Path:
-        """An empty directory: the pure checks of :func:`resolve_in_repo` (absolute, ``..``, ``.git``, control
-        characters) run against it; symlinks are looked for in the tree."""
-        root = self.state_dir / "empty"
-        if not root.is_dir():
-            root.mkdir(parents=True, exist_ok=True)
-        return root
 
 
 @dataclass(frozen=True)
@@ -572,11 +576,6 @@ _PACK_EVERY = 2000
 """Loose objects written after which git is asked to pack them (``git gc --auto``)."""
 
 
-def _parts(root: Path, relative: str) -> tuple[str, ...]:
-    resolve_in_repo(root, relative)
-    return tuple(p for p in PurePosixPath(relative).parts if p not in ("", "."))
-
-
 async def _replay(clone: WorkingClone, built: Sequence[_Built], base: str, tip: str) -> list[_Built] | None:
     """``built`` (made on ``base``) made again on ``tip``, when no file they set changed between the two trees;
     ``None`` otherwise (someone else changed one of our files: re-apply the edits)."""
@@ -592,6 +591,14 @@ async def _replay(clone: WorkingClone, built: Sequence[_Built], base: str, tip: 
         parent = await clone.make_commit(root, parent, commit.message)
         replayed.append(_Built(parent, commit.members, commit.files, commit.message))
     return replayed
+
+
+def _safe_parts(relative: str) -> tuple[str, ...] | None:
+    """The components of a path to read ahead; ``None`` when it fails the checks (reading it reports that)."""
+    try:
+        return checked_parts(relative)
+    except UnsafePathError:
+        return None
 
 
 Scalars = dict[tuple[int, str], tuple[str, str]]

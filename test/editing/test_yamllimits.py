@@ -3,7 +3,10 @@ and lets through what is exactly at it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import yaml
 from yamlcheck import TAIL, nested_aliases
 
 from keptn_gitops_service.editing.imageref import parse_image
@@ -127,3 +130,98 @@ def test_merge_keys_and_a_few_aliases_within_the_limits_still_edit() -> None:
 
 def test_limit_errors_are_edit_errors() -> None:
     assert issubclass(YamlLimitError, EditError) and issubclass(EditTimeoutError, YamlLimitError)
+
+
+# ---- one scan per text within a context ---------------------------------------------------------------------
+
+KUSTOMIZATION = (
+    "# carts: applied by Flux\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    "resources:\n  - deployment.yaml\nimages:\n  - name: docker.io/keptnexamples/carts\n"
+    '    newTag: 0.13.1 # {"$imagepolicy": "flux-system:carts:tag"}\n'
+)
+
+
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts PyYAML's scanner scans to their end from now on."""
+    started: list[str] = []
+    original = yaml.scanner.Scanner.fetch_stream_end
+
+    def counted(self: Any) -> None:
+        started.append(self.buffer[:-1])  # the reader keeps the text plus a closing NUL
+        original(self)
+
+    monkeypatch.setattr(yaml.scanner.Scanner, "fetch_stream_end", counted)
+    return started
+
+
+def test_within_a_context_an_edit_scans_the_old_and_the_new_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = parse_image("docker.io/keptnexamples/carts:0.14.0")
+    outside = set_kustomize_image(KUSTOMIZATION, "docker.io/keptnexamples/carts", image)
+    started = scans(monkeypatch)
+    assert set_kustomize_image(KUSTOMIZATION, "docker.io/keptnexamples/carts", image) == outside
+    assert started.count(KUSTOMIZATION) == 3  # read, composed to find the entry, loaded again by the safety net
+    started.clear()
+    with limited(YamlLimits()):
+        assert set_kustomize_image(KUSTOMIZATION, "docker.io/keptnexamples/carts", image) == outside
+    assert started.count(KUSTOMIZATION) == 1
+    assert started.count(outside) == 1  # the safety net's parse of the new text is never skipped
+    started.clear()
+    with limited(YamlLimits()):  # a new context starts from nothing
+        set_kustomize_image(KUSTOMIZATION, "docker.io/keptnexamples/carts", image)
+    assert started.count(KUSTOMIZATION) == 1
+
+
+def test_a_text_loaded_again_in_a_context_is_a_copy_the_caller_may_change() -> None:
+    with limited(YamlLimits()):
+        first = load_documents(KUSTOMIZATION)
+        first[0]["images"][0]["newTag"] = "changed"
+        first.append("more")
+        again = load_documents(KUSTOMIZATION)
+    assert again == load_documents(KUSTOMIZATION)
+    assert again[0]["images"][0]["newTag"] == "0.13.1" and len(again) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: [1, 2\nimage:\n  tag: v1\n", "image: {tag: v1}\nkey: 'unterminated\n", "image:\n  tag: v1\n\x07bell: 1\n"],
+    ids=["unclosed flow", "unterminated quote", "control character"],
+)
+def test_a_text_that_fails_fails_the_same_way_every_time_within_a_context(text: str) -> None:
+    def error() -> str:
+        with pytest.raises(EditError) as caught:
+            set_scalar(text, "image.tag", "v2")
+        return str(caught.value)
+
+    outside = error()
+    with limited(YamlLimits()):
+        assert [error(), error()] == [outside, outside]
+        with pytest.raises(EditError) as caught:
+            load_documents(text)
+    assert str(caught.value) in outside
+
+
+def test_limits_hold_for_a_text_already_parsed_in_the_context() -> None:
+    """The events of a text are kept, not the verdict: every loader checks the limits again on them."""
+    deep = "[" * 60 + "x" + "]" * 60 + "\n"
+    text = f"a: &a {deep}b: " + "[" * 60 + "*a" + "]" * 60 + "\n" + TAIL
+    with limited(YamlLimits(max_depth=130)):
+        get_scalar(text, "image.tag")  # composed and kept
+        assert get_scalar(text, "image.tag") == "v1"
+    with limited(YamlLimits(max_depth=100)):
+        for _ in range(2):
+            with pytest.raises(YamlLimitError, match="deeper than 100 levels"):
+                load_documents(text)
+    bomb = nested_aliases()
+    with limited(YamlLimits()):
+        for _ in range(2):
+            with pytest.raises(YamlLimitError, match="more than 100000 nodes"):
+                get_scalar(bomb, "image.tag")
+
+
+def test_the_marker_scanner_always_scans_so_it_sees_the_comments() -> None:
+    image = parse_image("docker.io/keptnexamples/carts:0.14.0")
+    outside = set_marked_values(KUSTOMIZATION, image, policy="flux-system:carts")
+    assert "newTag: 0.14.0 #" in outside
+    with limited(YamlLimits()):
+        load_documents(KUSTOMIZATION)  # its events are kept in the context
+        assert set_marked_values(KUSTOMIZATION, image, policy="flux-system:carts") == outside

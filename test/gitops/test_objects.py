@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
-from support import git, make_remote, push_unrelated, read_remote, until
+from support import GitCommandError, git, make_remote, push_unrelated, read_remote, until
 
 from keptn_gitops_service.config.model import Author, Repository
 from keptn_gitops_service.gitops import clone as clone_module
-from keptn_gitops_service.gitops.objects import cleanup_message, serialize_tree
+from keptn_gitops_service.gitops.objects import Tree, cleanup_message, serialize_tree
 from keptn_gitops_service.gitops.writer import Change, FileEdit, GitWriter
 
 VALUES = "image:\n  tag: 1.0.0\n"
@@ -187,3 +187,87 @@ async def test_a_clone_first_used_for_an_ancestry_check_writes_on_the_branch_tip
     assert second.commit == git("rev-parse", "main", cwd=remote).strip()
     assert git("rev-parse", f"{second.commit}^", cwd=remote).strip() == first.commit
     assert read_remote(remote, "a/values.yaml") == "image:\n  tag: 3.0.0\n"
+
+
+async def test_a_round_of_many_changes_is_stored_as_one_pack_git_verifies(writer: GitWriter, tmp_path: Path) -> None:
+    """150 changes in one round: their 300 blobs and trees go into one pack (the commit alone stays loose), which
+    ``git verify-pack`` and ``git fsck --strict`` accept; a lone change afterwards adds loose objects, no pack."""
+    files = {f"apps/s{i:03d}/values.yaml": VALUES for i in range(150)}
+    remote = make_remote(tmp_path, files)
+    repo = Repository("fleet", f"file://{remote}", author=Author("bot", "bot@keptn.invalid"))
+    clone = writer.clone(repo)
+    await clone.sync()
+    packs = clone.path / ".git" / "objects" / "pack"
+    before = set(packs.glob("*.pack"))
+    results = await asyncio.gather(
+        *(writer.write(change(repo, f"id-{i}", f"apps/s{i:03d}/values.yaml", f"2.0.{i}")) for i in range(150))
+    )
+    new = set(packs.glob("*.pack")) - before
+    assert len(new) == 1
+    (pack,) = new
+    listed = git("verify-pack", "-v", str(pack.with_suffix(".idx")), cwd=clone.path)
+    kinds = re.findall(r"^[0-9a-f]{40} (blob|tree|commit) ", listed, flags=re.MULTILINE)
+    assert kinds.count("blob") == 150 and kinds.count("tree") >= 151 and "commit" not in kinds
+    git("fsck", "--strict", "--no-dangling", cwd=remote)
+    git("cat-file", "-e", results[0].commit, cwd=clone.path)  # the commit is stored too, loose
+    for i in (0, 149):
+        assert read_remote(remote, f"apps/s{i:03d}/values.yaml") == f"image:\n  tag: 2.0.{i}\n"
+    await writer.write(change(repo, "lone", "apps/new/values.yaml", "3.0.0", create=True))
+    assert set(packs.glob("*.pack")) == before | new
+    assert read_remote(remote, "apps/new/values.yaml") == "image:\n  tag: 3.0.0\n"
+
+
+async def test_objects_of_a_batch_are_read_before_they_are_stored(writer: GitWriter, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, {"values.yaml": VALUES})
+    repo = Repository("fleet", f"file://{remote}", author=Author("bot", "bot@keptn.invalid"))
+    clone = writer.clone(repo)
+    await clone.sync()
+    objects = clone.objects
+    with objects.batched():
+        sha = objects.write("blob", b"kept\n")
+        assert await objects.read(sha) == ("blob", 5, b"kept\n")
+        assert await objects.read(sha, max_bytes=4) == ("blob", 5, None)
+        with pytest.raises(GitCommandError):  # not stored yet
+            git("cat-file", "-e", sha, cwd=clone.path)
+        objects.flush()
+        assert git("cat-file", "-p", sha, cwd=clone.path) == "kept\n"  # loose: fewer than a pack's worth
+    await clone.close()
+
+
+def test_many_entries_replaced_at_once_equal_one_by_one() -> None:
+    entries = {f"svc{i:03d}".encode(): (b"40000", bytes([i]) * 20) for i in range(50)}
+    entries[b"README.md"] = (b"100644", b"\x07" * 20)
+    tree = Tree(serialize_tree(entries))
+    same_modes = {f"svc{i:03d}".encode(): (b"40000", bytes([i + 100]) * 20) for i in range(0, 50, 3)}
+    mixed = {**same_modes, b"new": (b"100644", b"\x09" * 20), b"README.md": (b"100755", b"\x07" * 20)}
+    for changes in (same_modes, mixed, {b"svc001": (b"40000", b"\x05" * 20)}):
+        one_by_one = tree
+        for name, (mode, sha) in changes.items():
+            one_by_one = one_by_one.replaced(name, mode, sha)
+        at_once = tree.replaced_all(changes)
+        assert at_once.raw == one_by_one.raw == serialize_tree({**entries, **changes})
+        assert at_once.entries == Tree(at_once.raw).entries
+
+
+async def test_reading_ahead_fills_the_tree_cache_and_skips_what_the_reads_will_report(
+    writer: GitWriter, tmp_path: Path
+) -> None:
+    """Trees level by level and the files at the ends, one round trip each; a missing path, a path through a file
+    and an unknown object are left out, and the reader goes on answering."""
+    remote = make_remote(tmp_path, {"apps/a/values.yaml": VALUES, "apps/b/values.yaml": "b: 1\n", "top.txt": "t\n"})
+    repo = Repository("fleet", f"file://{remote}", author=Author("bot", "bot@keptn.invalid"))
+    clone = writer.clone(repo)
+    await clone.sync()
+    objects = clone.objects
+    root = await objects.commit_tree(clone.tip)
+    paths = [("apps", "a", "values.yaml"), ("apps", "b", "values.yaml"), ("apps", "c", "x"), ("top.txt", "x")]
+    blobs = await objects.prefetch(root, paths, max_bytes=10)
+    by_text = {data: size for _, size, data in blobs.values()}
+    assert by_text == {None: len(VALUES), b"b: 1\n": 5}  # the longer one is not read, as read() does
+    tree_a = git("rev-parse", f"{clone.tip}:apps/a", cwd=clone.path).strip()
+    assert tree_a in objects._trees  # the cache is what reading ahead is for
+    unknown = "0" * 40
+    blob_b = git("rev-parse", f"{clone.tip}:apps/b/values.yaml", cwd=clone.path).strip()
+    assert await objects.read_many([unknown, blob_b, blob_b]) == {blob_b: ("blob", 5, b"b: 1\n")}
+    assert await objects.read(blob_b) == ("blob", 5, b"b: 1\n")
+    await clone.close()
