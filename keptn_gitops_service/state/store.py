@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from keptn_gitops_service.errors import LeaseLostError, StateError
 
@@ -106,14 +106,20 @@ class StateStore(Protocol):
 
 
 class SqliteStateStore:
-    """:class:`StateStore` in one SQLite file (WAL mode; each call is one short transaction).
+    """:class:`StateStore` in one SQLite file (WAL mode, ``synchronous=FULL``: a call that wrote returns once its
+    transaction is on the disk, so it survives a power loss, not only a crash of the process).
 
-    Every call runs on one worker thread of its own: a durable commit waits for the disk (``synchronous=FULL``),
-    and the event loop must go on answering probes and other triggers meanwhile. One thread also keeps the calls
-    in order, so a claim's insert and read see no other call in between."""
+    Every call runs on one worker thread of its own: a durable commit waits for the disk, and the event loop must go
+    on answering probes and other triggers meanwhile. One thread also keeps the calls in order, so a claim's insert
+    and read see no other call in between. Group commit: the calls made while the thread is busy run next, one after
+    the other, in one transaction, and each caller returns once that transaction is committed — concurrent
+    triggers share one wait for the disk instead of queueing for one each."""
 
     def __init__(self, path: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._busy = False
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -134,10 +140,78 @@ class SqliteStateStore:
             raise StateError(f"cannot open the state store {path}: {exc}") from None
 
     async def _call(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on the store's thread in the next batch; return once the batch is committed."""
+        if self._closed:
+            raise StateError("the state store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if not self._busy:
+            self._next_batch()
+        return await future
+
+    def _next_batch(self) -> None:
+        """Hand everything pending to the thread as one batch (on the event loop's thread)."""
+        batch, self._pending = self._pending, []
+        self._busy = True
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
-        except RuntimeError as exc:  # the executor was shut down: the store is closed
-            raise StateError("the state store is closed") from exc
+            running = asyncio.wrap_future(self._executor.submit(self._run_batch, [work for work, _ in batch]))
+        except RuntimeError:  # the executor was shut down
+            self._busy = False
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StateError("the state store is closed"))
+            return
+        running.add_done_callback(partial(self._batch_done, batch))
+
+    def _batch_done(
+        self, batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]], running: asyncio.Future[Any]
+    ) -> None:
+        self._busy = False
+        outcomes: list[tuple[bool, Any]] = running.result()  # _run_batch never raises
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller was cancelled; the work was done all the same
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        if self._pending:
+            self._next_batch()
+
+    def _run_batch(self, batch: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """Run a batch on the store's thread: one call alone as it is (its own statement is its transaction),
+        several in one transaction. Each outcome is ``(True, result)`` or ``(False, exception)``; a result stands
+        only once the transaction that holds it is committed, so a failed commit fails every call of it."""
+        if len(batch) == 1:
+            return [_outcome(batch[0])]
+        outcomes: list[tuple[bool, Any]] = []
+        first = 0  # the first call of the open transaction
+        begun = self._begin()
+        for work in batch:
+            if begun is not None:
+                outcomes.append((False, begun))
+                continue
+            outcomes.append(_outcome(work))
+            if not self._db.in_transaction:  # an error rolled the whole transaction back: none of it is stored
+                lost = StateError("the state store rolled back a transaction (a failed write or the disk)")
+                outcomes[first:] = [(False, lost) for _ in outcomes[first:]]
+                first, begun = len(outcomes), self._begin()
+        if begun is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                failed = StateError(f"cannot commit to the state store: {exc}")
+                outcomes[first:] = [(False, failed) for _ in outcomes[first:]]
+        return outcomes
+
+    def _begin(self) -> StateError | None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return StateError(f"cannot begin a transaction in the state store: {exc}")
+        return None
 
     async def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
         return await self._call(partial(self._claim, triggered_id, context, event_type, payload))
@@ -162,7 +236,10 @@ class SqliteStateStore:
 
     async def close(self) -> None:
         with contextlib.suppress(StateError):  # closing twice is harmless
-            await self._call(self._db.close)
+            await self._call(_nothing)  # every call made before is done
+            self._closed = True
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        self._closed = True
         self._executor.shutdown(wait=True)
 
     async def outbox_add(self, event_id: str, body: bytes) -> None:
@@ -263,6 +340,17 @@ class SqliteStateStore:
         except sqlite3.Error as exc:
             raise StateError(f"cannot list unfinished events: {exc}") from None
         return [_record(r) for r in rows]
+
+
+def _outcome(work: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, work()
+    except Exception as exc:  # handed to the caller, whose call raises it
+        return False, exc
+
+
+def _nothing() -> None:
+    pass
 
 
 def _record(row: tuple[str, str, str, bytes, str, str, str, float]) -> Record:
