@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -117,8 +118,9 @@ class SqliteStateStore:
 
     def __init__(self, path: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
-        self._busy = False
+        self._lock = threading.Lock()  # guards the three below, shared by the event loop and the store's thread
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = []
+        self._draining = False
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,42 +143,38 @@ class SqliteStateStore:
 
     async def _call(self, work: Callable[[], T]) -> T:
         """Run ``work`` on the store's thread in the next batch; return once the batch is committed."""
-        if self._closed:
-            raise StateError("the state store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, future))
-        if not self._busy:
-            self._next_batch()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise StateError("the state store is closed")
+            self._pending.append((work, future, loop))
+            start, self._draining = not self._draining, True
+        if start:
+            try:
+                self._executor.submit(self._drain)
+            except RuntimeError:  # the executor was shut down
+                with self._lock:
+                    self._closed, self._draining, self._pending = True, False, []
+                raise StateError("the state store is closed") from None
         return await future
 
-    def _next_batch(self) -> None:
-        """Hand everything pending to the thread as one batch (on the event loop's thread)."""
-        batch, self._pending = self._pending, []
-        self._busy = True
-        try:
-            running = asyncio.wrap_future(self._executor.submit(self._run_batch, [work for work, _ in batch]))
-        except RuntimeError:  # the executor was shut down
-            self._busy = False
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StateError("the state store is closed"))
-            return
-        running.add_done_callback(partial(self._batch_done, batch))
-
-    def _batch_done(
-        self, batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]], running: asyncio.Future[Any]
-    ) -> None:
-        self._busy = False
-        outcomes: list[tuple[bool, Any]] = running.result()  # _run_batch never raises
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller was cancelled; the work was done all the same
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-        if self._pending:
-            self._next_batch()
+    def _drain(self) -> None:
+        """On the store's thread: run what is pending, batch after batch, until nothing is; each caller is answered
+        on its event loop once its batch is committed."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes = self._run_batch([work for work, _, _ in batch])
+            answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], tuple[bool, Any]]]] = {}
+            for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
+                answers.setdefault(loop, []).append((future, outcome))
+            for loop, settled in answers.items():  # one wake-up of each event loop per batch
+                with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, settled)
 
     def _run_batch(self, batch: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
         """Run a batch on the store's thread: one call alone as it is (its own statement is its transaction),
@@ -237,10 +235,11 @@ class SqliteStateStore:
     async def close(self) -> None:
         with contextlib.suppress(StateError):  # closing twice is harmless
             await self._call(_nothing)  # every call made before is done
+        with self._lock:
             self._closed = True
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
-        self._closed = True
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=True)  # a batch still running ends first
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
 
     async def outbox_add(self, event_id: str, body: bytes) -> None:
         await self._write(
@@ -351,6 +350,16 @@ def _outcome(work: Callable[[], Any]) -> tuple[bool, Any]:
 
 def _nothing() -> None:
     pass
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in settled:
+        if future.done():  # its caller was cancelled; the work was done all the same
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _record(row: tuple[str, str, str, bytes, str, str, str, float]) -> Record:
