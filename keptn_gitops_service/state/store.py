@@ -168,7 +168,11 @@ class SqliteStateStore:
                 if not batch:
                     self._draining = False
                     return
-            outcomes = self._run_batch([work for work, _, _ in batch])
+            try:
+                outcomes = self._run_batch([work for work, _, _ in batch])
+            except Exception as exc:  # never expected; a caller must not wait for ever, nor the calls after it
+                failed = StateError(f"the state store failed: {exc.__class__.__name__}: {exc}")
+                outcomes = [(False, failed) for _ in batch]
             answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], tuple[bool, Any]]]] = {}
             for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
                 answers.setdefault(loop, []).append((future, outcome))
