@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import enum
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from keptn_gitops_service.errors import LeaseLostError, StateError
 
@@ -106,14 +107,21 @@ class StateStore(Protocol):
 
 
 class SqliteStateStore:
-    """:class:`StateStore` in one SQLite file (WAL mode; each call is one short transaction).
+    """:class:`StateStore` in one SQLite file (WAL mode, ``synchronous=FULL``: a call that wrote returns once its
+    transaction is on the disk, so it survives a power loss, not only a crash of the process).
 
-    Every call runs on one worker thread of its own: a durable commit waits for the disk (``synchronous=FULL``),
-    and the event loop must go on answering probes and other triggers meanwhile. One thread also keeps the calls
-    in order, so a claim's insert and read see no other call in between."""
+    Every call runs on one worker thread of its own: a durable commit waits for the disk, and the event loop must go
+    on answering probes and other triggers meanwhile. One thread also keeps the calls in order, so a claim's insert
+    and read see no other call in between. Group commit: the calls made while the thread is busy run next, one after
+    the other, in one transaction, and each caller returns once that transaction is committed — concurrent
+    triggers share one wait for the disk instead of queueing for one each."""
 
     def __init__(self, path: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
+        self._lock = threading.Lock()  # guards the three below, shared by the event loop and the store's thread
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = []
+        self._draining = False
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -134,10 +142,78 @@ class SqliteStateStore:
             raise StateError(f"cannot open the state store {path}: {exc}") from None
 
     async def _call(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on the store's thread in the next batch; return once the batch is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise StateError("the state store is closed")
+            self._pending.append((work, future, loop))
+            start, self._draining = not self._draining, True
+        if start:
+            try:
+                self._executor.submit(self._drain)
+            except RuntimeError:  # the executor was shut down
+                with self._lock:
+                    self._closed, self._draining, self._pending = True, False, []
+                raise StateError("the state store is closed") from None
+        return await future
+
+    def _drain(self) -> None:
+        """On the store's thread: run what is pending, batch after batch, until nothing is; each caller is answered
+        on its event loop once its batch is committed."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                outcomes = self._run_batch([work for work, _, _ in batch])
+            except Exception as exc:  # never expected; a caller must not wait for ever, nor the calls after it
+                failed = StateError(f"the state store failed: {exc.__class__.__name__}: {exc}")
+                outcomes = [(False, failed) for _ in batch]
+            answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], tuple[bool, Any]]]] = {}
+            for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
+                answers.setdefault(loop, []).append((future, outcome))
+            for loop, settled in answers.items():  # one wake-up of each event loop per batch
+                with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, settled)
+
+    def _run_batch(self, batch: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """Run a batch on the store's thread: one call alone as it is (its own statement is its transaction),
+        several in one transaction. Each outcome is ``(True, result)`` or ``(False, exception)``; a result stands
+        only once the transaction that holds it is committed, so a failed commit fails every call of it."""
+        if len(batch) == 1:
+            return [_outcome(batch[0])]
+        outcomes: list[tuple[bool, Any]] = []
+        first = 0  # the first call of the open transaction
+        begun = self._begin()
+        for work in batch:
+            if begun is not None:
+                outcomes.append((False, begun))
+                continue
+            outcomes.append(_outcome(work))
+            if not self._db.in_transaction:  # an error rolled the whole transaction back: none of it is stored
+                lost = StateError("the state store rolled back a transaction (a failed write or the disk)")
+                outcomes[first:] = [(False, lost) for _ in outcomes[first:]]
+                first, begun = len(outcomes), self._begin()
+        if begun is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                failed = StateError(f"cannot commit to the state store: {exc}")
+                outcomes[first:] = [(False, failed) for _ in outcomes[first:]]
+        return outcomes
+
+    def _begin(self) -> StateError | None:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
-        except RuntimeError as exc:  # the executor was shut down: the store is closed
-            raise StateError("the state store is closed") from exc
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return StateError(f"cannot begin a transaction in the state store: {exc}")
+        return None
 
     async def claim(self, triggered_id: str, context: str, event_type: str, payload: bytes) -> tuple[Record, bool]:
         return await self._call(partial(self._claim, triggered_id, context, event_type, payload))
@@ -162,8 +238,12 @@ class SqliteStateStore:
 
     async def close(self) -> None:
         with contextlib.suppress(StateError):  # closing twice is harmless
-            await self._call(self._db.close)
-        self._executor.shutdown(wait=True)
+            await self._call(_nothing)  # every call made before is done
+        with self._lock:
+            self._closed = True
+        self._executor.shutdown(wait=True)  # a batch still running ends first
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
 
     async def outbox_add(self, event_id: str, body: bytes) -> None:
         await self._write(
@@ -263,6 +343,27 @@ class SqliteStateStore:
         except sqlite3.Error as exc:
             raise StateError(f"cannot list unfinished events: {exc}") from None
         return [_record(r) for r in rows]
+
+
+def _outcome(work: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, work()
+    except Exception as exc:  # handed to the caller, whose call raises it
+        return False, exc
+
+
+def _nothing() -> None:
+    pass
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in settled:
+        if future.done():  # its caller was cancelled; the work was done all the same
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _record(row: tuple[str, str, str, bytes, str, str, str, float]) -> Record:

@@ -13,6 +13,7 @@ again). Every trigger we own gets ``.started`` then ``.finished``; one we do not
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,6 +43,7 @@ from keptn_gitops_service.keptn.events import KeptnEvent, from_json, make_reply
 from keptn_gitops_service.keptn.transport import Ack, EventSink
 from keptn_gitops_service.keptn.uniform import Subscription
 from keptn_gitops_service.state.store import Phase, Record, StateStore
+from keptn_gitops_service.tasks import cancel_and_wait
 from keptn_gitops_service.workflow.context import TemplateContext
 from keptn_gitops_service.workflow.routing import loose_scope, ownership, task_of
 
@@ -206,6 +208,8 @@ class Job:
     commit: str
     """The commit that carries the change (pushed by this run, or by the run a resume continues); ``""``: none."""
     store: StateStore
+    started: asyncio.Task[None] | None = None
+    """Sending and recording ``.started``, which runs alongside the body (``None``: sent by an earlier run)."""
 
     @property
     def event(self) -> KeptnEvent:
@@ -219,7 +223,10 @@ class Job:
         return self.trigger.rule
 
     async def committed(self, commit: str) -> None:
-        """Record the pushed commit (a resume then waits for it instead of writing again)."""
+        """Record the pushed commit (a resume then waits for it instead of writing again). ``.started`` is
+        confirmed and recorded first: a record that says committed must never stand for an unsent ``.started``."""
+        if self.started is not None:
+            await self.started
         await self.store.advance(self.trigger.id, Phase.COMMITTED, commit=commit)
         self.commit = commit
 
@@ -342,16 +349,25 @@ class Lifecycle:
             structlog.contextvars.clear_contextvars()
 
     async def _run(self, trigger: Trigger, phase: Phase, commit: str) -> Finished:
-        """``.started`` (unless sent before), the body, ``.finished``: the same for every task."""
+        """``.started`` (unless sent before), the body, ``.finished``: the same for every task.
+
+        ``.started`` is published, confirmed by NATS and then recorded while the body already works (the two
+        round trips, to the server and to the disk, are not on the path of a deployment): the order of the three
+        is the same as if the body waited, and :meth:`Job.committed` and ``.finished`` wait for them. A failure to
+        send or record ``.started`` ends the task there, as before, only later: the record still says received,
+        so a restart sends ``.started`` again and finds the commit already pushed (the writer's trailer check)."""
         body = self.tasks[trigger.task]
         job = self._job(trigger, commit)
         early: Finished | None = None
+        started: asyncio.Task[None] | None = None
         if phase is Phase.RECEIVED:
             note = await self._guarded(body, trigger, job, body.begin) if job is not None else ""
             if isinstance(note, Finished):
                 early, note = note, ""
-            await self._reply(trigger, "started", started_data(trigger.scope or trigger.reply_scope(), note))
-            await self.store.advance(trigger.id, Phase.STARTED)
+            data = started_data(trigger.scope or trigger.reply_scope(), note)
+            started = asyncio.create_task(self._started(trigger, data), name=f"started {trigger.id}")
+            if job is not None:
+                job.started = started
         in_flight = trigger.task in _IN_FLIGHT_TASKS
         if in_flight:
             metrics.IN_FLIGHT.inc()
@@ -362,11 +378,20 @@ class Lifecycle:
                 finished = early
             else:
                 finished = await self._guarded(body, trigger, job, body.run)
+            if started is not None:
+                await started  # .started is confirmed and recorded before .finished is sent (its error ends here)
         finally:
             if in_flight:
                 metrics.IN_FLIGHT.dec()  # also when shutdown cancels the wait: the work stays in the state store
+            if started is not None and not started.done():
+                await cancel_and_wait([started])  # shutdown: the record says received, a restart sends it again
         await self._finish(trigger, finished)
         return finished
+
+    async def _started(self, trigger: Trigger, data: Mapping[str, Any]) -> None:
+        """Send ``.started``, then record that it was sent (never the other way round)."""
+        await self._reply(trigger, "started", data)
+        await self.store.advance(trigger.id, Phase.STARTED)
 
     def _job(self, trigger: Trigger, commit: str) -> Job | None:
         """The job of a valid trigger; ``None`` for one that is answered errored with its problem."""

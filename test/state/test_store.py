@@ -61,3 +61,31 @@ async def test_the_event_loop_runs_while_a_call_waits_for_the_database(tmp_path:
     record, created = await claim
     assert created and record.triggered_id == "id"
     await store.close()
+
+
+async def test_concurrent_calls_share_one_commit_and_each_returns_once_it_is_committed(tmp_path: Path) -> None:
+    """Group commit: the calls made while the store's thread is busy run in one transaction, one wait for the disk;
+    a caller returns only once its batch is committed, and one failing call fails only itself."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStateStore(path)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # what SQLite was asked to run, transactions included
+    ids = [f"id-{i}" for i in range(20)]
+    calls = [store.claim(i, "ctx", "t", i.encode()) for i in ids + ids]  # each id twice: claimed once
+    results = await asyncio.gather(*calls, store.advance("unknown", Phase.STARTED), return_exceptions=True)
+    *claims, unknown = results
+    assert isinstance(unknown, StateError) and "no state recorded for event unknown" in str(unknown)
+    created = [r[1] for r in claims if isinstance(r, tuple)]
+    assert len(created) == 40 and created.count(True) == 20
+    commits = statements.count("COMMIT")
+    assert 1 <= commits < 10, statements  # 41 calls, a handful of transactions (the first call runs alone)
+    reader = sqlite3.connect(path)  # another connection sees only what is committed
+    assert reader.execute("SELECT COUNT(*) FROM triggers").fetchone() == (20,)
+    reader.close()
+    await store.close()
+    reopened = SqliteStateStore(path)
+    assert sorted(r.triggered_id for r in await reopened.unfinished()) == sorted(ids)
+    await reopened.close()

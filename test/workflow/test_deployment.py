@@ -103,7 +103,8 @@ async def test_a_stale_failure_of_an_older_revision_is_not_ours(tmp_path: Path, 
     try:
         event = triggered()
         await loop.publish(event)
-        while not (poked(loop) and clock.sleepers):  # observed (it pokes after observing), then waiting
+        # observed (it pokes after observing), then waiting: two sleepers, the progress reporter's and the wait's own
+        while not (poked(loop) and clock.sleepers >= 2):
             await asyncio.sleep(0.01)
         clock.advance(120)
         data = (await loop.finished(event["id"]))["data"]
@@ -152,7 +153,8 @@ async def test_timeout_reports_the_last_observed_status(tmp_path: Path, nats_url
     try:
         event = triggered()
         await loop.publish(event)
-        while not (poked(loop) and clock.sleepers):  # the waiter is now blocked on the controlled clock
+        # the waiter is now blocked on the controlled clock (the progress reporter sleeps on it too)
+        while not (poked(loop) and clock.sleepers >= 2):
             await asyncio.sleep(0.01)
         assert not [r for r in loop.replies_to(event["id"]) if r["type"].endswith("finished")]
         clock.advance(119)
@@ -175,7 +177,7 @@ async def test_shipyard_timeout_property_overrides_the_rule(tmp_path: Path, nats
     try:
         event = triggered(deployment={"deploymentstrategy": "direct", "timeout": "30s"})
         await loop.publish(event)
-        while not (poked(loop) and clock.sleepers):
+        while not (poked(loop) and clock.sleepers >= 2):  # the progress reporter and the wait
             await asyncio.sleep(0.01)
         clock.advance(30)
         assert (await loop.finished(event["id"]))["data"]["message"].startswith("timed out after 30s")

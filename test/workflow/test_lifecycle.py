@@ -16,7 +16,7 @@ from harness import triggered
 
 from keptn_gitops_service.clock import ManualClock
 from keptn_gitops_service.config.loader import parse_config
-from keptn_gitops_service.errors import GitError
+from keptn_gitops_service.errors import GitError, TransportError
 from keptn_gitops_service.keptn.data import Result, Status
 from keptn_gitops_service.keptn.events import KeptnEvent
 from keptn_gitops_service.state.store import Phase, SqliteStateStore
@@ -150,6 +150,85 @@ async def test_observers_are_told_before_the_record_is_finished_and_again_after_
     assert phases == [Phase.STARTED, Phase.STARTED]  # told again
     record = await store.get(event["id"])
     assert record is not None and (record.phase, record.result) == (Phase.FINISHED, "pass")
+
+
+class HeldSink(Sink):
+    """Publishes ``.started`` only once ``release`` is set, or fails it (NATS never confirmed it)."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.asked = asyncio.Event()
+        self.fail = fail
+
+    async def publish(self, event: KeptnEvent) -> None:
+        if event.kind == "started":
+            self.asked.set()
+            if self.fail:
+                raise TransportError(f"NATS did not confirm {event.type}: TimeoutError")
+            await self.release.wait()
+        await super().publish(event)
+
+
+class Commits(TaskBody):
+    """A body that says when it runs, records a commit and passes."""
+
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+
+    async def run(self, job: Job) -> Finished:
+        self.running.set()
+        await job.committed("c0ffee" * 6 + "beef")
+        return Finished(Status.SUCCEEDED, Result.PASS, "done", job.commit)
+
+    def errored_data(self, commit: str) -> dict[str, Any]:
+        return {}
+
+
+async def test_the_body_runs_while_started_is_confirmed_and_the_commit_record_waits_for_it(
+    store: SqliteStateStore,
+) -> None:
+    """``.started`` is sent, confirmed and recorded beside the body (not on the path of the deployment); the
+    ``committed`` record and ``.finished`` wait for it, so the record never says more than Keptn was told."""
+    body = Commits()
+    flow = Lifecycle(
+        parse_config(CONFIG, "c.yaml"), store, sink := HeldSink(), ManualClock(), tasks={"deployment": body}
+    )
+    event = triggered()
+    handled = asyncio.create_task(flow.handle(json.dumps(event).encode()))
+    await sink.asked.wait()
+    assert body.running.is_set()  # the body works although .started is not confirmed yet
+    for _ in range(50):  # the body's commit record waits for .started (ticks of the loop, no time)
+        await asyncio.sleep(0)
+    record = await store.get(event["id"])
+    assert record is not None and record.phase is Phase.RECEIVED and sink.events == []
+    assert not handled.done()
+    sink.release.set()
+    finished = await handled
+    assert finished is not None and finished.passed
+    assert sink.kinds(event["id"]) == ["started", "finished"]
+    record = await store.get(event["id"])
+    assert record is not None and (record.phase, record.commit) == (Phase.FINISHED, "c0ffee" * 6 + "beef")
+
+
+async def test_a_started_that_cannot_be_sent_stops_the_task_before_its_commit_is_recorded(
+    store: SqliteStateStore,
+) -> None:
+    """Sending ``.started`` fails while the body works: nothing is recorded past ``received`` and no ``.finished``
+    goes out; a restart resumes it from there (``.started``, then the rest)."""
+    flow = Lifecycle(
+        parse_config(CONFIG, "c.yaml"), store, HeldSink(fail=True), ManualClock(), tasks={"deployment": Commits()}
+    )
+    event = triggered()
+    with pytest.raises(TransportError, match="NATS did not confirm"):
+        await flow.handle(json.dumps(event).encode())
+    [left] = await store.unfinished()
+    assert (left.triggered_id, left.phase, left.commit) == (event["id"], Phase.RECEIVED, "")
+    again, sink = lifecycle(store, {"deployment": Commits()})
+    await again.resume(left)
+    assert sink.kinds(event["id"]) == ["started", "finished"]
+    record = await store.get(event["id"])
+    assert record is not None and record.phase is Phase.FINISHED
 
 
 async def test_the_table_routes_live_messages_and_resumed_records_alike(store: SqliteStateStore) -> None:
